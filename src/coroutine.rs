@@ -1,0 +1,446 @@
+//! Coroutines: the control block, spawning, joining, parking.
+//!
+//! Owns: [`CoInner`] (one per coroutine: id, name, spawn site, park state,
+//! home worker, body), [`JoinHandle`], [`Builder`], [`go`], [`yield_now`].
+//!
+//! Life of a coroutine:
+//!  1. `spawn` reserves its stack and builds its body (a corosensei coroutine
+//!     holding only the `Send` closure) *on the spawner*, so a stack that
+//!     cannot be reserved is an `Err` from `Builder::spawn`. State `NEW`.
+//!  2. Unstarted, it may move between threads (queues, stealing): its stack
+//!     holds nothing but the closure. The first worker to resume it becomes
+//!     its *home* for good.
+//!  3. Started, it runs only on its home thread. `park` suspends it to the
+//!     worker loop; `wake` queues it on its home (locally, or through the
+//!     home's inbox from any other thread).
+//!  4. It finishes by returning (result stored in the `Packet`), by a panic
+//!     (payload stored), or by cancellation (a `Cancelled` unwind, run on its
+//!     home). Then `DONE`, the joiner is woken and the body (and its stack) is
+//!     dropped on the home thread.
+//!
+//! Park state (`state`), the std token protocol (see `park.rs`):
+//!   RUNNING -park-> PARKED (set by the worker *after* the switch-out)
+//!   RUNNING -wake-> NOTIFIED (the next park returns at once)
+//!   PARKED  -wake-> RUNNING + queued on home (exactly one waker wins the CAS)
+//!
+//! Invariants:
+//!  1. `body` is touched only by the thread that holds the coroutine's queue
+//!     entry while `NEW`, and only by the home thread after that.
+//!  2. A `CoInner` reachable from a `Waiter` has started (only a running
+//!     coroutine can make a waiter for itself), so `home` is set.
+//!  3. The body is dropped on the home thread: workers drop it at finish, and
+//!     shutdown cancels every started coroutine on its home before the
+//!     runtime goes away.
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use corosensei::{Coroutine, Yielder};
+use parking_lot::Mutex;
+
+use crate::diag::WaitReason;
+use crate::park::Waiter;
+use crate::sched::{self, WorkerShared};
+use crate::stack::Stack;
+
+/// What a worker passes into a coroutine when resuming it.
+pub(crate) enum Resume {
+    /// Carry on.
+    Run,
+    /// Unwind now: the runtime is cancelling this coroutine.
+    Cancel,
+}
+
+/// Why a coroutine switched back to its worker.
+pub(crate) enum Suspend {
+    /// It parked (state protocol above).
+    Park,
+    /// `yield_now`: runnable again at once, behind the others.
+    Yield,
+}
+
+pub(crate) type Body = Coroutine<Resume, Suspend, (), Stack>;
+type CoYielder = Yielder<Resume, Suspend>;
+
+pub(crate) const NEW: u8 = 0;
+pub(crate) const RUNNING: u8 = 1;
+pub(crate) const NOTIFIED: u8 = 2;
+pub(crate) const PARKED: u8 = 3;
+pub(crate) const DONE: u8 = 4;
+
+/// `flags` bits.
+pub(crate) const F_CANCEL: u8 = 1; // unwind at the next park
+pub(crate) const F_MAIN: u8 = 2; // the main coroutine of a `run`
+pub(crate) const F_WARNED: u8 = 4; // the long-run warning was printed
+
+/// The panic payload a cancelled coroutine unwinds with; `join` of a
+/// coroutine cancelled at shutdown returns `Err` holding it.
+#[derive(Debug)]
+pub struct Cancelled;
+
+/// The control block of one coroutine.
+pub(crate) struct CoInner {
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) spawned_at: &'static Location<'static>,
+    pub(crate) stack_size: usize,
+    /// Park state: NEW, RUNNING, NOTIFIED, PARKED, DONE.
+    pub(crate) state: AtomicU8,
+    /// F_* bits.
+    pub(crate) flags: AtomicU8,
+    /// The worker it lives on once started (invariant 2).
+    pub(crate) home: OnceLock<Arc<WorkerShared>>,
+    /// Who waits in `join` (at most one: `join` takes the handle).
+    pub(crate) joiner: Mutex<Option<Waiter>>,
+    /// What it waits on while parked (diagnostics).
+    pub(crate) wait: Mutex<WaitReason>,
+    /// The corosensei coroutine (invariant 1).
+    pub(crate) body: UnsafeCell<Option<Body>>,
+    /// Its yielder, set on first resume (home thread only).
+    pub(crate) yielder: Cell<*const CoYielder>,
+    /// Slot in the home worker's registry (home thread only).
+    pub(crate) reg_key: Cell<usize>,
+}
+
+// SAFETY: the fields that are not thread-safe (`body`, `yielder`, `reg_key`)
+// are touched only by the one thread allowed to run the coroutine at that
+// moment (module invariant 1): the holder of its queue entry before it starts,
+// its home thread after. Everything else is atomic or locked. The body itself
+// is only moved between threads while NEW, when its stack holds just the
+// spawn closure, which is `Send`.
+unsafe impl Send for CoInner {}
+// SAFETY: as for Send: shared access from other threads reads only the
+// atomic and locked fields.
+unsafe impl Sync for CoInner {}
+
+/// A counted reference to a coroutine control block.
+pub(crate) type CoRef = Arc<CoInner>;
+
+impl CoInner {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Wakes the coroutine, or leaves a token if it is not parked.
+    pub(crate) fn wake(self: &Arc<Self>) {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let (to, queue) = match s {
+                PARKED => (RUNNING, true),
+                RUNNING => (NOTIFIED, false),
+                _ => return, // NOTIFIED: token already there; DONE/NEW: nothing to do
+            };
+            // AcqRel: pairs with the worker's Release CAS RUNNING->PARKED, so
+            // the waker sees the coroutine fully switched out before queuing.
+            match self.state.compare_exchange_weak(s, to, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if queue {
+                        let home = self.home.get().expect("goro bug: a parked coroutine has no home");
+                        home.schedule_woken(self.clone());
+                    }
+                    return;
+                }
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    pub(crate) fn has_flag(&self, f: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & f != 0
+    }
+
+    pub(crate) fn set_flag(&self, f: u8) {
+        self.flags.fetch_or(f, Ordering::AcqRel);
+    }
+
+    /// Human-readable `#id "name"`.
+    pub(crate) fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("#{} \"{}\"", self.id, n),
+            None => format!("#{}", self.id),
+        }
+    }
+}
+
+impl fmt::Debug for CoInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coroutine").field("id", &self.id).field("name", &self.name).finish()
+    }
+}
+
+/// The running coroutine on this thread, if any.
+pub(crate) fn current() -> Option<CoRef> {
+    sched::with_current(|co| co.clone())
+}
+
+/// The id of the running coroutine on this thread, if any.
+pub(crate) fn current_id() -> Option<u64> {
+    sched::with_current(|co| co.id)
+}
+
+/// Parks the running coroutine (see `park.rs`). Returns `false` if the
+/// caller is not a coroutine (then the caller blocks its thread instead).
+pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Instant>) -> bool {
+    let Some(co) = sched::current_ptr() else { return false };
+    // SAFETY: `current_ptr` is the coroutine running on this thread; the
+    // worker keeps a reference to it for as long as it runs.
+    let co = unsafe { &*co };
+    if co.has_flag(F_CANCEL) && !std::thread::panicking() {
+        cancel_unwind();
+    }
+    if co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        return true; // a wake came first: consume the token
+    }
+    *co.wait.lock() = reason;
+    if let Some(d) = deadline {
+        sched::add_wake_timer(d, co);
+    }
+    // SAFETY: the yielder pointer was set on this coroutine's first resume and
+    // points into its own stack, which is the stack we are running on.
+    let y = unsafe { &*co.yielder.get() };
+    match y.suspend(Suspend::Park) {
+        Resume::Run => {}
+        Resume::Cancel => {
+            if !std::thread::panicking() {
+                cancel_unwind()
+            }
+        }
+    }
+    true
+}
+
+fn cancel_unwind() -> ! {
+    panic::resume_unwind(Box::new(Cancelled))
+}
+
+/// Cooperatively gives up the worker: other runnable coroutines run before
+/// this one resumes. On a plain thread, `std::thread::yield_now`.
+///
+/// Go: `runtime.Gosched()`.
+pub fn yield_now() {
+    let Some(co) = sched::current_ptr() else {
+        std::thread::yield_now();
+        return;
+    };
+    // SAFETY: as in `park_current`.
+    let co = unsafe { &*co };
+    // SAFETY: as in `park_current`.
+    let y = unsafe { &*co.yielder.get() };
+    if let Resume::Cancel = y.suspend(Suspend::Yield) {
+        if !std::thread::panicking() {
+            cancel_unwind()
+        }
+    }
+}
+
+/// Where a coroutine's result goes.
+pub(crate) struct Packet<T> {
+    result: UnsafeCell<Option<std::thread::Result<T>>>,
+}
+
+// SAFETY: `result` is written once by the coroutine before its state becomes
+// DONE (Release) and read only by `JoinHandle::join` after it saw DONE
+// (Acquire); `join` consumes the handle, so there is one reader.
+unsafe impl<T: Send> Sync for Packet<T> {}
+// SAFETY: as above; the value is a `T: Send` or a `Send` panic payload.
+unsafe impl<T: Send> Send for Packet<T> {}
+
+/// An owned permission to join a coroutine (Go has none; `std::thread`'s
+/// shape). Dropping it detaches the coroutine.
+///
+/// `JoinHandle<T>` is `Send + Sync` for `T: Send`, so any thread or
+/// coroutine may join.
+pub struct JoinHandle<T> {
+    co: CoRef,
+    packet: Arc<Packet<T>>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the coroutine to finish and returns its result, or
+    /// `Err(payload)` if it panicked (or was cancelled at shutdown: payload
+    /// [`Cancelled`]).
+    ///
+    /// Parks the calling coroutine, or blocks the calling OS thread.
+    pub fn join(self) -> std::thread::Result<T> {
+        if !self.co.is_done() {
+            *self.co.joiner.lock() = Some(Waiter::current());
+            while !self.co.is_done() {
+                crate::park::park(WaitReason::Join { id: self.co.id });
+            }
+        }
+        // SAFETY: Packet invariant: DONE was observed with Acquire, the
+        // writer is finished, and we are the only reader.
+        unsafe { (*self.packet.result.get()).take() }.expect("goro bug: a finished coroutine left no result")
+    }
+
+    /// Has the coroutine finished (returned, panicked or been cancelled)?
+    pub fn is_finished(&self) -> bool {
+        self.co.is_done()
+    }
+
+    /// The coroutine's id (as in `goro::coroutines()` and reports).
+    pub fn id(&self) -> u64 {
+        self.co.id
+    }
+
+    /// The coroutine's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.co.name.as_deref()
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle").field("id", &self.co.id).finish()
+    }
+}
+
+/// Configures a coroutine before spawning it (`std::thread::Builder`'s
+/// shape).
+///
+/// ```
+/// let h = goro::Builder::new().name("worker").stack_size(64 * 1024).spawn(|| 6 * 7).unwrap();
+/// assert_eq!(h.join().unwrap(), 42);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the runtime's defaults.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the coroutine (shown by diagnostics and reports).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Stack reservation in bytes. Rounded up to whole pages and to at least
+    /// [`crate::stack::MIN_STACK_SIZE`]. Only touched pages cost memory.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the coroutine onto the current runtime (or the global default
+    /// runtime outside any).
+    ///
+    /// # Errors
+    ///
+    /// `Err` if its stack cannot be reserved (the reason from the OS).
+    #[track_caller]
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let loc = Location::caller();
+        sched::with_runtime(|rt| spawn_inner(rt, self.name, self.stack_size, 0, loc, f))
+    }
+}
+
+/// Spawns a coroutine, Go's `go f()`.
+///
+/// Inside a coroutine it joins the same runtime; outside any it goes to the
+/// global default runtime (started on first use). The returned handle may be
+/// dropped to detach.
+///
+/// # Panics
+///
+/// If its stack cannot be reserved (see [`Builder::spawn`] for the `Result`
+/// form).
+///
+/// ```
+/// let h = goro::go(|| 1 + 1);
+/// assert_eq!(h.join().unwrap(), 2);
+/// ```
+///
+/// The closure must be `Send`: a coroutine may start on another worker.
+///
+/// ```compile_fail
+/// let rc = std::rc::Rc::new(1);
+/// goro::go(move || *rc);
+/// ```
+#[track_caller]
+pub fn go<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let loc = Location::caller();
+    match sched::with_runtime(|rt| spawn_inner(rt, None, None, 0, loc, f)) {
+        Ok(h) => h,
+        Err(e) => panic!("goro::go: cannot reserve a coroutine stack: {e} (lower the stack size with goro::Builder::stack_size or RuntimeBuilder::stack_size)"),
+    }
+}
+
+pub(crate) fn spawn_inner<F, T>(
+    rt: &Arc<sched::Shared>,
+    name: Option<String>,
+    stack_size: Option<usize>,
+    flags: u8,
+    loc: &'static Location<'static>,
+    f: F,
+) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let size = stack_size.unwrap_or(if flags & F_MAIN != 0 { rt.config.main_stack_size } else { rt.config.stack_size });
+    let stack = Stack::new(size)?;
+    let stack_size = stack.size();
+    let packet = Arc::new(Packet { result: UnsafeCell::new(None) });
+    let p2 = packet.clone();
+    let body: Body = Coroutine::with_stack(stack, move |y: &CoYielder, first: Resume| {
+        let co = sched::current_ptr().expect("goro bug: coroutine resumed outside a worker");
+        // SAFETY: the worker that resumed us holds a reference to our block.
+        let co = unsafe { &*co };
+        co.yielder.set(y as *const CoYielder);
+        let result: std::thread::Result<T> = match first {
+            Resume::Cancel => Err(Box::new(Cancelled) as Box<dyn Any + Send>),
+            Resume::Run => panic::catch_unwind(AssertUnwindSafe(f)),
+        };
+        // SAFETY: Packet invariant: written once, before DONE.
+        unsafe { *p2.result.get() = Some(result) };
+    });
+    let co = Arc::new(CoInner {
+        id: sched::next_coroutine_id(),
+        name: name.map(String::into_boxed_str),
+        spawned_at: loc,
+        stack_size,
+        state: AtomicU8::new(NEW),
+        flags: AtomicU8::new(flags),
+        home: OnceLock::new(),
+        joiner: Mutex::new(None),
+        wait: Mutex::new(WaitReason::None),
+        body: UnsafeCell::new(Some(body)),
+        yielder: Cell::new(std::ptr::null()),
+        reg_key: Cell::new(usize::MAX),
+    });
+    rt.submit_new(co.clone());
+    Ok(JoinHandle { co, packet })
+}
+
+/// Marker making a type `!Send` and `!Sync`.
+#[allow(dead_code)]
+pub(crate) type NotSend = PhantomData<*const ()>;
+
+fn _assert_send_sync() {
+    fn ok<T: Send + Sync>() {}
+    ok::<JoinHandle<u32>>();
+}

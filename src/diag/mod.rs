@@ -1,0 +1,277 @@
+//! Diagnostics: what each coroutine is doing, and runtime counters.
+//!
+//! Owns: [`WaitReason`] (what a parked coroutine waits on, recorded by
+//! `park`), [`CoroutineInfo`] and [`coroutines()`], [`Stats`] and [`stats()`],
+//! [`num_coroutines()`].
+//!
+//! `WaitReason` is `Copy` so that recording it on every park costs a few
+//! stores (Go's `gopark` wait reasons: unique and descriptive). Richer detail
+//! that is only needed for a report (names, holders) is looked up when the
+//! report is made, not when parking.
+
+use std::fmt;
+
+/// What a parked coroutine (or blocked thread) is waiting on.
+///
+/// `Display` gives the text used by [`coroutines()`] and the deadlock
+/// report, e.g. `recv on chan#7 (cap 0)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// Not waiting (running or runnable).
+    None,
+    /// `Receiver::recv` on a channel.
+    Recv {
+        /// Channel id (`chan#N`).
+        chan: u64,
+        /// Its capacity.
+        cap: usize,
+    },
+    /// `Sender::send` on a channel.
+    Send {
+        /// Channel id (`chan#N`).
+        chan: u64,
+        /// Its capacity.
+        cap: usize,
+    },
+    /// A `select!` or `Select` with `n` cases; the first few are kept.
+    Select {
+        /// Number of cases.
+        n: usize,
+        /// Up to four of the cases.
+        cases: [Option<SelectCase>; 4],
+    },
+    /// `JoinHandle::join` of coroutine `id`.
+    Join {
+        /// The joined coroutine's id.
+        id: u64,
+    },
+    /// `WaitGroup::wait`.
+    WaitGroup {
+        /// Counter when the wait began.
+        counter: isize,
+    },
+    /// `Mutex::lock`.
+    MutexLock {
+        /// Lock object id.
+        lock: u64,
+    },
+    /// `RwLock::read`.
+    RwLockRead {
+        /// Lock object id.
+        lock: u64,
+    },
+    /// `RwLock::write`.
+    RwLockWrite {
+        /// Lock object id.
+        lock: u64,
+    },
+    /// `Semaphore::acquire`.
+    Semaphore,
+    /// `Once::call_once` while another party runs the initializer.
+    Once,
+    /// `time::sleep` or a timer.
+    Sleep,
+    /// Socket readiness.
+    Io {
+        /// The file descriptor.
+        fd: i32,
+        /// Waiting to write (else to read).
+        write: bool,
+    },
+    /// `goro::blocking`: waiting for the blocking pool.
+    Blocking,
+    /// Anything else, named.
+    Other(&'static str),
+}
+
+/// One case of a select, as shown in a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelectCase {
+    /// Channel id.
+    pub chan: u64,
+    /// A send case (else a receive).
+    pub send: bool,
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            WaitReason::None => f.write_str("running"),
+            WaitReason::Recv { chan, cap } => write!(f, "recv on chan#{chan} (cap {cap})"),
+            WaitReason::Send { chan, cap } => write!(f, "send on chan#{chan} (cap {cap})"),
+            WaitReason::Select { n, cases } => {
+                write!(f, "select over {n} channels [")?;
+                let mut first = true;
+                for c in cases.iter().flatten() {
+                    if !first {
+                        f.write_str(", ")?;
+                    }
+                    first = false;
+                    let op = if c.send { "send" } else { "recv" };
+                    write!(f, "{op} chan#{}", c.chan)?;
+                }
+                if n > 4 {
+                    f.write_str(", ...")?;
+                }
+                f.write_str("]")
+            }
+            WaitReason::Join { id } => write!(f, "join of #{id}"),
+            WaitReason::WaitGroup { counter } => write!(f, "WaitGroup.wait (counter {counter})"),
+            WaitReason::MutexLock { lock } => write!(f, "Mutex.lock (mutex#{lock})"),
+            WaitReason::RwLockRead { lock } => write!(f, "RwLock.read (rwlock#{lock})"),
+            WaitReason::RwLockWrite { lock } => write!(f, "RwLock.write (rwlock#{lock})"),
+            WaitReason::Semaphore => f.write_str("Semaphore.acquire"),
+            WaitReason::Once => f.write_str("Once.call_once"),
+            WaitReason::Sleep => f.write_str("sleep"),
+            WaitReason::Io { fd, write } => {
+                write!(f, "I/O {} on fd {fd}", if write { "write" } else { "read" })
+            }
+            WaitReason::Blocking => f.write_str("goro::blocking"),
+            WaitReason::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A fresh id for a goro object shown in reports (`chan#N`, `mutex#N`).
+pub(crate) fn next_object_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // Relaxed: ids only need to be unique, not ordered with anything.
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What a coroutine is doing, as listed by [`coroutines()`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CoroutineState {
+    /// Spawned, not yet run.
+    New,
+    /// Running or queued to run.
+    Runnable,
+    /// Parked; see `wait`.
+    Parked,
+    /// Finished.
+    Done,
+}
+
+/// One live coroutine, from [`coroutines()`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CoroutineInfo {
+    /// Its id.
+    pub id: u64,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// Its state.
+    pub state: CoroutineState,
+    /// Where it was spawned (`file:line:col`).
+    pub spawned_at: String,
+    /// What it waits on (meaningful while `Parked`).
+    pub wait: WaitReason,
+    /// Its stack reservation in bytes.
+    pub stack_size: usize,
+}
+
+impl fmt::Display for CoroutineInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "coroutine #{}", self.id)?;
+        if let Some(n) = &self.name {
+            write!(f, " \"{n}\"")?;
+        }
+        match self.state {
+            CoroutineState::Parked => write!(f, " [{}]", self.wait)?,
+            s => write!(f, " [{s:?}]")?,
+        }
+        write!(f, " spawned at {}", self.spawned_at)
+    }
+}
+
+/// Lists the started, live coroutines of the current runtime (inside a
+/// coroutine) or of the global default runtime (outside one). Coroutines not
+/// yet started are counted by [`num_coroutines`] but not listed.
+pub fn coroutines() -> Vec<CoroutineInfo> {
+    crate::sched::with_runtime(|rt| {
+        let mut v: Vec<CoroutineInfo> = rt
+            .all_coroutines()
+            .iter()
+            .map(|c| {
+                use crate::coroutine::{DONE, NEW, PARKED};
+                let state = match c.state.load(std::sync::atomic::Ordering::Acquire) {
+                    NEW => CoroutineState::New,
+                    PARKED => CoroutineState::Parked,
+                    DONE => CoroutineState::Done,
+                    _ => CoroutineState::Runnable,
+                };
+                CoroutineInfo {
+                    id: c.id,
+                    name: c.name.as_deref().map(str::to_string),
+                    state,
+                    spawned_at: c.spawned_at.to_string(),
+                    wait: *c.wait.lock(),
+                    stack_size: c.stack_size,
+                }
+            })
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
+    })
+}
+
+/// Live coroutines of the current runtime, main and unstarted ones included
+/// (Go's `runtime.NumGoroutine()`).
+pub fn num_coroutines() -> usize {
+    crate::sched::with_runtime(|rt| rt.live.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Runtime counters, from [`stats()`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Coroutines spawned on this runtime's workers (spawns from outside go
+    /// through the injector and count where they start).
+    pub spawned: u64,
+    /// Coroutines alive now.
+    pub live: u64,
+    /// Of those, parked now.
+    pub parked: u64,
+    /// Of those, runnable or running now.
+    pub runnable: u64,
+    /// Successful steals of unstarted coroutines between workers.
+    pub steals: u64,
+    /// Context switches (resumes) so far.
+    pub context_switches: u64,
+    /// Coroutine stacks in use (process-wide).
+    pub stacks_in_use: u64,
+    /// Bytes of address space reserved for stacks (process-wide).
+    pub stack_bytes_reserved: u64,
+    /// Bytes of stack memory touched and not given back (process-wide estimate).
+    pub stack_bytes_committed: u64,
+}
+
+/// Counters of the current runtime (inside a coroutine) or of the global
+/// default runtime (outside one).
+pub fn stats() -> Stats {
+    use std::sync::atomic::Ordering::Relaxed;
+    crate::sched::with_runtime(|rt| {
+        let mut s = Stats::default();
+        for w in rt.workers() {
+            s.spawned += w.spawned.load(Relaxed);
+            s.steals += w.steals.load(Relaxed);
+            s.context_switches += w.switches.load(Relaxed);
+        }
+        s.live = rt.live.load(Relaxed) as u64;
+        let parked = rt
+            .all_coroutines()
+            .iter()
+            .filter(|c| c.state.load(std::sync::atomic::Ordering::Acquire) == crate::coroutine::PARKED)
+            .count() as u64;
+        s.parked = parked;
+        s.runnable = s.live.saturating_sub(parked);
+        let st = crate::stack::stats();
+        s.stacks_in_use = st.in_use;
+        s.stack_bytes_reserved = st.reserved;
+        s.stack_bytes_committed = st.committed;
+        s
+    })
+}

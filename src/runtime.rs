@@ -1,0 +1,552 @@
+//! Runtimes: `run`, [`Runtime`], [`RuntimeBuilder`], [`RunError`], and the
+//! global default runtime.
+//!
+//! Owns: the worker threads and the monitor thread of each runtime, `run`
+//! sessions, and the shutdown protocol.
+//!
+//! A session (`Runtime::run(f)`):
+//!  1. `f` is spawned as the *main* coroutine (8 MiB reservation by default)
+//!     and the caller parks (a coroutine parks, a thread blocks).
+//!  2. The session ends when main finishes, or when the deadlock detector
+//!     finds that nothing can run again (`Outcome::Deadlock`).
+//!  3. Cancellation: every coroutine still alive gets `F_CANCEL` and a wake;
+//!     each unwinds on its home worker from the `park` it sleeps in (so its
+//!     destructors run), unstarted ones are dropped unstarted. The pass
+//!     repeats until `live == 0`, so coroutines spawned while cancelling are
+//!     cancelled too.
+//!  4. The result is returned; the workers stay, ready for the next `run`.
+//!
+//! Sessions on one `Runtime` are serialized (a second concurrent `run` waits).
+//! Dropping a `Runtime` stops and joins its threads.
+//!
+//! Nested `run`: calling [`run`] (or another runtime's `run`) from inside a
+//! coroutine works: a new runtime runs `f` while the calling coroutine parks.
+//! Calling `run` on the runtime the caller itself runs on panics (it would
+//! wait for itself).
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_deque::{Injector, Worker};
+use parking_lot::Mutex;
+
+use crate::coroutine::{self, CoRef, F_CANCEL, F_MAIN, F_WARNED, PARKED};
+use crate::diag::WaitReason;
+use crate::park::{self, Waiter};
+use crate::sched::{idle, Config, Outcome, Session, Shared, Slab, WorkerShared};
+
+/// A goro runtime: worker threads, their queues, timers and poller.
+///
+/// Most programs use [`run`]; build one explicitly to choose the number of
+/// workers or stack size, to run several times, or to get errors as values:
+///
+/// ```
+/// let rt = goro::Runtime::builder().workers(2).build().unwrap();
+/// assert_eq!(rt.run(|| 1 + 1).unwrap(), 2);
+/// assert_eq!(rt.run(|| 2 + 2).unwrap(), 4);
+/// ```
+pub struct Runtime {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    run_lock: Mutex<()>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("workers", &self.shared.config.workers).finish()
+    }
+}
+
+/// Builds a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    workers: Option<usize>,
+    stack_size: usize,
+    main_stack_size: usize,
+    detect_deadlocks: bool,
+    migrate_started: bool,
+    name: String,
+}
+
+/// Why [`Runtime::run`] did not return a value.
+pub enum RunError {
+    /// Nothing could ever run again while main was blocked.
+    Deadlock(DeadlockReport),
+    /// The main coroutine panicked; the payload.
+    Panic(Box<dyn Any + Send>),
+}
+
+impl fmt::Debug for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Deadlock(r) => f.debug_tuple("Deadlock").field(r).finish(),
+            RunError::Panic(p) => f.debug_tuple("Panic").field(&panic_message(p.as_ref())).finish(),
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Deadlock(r) => write!(f, "{DEADLOCK_HEADLINE}\n{r}"),
+            RunError::Panic(p) => write!(f, "main coroutine panicked: {}", panic_message(p.as_ref())),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+pub(crate) const DEADLOCK_HEADLINE: &str = "all coroutines are asleep - deadlock!";
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
+/// One blocked coroutine in a [`DeadlockReport`].
+#[derive(Debug, Clone)]
+pub struct BlockedCoroutine {
+    /// Coroutine id.
+    pub id: u64,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// Where it was spawned (`file:line:col`).
+    pub spawned_at: String,
+    /// What it waits on.
+    pub wait: WaitReason,
+    /// Is it the main coroutine of the `run`?
+    pub is_main: bool,
+}
+
+/// What the deadlock detector found: every blocked coroutine and what it
+/// waits on. `Display` prints one line per coroutine, grouping identical ones.
+#[derive(Debug, Clone, Default)]
+pub struct DeadlockReport {
+    /// The blocked coroutines, main first.
+    pub blocked: Vec<BlockedCoroutine>,
+}
+
+impl DeadlockReport {
+    pub(crate) fn collect(rt: &Shared) -> DeadlockReport {
+        let mut blocked: Vec<BlockedCoroutine> = rt
+            .all_coroutines()
+            .iter()
+            .filter(|c| c.state.load(Ordering::Acquire) == PARKED)
+            .map(|c| BlockedCoroutine {
+                id: c.id,
+                name: c.name.as_deref().map(str::to_string),
+                spawned_at: c.spawned_at.to_string(),
+                wait: *c.wait.lock(),
+                is_main: c.has_flag(F_MAIN),
+            })
+            .collect();
+        blocked.sort_by_key(|b| (!b.is_main, b.id));
+        DeadlockReport { blocked }
+    }
+
+    /// True if no coroutine is blocked.
+    pub fn is_empty(&self) -> bool {
+        self.blocked.is_empty()
+    }
+}
+
+impl fmt::Display for DeadlockReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Group by (name, spawn site, wait text) so 10 000 identical workers
+        // are one line.
+        let mut groups: Vec<(String, String, String, Vec<u64>, bool)> = Vec::new();
+        for b in &self.blocked {
+            let name = b.name.clone().unwrap_or_default();
+            let wait = b.wait.to_string();
+            match groups.iter_mut().find(|g| g.0 == name && g.1 == b.spawned_at && g.2 == wait && !b.is_main) {
+                Some(g) => g.3.push(b.id),
+                None => groups.push((name, b.spawned_at.clone(), wait, vec![b.id], b.is_main)),
+            }
+        }
+        for (name, at, wait, ids, main) in groups {
+            let who = if main {
+                "main".to_string()
+            } else if name.is_empty() {
+                String::new()
+            } else {
+                format!("\"{name}\"")
+            };
+            if ids.len() == 1 {
+                writeln!(f, "  coroutine #{} {who} [{wait}] spawned at {at}", ids[0])?;
+            } else {
+                writeln!(f, "  {} coroutines {who} [{wait}] spawned at {at} (ids #{}..)", ids.len(), ids[0])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            workers: None,
+            stack_size: crate::stack::DEFAULT_STACK_SIZE,
+            main_stack_size: crate::stack::DEFAULT_MAIN_STACK_SIZE,
+            detect_deadlocks: true,
+            migrate_started: false,
+            name: "goro".into(),
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Number of worker threads. Default: `GORO_WORKERS` if set, else the
+    /// available parallelism. `0` makes [`build`](Self::build) fail.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Default stack reservation of spawned coroutines (default 256 KiB).
+    /// Rounded up to whole pages and at least [`crate::stack::MIN_STACK_SIZE`].
+    /// Only touched pages cost memory.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Stack reservation of the main coroutine of `run` (default 8 MiB).
+    pub fn main_stack_size(mut self, bytes: usize) -> Self {
+        self.main_stack_size = bytes;
+        self
+    }
+
+    /// Detect global deadlocks (default on).
+    pub fn detect_deadlocks(mut self, on: bool) -> Self {
+        self.detect_deadlocks = on;
+        self
+    }
+
+    /// Prefix of worker thread names (default `goro`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Opts into Go-style migration of *started* coroutines between workers.
+    ///
+    /// # Safety
+    ///
+    /// With migration on, a coroutine may resume on another thread after any
+    /// blocking goro call (channel op, join, sleep, lock, I/O, yield). The
+    /// program must not hold across such a call anything bound to a thread:
+    /// references into thread-locals, `Rc`/`RefCell` values shared with
+    /// thread-locals, `std::sync::MutexGuard`s or other guards that must be
+    /// released on the locking thread, `thread_rng()` handles, or any other
+    /// `!Send` value. Breaking this is undefined behaviour.
+    pub unsafe fn migrate_started(mut self, on: bool) -> Self {
+        self.migrate_started = on;
+        self
+    }
+
+    /// Starts the worker threads.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `workers(0)` or a `GORO_WORKERS` that is not a
+    /// positive integer; the OS error if a thread cannot be started.
+    pub fn build(self) -> io::Result<Runtime> {
+        let workers = match self.workers {
+            Some(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "goro: workers(0): a runtime needs at least one worker thread",
+                ))
+            }
+            Some(n) => n,
+            None => workers_from_env()?,
+        };
+        let config = Config {
+            workers,
+            stack_size: self.stack_size,
+            main_stack_size: self.main_stack_size,
+            detect_deadlocks: self.detect_deadlocks,
+            migrate_started: self.migrate_started,
+            name: self.name,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            workers: OnceLock::new(),
+            injector: Injector::new(),
+            idle: idle::Idle::default(),
+            live: AtomicUsize::new(0),
+            cancelling: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            session: Mutex::new(None),
+            blocking_jobs: AtomicUsize::new(0),
+            external_waits: AtomicUsize::new(0),
+        });
+        let mut deques = Vec::new();
+        let mut ws = Vec::new();
+        for index in 0..workers {
+            let d: Worker<CoRef> = Worker::new_lifo();
+            ws.push(Arc::new(WorkerShared {
+                index,
+                rt: Arc::downgrade(&shared),
+                inbox: Injector::new(),
+                stealer: d.stealer(),
+                parker: idle::Parker::default(),
+                registry: Mutex::new(Slab::default()),
+                thread: OnceLock::new(),
+                spawned: AtomicU64::new(0),
+                steals: AtomicU64::new(0),
+                switches: AtomicU64::new(0),
+                timers_pending: AtomicUsize::new(0),
+                running: AtomicU64::new(0),
+                resumes: AtomicU64::new(0),
+            }));
+            deques.push(d);
+        }
+        let _ = shared.workers.set(ws.into_boxed_slice());
+        let rt = Runtime { shared: shared.clone(), threads: Mutex::new(Vec::new()), run_lock: Mutex::new(()) };
+        for (index, d) in deques.into_iter().enumerate() {
+            let w = shared.workers()[index].clone();
+            let s = shared.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("{}-worker-{index}", shared.config.name))
+                .spawn(move || crate::sched::worker::run(w, s, d));
+            match t {
+                Ok(t) => rt.threads.lock().push(t),
+                Err(e) => {
+                    // `rt` drops here and stops the threads already started.
+                    return Err(io::Error::new(e.kind(), format!("goro: cannot start worker thread: {e}")));
+                }
+            }
+        }
+        let weak = Arc::downgrade(&shared);
+        let t = std::thread::Builder::new()
+            .name(format!("{}-monitor", shared.config.name))
+            .spawn(move || monitor(weak))
+            .map_err(|e| io::Error::new(e.kind(), format!("goro: cannot start monitor thread: {e}")))?;
+        rt.threads.lock().push(t);
+        Ok(rt)
+    }
+}
+
+fn workers_from_env() -> io::Result<usize> {
+    match std::env::var("GORO_WORKERS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("goro: GORO_WORKERS={v:?} is not a positive integer (unset it or give a number of worker threads, e.g. GORO_WORKERS=4)"),
+            )),
+        },
+        Err(_) => Ok(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Runs `f` as the main coroutine and returns its value once it returns
+    /// and every other coroutine of the session has been cancelled (their
+    /// stacks unwind, so destructors run).
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Panic`] if main panicked, [`RunError::Deadlock`] if the
+    /// detector found that nothing could run again while main was blocked.
+    ///
+    /// # Panics
+    ///
+    /// If called from a coroutine of this same runtime (it would wait for
+    /// itself): use `go` and `join` there.
+    #[track_caller]
+    pub fn run<F, T>(&self, f: F) -> Result<T, RunError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let own = crate::sched::with_worker(|w| Arc::ptr_eq(&w.rt, &self.shared)).unwrap_or(false);
+        assert!(
+            !own,
+            "goro: Runtime::run called from a coroutine of the same runtime; spawn with goro::go and join instead"
+        );
+        let loc = Location::caller();
+        let _serial = self.run_lock.lock();
+        let shared = &self.shared;
+        let caller = Waiter::current();
+        let handle = coroutine::spawn_inner(shared, Some("main".into()), None, F_MAIN, loc, f)
+            .map_err(|e| RunError::Panic(Box::new(format!("goro: cannot start the main coroutine: {e}"))))?;
+        *shared.session.lock() = Some(Session { main: handle.id(), caller, outcome: None });
+        // Step 1: wait for main or a deadlock verdict.
+        let outcome = loop {
+            if let Some(o) = shared.session.lock().as_mut().and_then(|s| s.outcome.take()) {
+                break o;
+            }
+            park::park(WaitReason::Join { id: handle.id() });
+        };
+        // Step 3: cancel the rest.
+        self.cancel_all();
+        *shared.session.lock() = None;
+        match outcome {
+            Outcome::MainDone => handle.join().map_err(RunError::Panic),
+            Outcome::Deadlock(r) => Err(RunError::Deadlock(r)),
+        }
+    }
+
+    fn cancel_all(&self) {
+        let shared = &self.shared;
+        shared.cancelling.store(true, Ordering::SeqCst);
+        loop {
+            if shared.live.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            for co in shared.all_coroutines() {
+                co.set_flag(F_CANCEL);
+                co.wake();
+            }
+            shared.wake_all();
+            park::park_deadline(
+                WaitReason::Other("cancelling leftover coroutines"),
+                Some(Instant::now() + Duration::from_millis(5)),
+            );
+        }
+        shared.cancelling.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.wake_all();
+        let me = std::thread::current().id();
+        for t in self.threads.lock().drain(..) {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Starts a runtime with the default configuration, runs `f` as its main
+/// coroutine and returns `f`'s value (Go's `main`).
+///
+/// When `f` returns, coroutines still alive are cancelled (their stacks unwind
+/// and destructors run) before `run` returns.
+///
+/// # Panics
+///
+/// * A panic in `f` is resumed in the caller.
+/// * A deadlock panics with a message whose first line is
+///   `all coroutines are asleep - deadlock!`, followed by the report.
+/// * A bad `GORO_WORKERS` panics with the reason.
+///
+/// ```
+/// let v = goro::run(|| {
+///     let h = goro::go(|| 21);
+///     h.join().unwrap() * 2
+/// });
+/// assert_eq!(v, 42);
+/// ```
+#[track_caller]
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = match Runtime::builder().build() {
+        Ok(rt) => rt,
+        Err(e) => panic!("{e}"),
+    };
+    match rt.run(f) {
+        Ok(v) => v,
+        Err(RunError::Panic(p)) => std::panic::resume_unwind(p),
+        Err(RunError::Deadlock(r)) => panic!("{DEADLOCK_HEADLINE}\n{r}"),
+    }
+}
+
+static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+
+/// The global default runtime, for `go` outside any runtime.
+pub(crate) fn global_shared() -> &'static Arc<Shared> {
+    GLOBAL
+        .get_or_init(|| match Runtime::builder().name("goro-global").detect_deadlocks(false).build() {
+            Ok(rt) => rt,
+            Err(e) => panic!("{e}"),
+        })
+        .shared()
+}
+
+/// The runtime's monitor (Go's `sysmon`): warns once per coroutine that holds
+/// its worker for more than 100 ms without parking. Sleeps longer while the
+/// runtime is idle.
+fn monitor(rt: std::sync::Weak<Shared>) {
+    const LIMIT: Duration = Duration::from_millis(100);
+    let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
+    let mut nap = Duration::from_millis(10);
+    loop {
+        std::thread::sleep(nap);
+        let Some(rt) = rt.upgrade() else { return };
+        if rt.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let ws = rt.workers();
+        seen.resize(ws.len(), (0, 0, Instant::now()));
+        let now = Instant::now();
+        let mut busy = false;
+        for (i, w) in ws.iter().enumerate() {
+            let id = w.running.load(Ordering::Relaxed);
+            let n = w.resumes.load(Ordering::Relaxed);
+            if id == 0 {
+                seen[i] = (0, n, now);
+                continue;
+            }
+            busy = true;
+            if seen[i].0 != id || seen[i].1 != n {
+                seen[i] = (id, n, now);
+                continue;
+            }
+            if now.duration_since(seen[i].2) >= LIMIT {
+                warn_long_run(w, id, now.duration_since(seen[i].2));
+            }
+        }
+        nap = if busy { Duration::from_millis(10) } else { (nap * 2).min(Duration::from_millis(100)) };
+    }
+}
+
+fn warn_long_run(w: &WorkerShared, id: u64, held: Duration) {
+    let co = w.registry.lock().iter().find(|c| c.id == id).cloned();
+    if let Some(co) = co {
+        if co.flags.fetch_or(F_WARNED, Ordering::AcqRel) & F_WARNED == 0 {
+            eprintln!(
+                "goro: coroutine {} (spawned at {}) has held worker {} for {} ms without parking; \
+                 the coroutines sharing that worker cannot run. Move blocking calls or long CPU work \
+                 into goro::blocking(..), or call goro::yield_now() in long loops.",
+                co.label(),
+                co.spawned_at,
+                w.index,
+                held.as_millis()
+            );
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn ok<T: Send + Sync>() {}
+    ok::<Runtime>();
+}

@@ -1,0 +1,161 @@
+//! Idle workers: who sleeps, who is woken, and the guarantee that no wake-up
+//! is lost.
+//!
+//! Owns: [`Parker`] (one per worker: where it sleeps) and [`Idle`] (the
+//! runtime's count of searching and sleeping workers, and the sleeper list).
+//!
+//! Rules (Go's `proc.go` "spinning" essay, tokio's `idle.rs`):
+//!  1. A worker out of work first *searches* (inbox, injector, stealing) for a
+//!     bounded number of rounds, then sleeps. At most half the workers search
+//!     at once, so a burst of wakes does not turn into a thundering herd.
+//!  2. Whoever makes stealable work (`go`, the injector) calls
+//!     `Idle::notify_work` *after* publishing it; it wakes one sleeper only if
+//!     nobody is searching (a searcher will find the work).
+//!  3. No lost wake-up: a sleeper announces itself (`Parker::state = SLEEPING`,
+//!     `num_sleeping += 1`, SeqCst) and then re-checks every queue before it
+//!     blocks; a producer publishes, issues a SeqCst fence, then reads those
+//!     announcements. One of the two always sees the other (Dekker).
+//!  4. A searcher that finds work while it was the last searcher wakes another
+//!     worker, so work that arrives in bursts spreads out.
+//!
+//! The idle path is where later rooms plug in: the sleeping worker's timeout is
+//! its next timer deadline (time), and the deadlock detector runs when the
+//! last worker goes to sleep with nothing pending.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+const RUNNING: u8 = 0;
+const SLEEPING: u8 = 1;
+const NOTIFIED: u8 = 2;
+
+/// Where one worker sleeps.
+#[derive(Debug, Default)]
+pub(crate) struct Parker {
+    /// RUNNING, SLEEPING or NOTIFIED.
+    state: AtomicU8,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Parker {
+    /// Announces that the worker is about to sleep. The caller must re-check
+    /// its queues after this and call `cancel_sleep` if it found work.
+    pub(crate) fn prepare_sleep(&self) {
+        // SeqCst: rule 3, pairs with the fence in `unpark_if_sleeping`.
+        self.state.store(SLEEPING, Ordering::SeqCst);
+    }
+
+    pub(crate) fn cancel_sleep(&self) {
+        self.state.store(RUNNING, Ordering::SeqCst);
+    }
+
+    /// Blocks until `unpark` or `deadline`.
+    pub(crate) fn sleep(&self, deadline: Option<Instant>) {
+        let mut g = self.lock.lock();
+        while self.state.load(Ordering::SeqCst) == SLEEPING {
+            match deadline {
+                Some(d) => {
+                    if self.cv.wait_until(&mut g, d).timed_out() {
+                        break;
+                    }
+                }
+                None => self.cv.wait(&mut g),
+            }
+        }
+        self.state.store(RUNNING, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == SLEEPING
+    }
+
+    /// Wakes the worker if it sleeps (or is about to). Returns whether it did.
+    pub(crate) fn unpark(&self) -> bool {
+        if self.state.compare_exchange(SLEEPING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            // Lock so the notify cannot fall between the sleeper's check and
+            // its wait.
+            let _g = self.lock.lock();
+            self.cv.notify_one();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Rule 3, producer side: call after publishing work for this worker.
+    pub(crate) fn unpark_if_sleeping(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.state.load(Ordering::Relaxed) == SLEEPING {
+            self.unpark();
+        }
+    }
+}
+
+/// The runtime's idle bookkeeping.
+#[derive(Debug, Default)]
+pub(crate) struct Idle {
+    /// Workers searching for work (rule 1).
+    pub(crate) num_searching: AtomicUsize,
+    /// Workers asleep or about to sleep.
+    pub(crate) num_sleeping: AtomicUsize,
+    /// Indexes of sleeping workers, most recent last.
+    pub(crate) sleepers: Mutex<Vec<usize>>,
+}
+
+impl Idle {
+    /// Try to become a searcher; false if half the workers already search.
+    pub(crate) fn try_search(&self, nworkers: usize) -> bool {
+        let n = self.num_searching.load(Ordering::SeqCst);
+        if 2 * n >= nworkers.max(2) {
+            return false;
+        }
+        self.num_searching.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Stop searching; returns true if this was the last searcher.
+    pub(crate) fn end_search(&self) -> bool {
+        self.num_searching.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    /// Registers `index` as a sleeper (call before the final re-check).
+    pub(crate) fn add_sleeper(&self, index: usize) -> usize {
+        let mut s = self.sleepers.lock();
+        s.push(index);
+        // SeqCst: rule 3.
+        self.num_sleeping.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Removes `index` from the sleepers, if a waker has not already.
+    pub(crate) fn remove_sleeper(&self, index: usize) {
+        let mut s = self.sleepers.lock();
+        if let Some(pos) = s.iter().position(|&i| i == index) {
+            s.swap_remove(pos);
+            self.num_sleeping.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes one sleeper to wake (rule 2), if nobody searches.
+    pub(crate) fn pop_sleeper_for_work(&self) -> Option<usize> {
+        // SeqCst fence: rule 3, producer side; the work is already published.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.num_searching.load(Ordering::Relaxed) != 0 || self.num_sleeping.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut s = self.sleepers.lock();
+        let i = s.pop()?;
+        self.num_sleeping.fetch_sub(1, Ordering::SeqCst);
+        Some(i)
+    }
+
+    /// All current sleepers (for shutdown and cancellation).
+    pub(crate) fn take_all(&self) -> Vec<usize> {
+        let mut s = self.sleepers.lock();
+        let v: Vec<usize> = s.drain(..).collect();
+        self.num_sleeping.fetch_sub(v.len(), Ordering::SeqCst);
+        v
+    }
+}

@@ -1,0 +1,368 @@
+//! The M:N scheduler: worker threads, run queues, the home-worker rule.
+//!
+//! Owns: [`Shared`] (one per runtime), [`WorkerShared`] (the part of a worker
+//! other threads may touch), the thread-local worker context, spawning and
+//! waking.
+//!
+//! # The home-worker rule (soundness)
+//!
+//! A coroutine that has started runs on one worker thread until it ends: its
+//! *home*. Its stack may hold thread-bound values (`Rc`s from thread-locals,
+//! std `MutexGuard`s, `thread_rng()`), so it must never be resumed by another
+//! thread. Only *unstarted* coroutines move (their only state is a `Send`
+//! closure): idle workers steal them, and the first resume fixes the home.
+//!
+//! # Queues of one worker (see `worker.rs` for the pick order)
+//!
+//! * `runnext` (local): the coroutine most recently spawned or woken by the
+//!   running one; it runs as soon as the current one parks (Go's `runnext`).
+//!   This keeps producer/consumer pairs on one worker.
+//! * `deque` (crossbeam, LIFO, stealable): unstarted coroutines. Thieves take
+//!   the oldest half, i.e. the biggest subtrees of a spawn tree.
+//! * `ready` (local FIFO): started coroutines woken on this worker.
+//! * `inbox` (crossbeam `Injector`): started coroutines homed here and woken
+//!   from other threads.
+//! * `yielded` (local FIFO): `yield_now` callers, run after everything local.
+//!
+//! Plus one runtime-wide `injector` for spawns from outside the runtime.
+//!
+//! # Lock order
+//!
+//! channel or sync object (several: in address order) -> timer heap ->
+//! poller registrations -> worker registry -> idle sleepers -> parker.
+//! No goro-internal lock is held across a context switch.
+
+pub(crate) mod blocking;
+pub(crate) mod idle;
+pub(crate) mod worker;
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
+
+use crossbeam_deque::{Injector, Stealer};
+use parking_lot::Mutex;
+
+use crate::coroutine::{CoInner, CoRef};
+use crate::park::Waiter;
+
+pub(crate) use worker::WorkerLocal;
+
+/// Runtime configuration, fixed at build.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) stack_size: usize,
+    pub(crate) main_stack_size: usize,
+    pub(crate) detect_deadlocks: bool,
+    pub(crate) migrate_started: bool,
+    pub(crate) name: String,
+}
+
+/// What ended a `run` session.
+pub(crate) enum Outcome {
+    MainDone,
+    Deadlock(crate::runtime::DeadlockReport),
+}
+
+/// A `Runtime::run` in progress.
+pub(crate) struct Session {
+    pub(crate) main: u64,
+    pub(crate) caller: Waiter,
+    pub(crate) outcome: Option<Outcome>,
+}
+
+/// State shared by all workers of one runtime.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) workers: OnceLock<Box<[Arc<WorkerShared>]>>,
+    /// Unstarted coroutines spawned from outside the runtime.
+    pub(crate) injector: Injector<CoRef>,
+    pub(crate) idle: idle::Idle,
+    /// Coroutines spawned and not finished (Go's NumGoroutine).
+    pub(crate) live: AtomicUsize,
+    /// Leftover coroutines are being cancelled (end of a session).
+    pub(crate) cancelling: AtomicBool,
+    /// The runtime is being dropped: workers exit when idle.
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) session: Mutex<Option<Session>>,
+    /// Pending `goro::blocking` calls (keep the runtime from a deadlock verdict).
+    pub(crate) blocking_jobs: AtomicUsize,
+    /// Parties parked in external waits the detector cannot see through
+    /// (timers on plain threads, I/O): while nonzero, no deadlock verdict.
+    pub(crate) external_waits: AtomicUsize,
+}
+
+/// The part of a worker other threads may touch.
+pub(crate) struct WorkerShared {
+    pub(crate) index: usize,
+    /// Weak: the worker threads hold the strong references, so dropping a
+    /// `Runtime` frees it even while stray wakers still hold this worker.
+    pub(crate) rt: Weak<Shared>,
+    /// Started coroutines homed here, woken from other threads.
+    pub(crate) inbox: Injector<CoRef>,
+    /// Steals unstarted coroutines from this worker's deque.
+    pub(crate) stealer: Stealer<CoRef>,
+    pub(crate) parker: idle::Parker,
+    /// Started coroutines homed here (for diagnostics and cancellation).
+    pub(crate) registry: Mutex<Slab>,
+    pub(crate) thread: OnceLock<std::thread::ThreadId>,
+    /// Counters, written by the owner only (Relaxed: statistics).
+    pub(crate) spawned: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) switches: AtomicU64,
+    /// Pending timers in this worker's heap (deadlock detection).
+    pub(crate) timers_pending: AtomicUsize,
+    /// Id of the coroutine running now (0: none) and a resume counter, for
+    /// the monitor's long-run warning.
+    pub(crate) running: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+}
+
+/// A minimal slab of coroutine references.
+#[derive(Default)]
+pub(crate) struct Slab {
+    slots: Vec<Option<CoRef>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Slab {
+    pub(crate) fn insert(&mut self, co: CoRef) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(k) => {
+                self.slots[k] = Some(co);
+                k
+            }
+            None => {
+                self.slots.push(Some(co));
+                self.slots.len() - 1
+            }
+        }
+    }
+    pub(crate) fn remove(&mut self, k: usize) -> Option<CoRef> {
+        let v = self.slots.get_mut(k)?.take();
+        if v.is_some() {
+            self.free.push(k);
+            self.len -= 1;
+        }
+        v
+    }
+    pub(crate) fn get(&self, k: usize) -> Option<&CoRef> {
+        self.slots.get(k)?.as_ref()
+    }
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &CoRef> {
+        self.slots.iter().flatten()
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+thread_local! {
+    /// The worker this thread is, if any. Set for the whole life of a worker
+    /// thread; points into that thread's stack frame of `worker::run`.
+    static WORKER: Cell<*const WorkerLocal> = const { Cell::new(std::ptr::null()) };
+    /// The runtime a non-worker thread works for (blocking pool threads,
+    /// while they run a job), so `go` there stays in that runtime.
+    static AMBIENT: std::cell::RefCell<Option<Arc<Shared>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's worker context, if it is a worker.
+#[inline]
+pub(crate) fn with_worker<R>(f: impl FnOnce(&WorkerLocal) -> R) -> Option<R> {
+    let p = WORKER.with(|w| w.get());
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: WORKER is set by `worker::run` to a WorkerLocal living on
+        // this thread's stack for as long as the pointer is set, and only this
+        // thread reads it.
+        Some(f(unsafe { &*p }))
+    }
+}
+
+pub(crate) fn set_worker(p: *const WorkerLocal) {
+    WORKER.with(|w| w.set(p));
+}
+
+pub(crate) fn set_ambient(rt: Option<Arc<Shared>>) {
+    AMBIENT.with(|a| *a.borrow_mut() = rt);
+}
+
+/// The coroutine running on this thread, as a raw pointer (the worker holds a
+/// reference to it while it runs).
+#[inline]
+pub(crate) fn current_ptr() -> Option<*const CoInner> {
+    with_worker(|w| w.current.get()).filter(|p| !p.is_null())
+}
+
+/// Runs `f` on the coroutine running on this thread, if any.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(&CoRef) -> R) -> Option<R> {
+    with_worker(|w| {
+        // SAFETY: `current_arc` is only read on this thread.
+        let cur = unsafe { &*w.current_arc.as_ptr() };
+        cur.as_ref().map(f)
+    })
+    .flatten()
+}
+
+/// Runs `f` with the runtime `go` should use here: the worker's, the ambient
+/// one, or the global default runtime.
+pub(crate) fn with_runtime<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> R {
+    let mut f = Some(f);
+    if let Some(r) = with_worker(|w| (f.take().unwrap())(&w.rt)) {
+        return r;
+    }
+    let amb = AMBIENT.with(|a| a.borrow().clone());
+    let f = f.take().unwrap();
+    match amb {
+        Some(rt) => f(&rt),
+        None => f(crate::runtime::global_shared()),
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh coroutine id (never 0).
+pub(crate) fn next_coroutine_id() -> u64 {
+    // Relaxed: ids need only be unique.
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Arms a one-shot wake of the running coroutine at `deadline`.
+pub(crate) fn add_wake_timer(deadline: Instant, co: &CoInner) {
+    with_worker(|w| w.add_wake_timer(deadline, co));
+}
+
+impl Shared {
+    pub(crate) fn workers(&self) -> &[Arc<WorkerShared>] {
+        self.workers.get().map(|w| &w[..]).unwrap_or(&[])
+    }
+
+    /// Queues a new (unstarted) coroutine: on the current worker if it belongs
+    /// to this runtime, else on the injector.
+    pub(crate) fn submit_new(self: &Arc<Self>, co: CoRef) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let mut co = Some(co);
+        let local = with_worker(|w| {
+            if Arc::ptr_eq(&w.rt, self) {
+                w.push_new(co.take().unwrap());
+                true
+            } else {
+                false
+            }
+        });
+        if local != Some(true) {
+            self.injector.push(co.take().unwrap());
+            self.notify_work();
+        }
+    }
+
+    /// Rule 2 of `idle.rs`: wake a sleeper for newly published stealable work.
+    pub(crate) fn notify_work(&self) {
+        if let Some(i) = self.idle.pop_sleeper_for_work() {
+            self.workers()[i].parker.unpark();
+        }
+    }
+
+    /// Wakes every worker (shutdown, cancellation).
+    pub(crate) fn wake_all(&self) {
+        for i in self.idle.take_all() {
+            self.workers()[i].parker.unpark();
+        }
+        for w in self.workers() {
+            w.parker.unpark();
+        }
+    }
+
+    /// Called when a coroutine finished (on its home worker).
+    pub(crate) fn coroutine_finished(&self, co: &CoInner) {
+        if co.has_flag(crate::coroutine::F_MAIN) {
+            let mut s = self.session.lock();
+            if let Some(sess) = s.as_mut() {
+                if sess.main == co.id && sess.outcome.is_none() {
+                    sess.outcome = Some(Outcome::MainDone);
+                    let w = sess.caller.clone();
+                    drop(s);
+                    w.wake();
+                }
+            }
+        }
+        // AcqRel: the session waiter reads `live` after this and must see the
+        // coroutine's effects.
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 && self.cancelling.load(Ordering::Acquire) {
+            let s = self.session.lock();
+            if let Some(sess) = s.as_ref() {
+                sess.caller.wake();
+            }
+        }
+    }
+
+    /// The last worker went to sleep with nothing queued: decide whether the
+    /// session is deadlocked (see `diag::deadlock`).
+    pub(crate) fn all_idle(&self) {
+        if !self.config.detect_deadlocks || self.cancelling.load(Ordering::Acquire) {
+            return;
+        }
+        if self.blocking_jobs.load(Ordering::SeqCst) != 0 || self.external_waits.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        if self.workers().iter().any(|w| w.timers_pending.load(Ordering::SeqCst) != 0) {
+            return;
+        }
+        if self.idle.num_sleeping.load(Ordering::SeqCst) != self.workers().len() {
+            return;
+        }
+        let mut s = self.session.lock();
+        let Some(sess) = s.as_mut() else { return };
+        if sess.outcome.is_some() {
+            return;
+        }
+        let report = crate::runtime::DeadlockReport::collect(self);
+        if report.is_empty() {
+            return;
+        }
+        sess.outcome = Some(Outcome::Deadlock(report));
+        let w = sess.caller.clone();
+        drop(s);
+        w.wake();
+    }
+
+    /// Every started coroutine of this runtime (diagnostics).
+    pub(crate) fn all_coroutines(&self) -> Vec<CoRef> {
+        let mut v = Vec::new();
+        for w in self.workers() {
+            v.extend(w.registry.lock().iter().cloned());
+        }
+        v
+    }
+}
+
+impl WorkerShared {
+    /// Queues a woken coroutine homed on this worker.
+    pub(crate) fn schedule_woken(self: &Arc<Self>, co: CoRef) {
+        let mut co = Some(co);
+        let done = with_worker(|w| {
+            if std::ptr::eq(Arc::as_ptr(&w.shared), Arc::as_ptr(self)) {
+                w.push_woken(co.take().unwrap());
+                true
+            } else {
+                false
+            }
+        });
+        if done != Some(true) {
+            let co = co.take().unwrap();
+            if let Some(rt) = self.rt.upgrade().filter(|rt| rt.config.migrate_started) {
+                rt.injector.push(co);
+                rt.notify_work();
+                return;
+            }
+            self.inbox.push(co);
+            self.parker.unpark_if_sleeping();
+        }
+    }
+}

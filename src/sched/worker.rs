@@ -1,0 +1,413 @@
+//! One worker thread: its run loop, local queues and timers.
+//!
+//! Pick order, each scheduling tick:
+//!  1. every 61st tick: own inbox, then the runtime injector, then the oldest
+//!     of its own deque (fairness: nothing waits forever behind a busy LIFO);
+//!  2. `runnext`, unless it has won 16 times in a row (a ping-ponging pair
+//!     must not starve the rest);
+//!  3. `ready` (FIFO), then the LIFO `deque`, then `runnext`, then the inbox,
+//!     then `yielded`;
+//!  4. search: inbox, injector, steal half of a random victim's deque;
+//!  5. sleep until woken or the next timer.
+//!
+//! Invariants:
+//!  1. The deque and the injector hold only unstarted coroutines (unless the
+//!     runtime opted into `migrate_started`); started ones live in `runnext`,
+//!     `ready`, `yielded` or this worker's inbox.
+//!  2. No `RefCell` borrow is held across `resume`: the coroutine re-enters
+//!     this worker (spawn, wake) while it runs.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use corosensei::CoroutineResult;
+use crossbeam_deque::{Steal, Worker};
+
+use super::{Shared, WorkerShared};
+use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, PARKED, RUNNING};
+
+/// How many search rounds before a worker sleeps.
+const SEARCH_ROUNDS: u32 = 64;
+
+/// A one-shot wake of a coroutine at a deadline. Stale entries (the coroutine
+/// was woken otherwise) only cause a spurious wake, which parking allows.
+struct WakeTimer {
+    at: Instant,
+    seq: u64,
+    co: CoRef,
+}
+impl PartialEq for WakeTimer {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for WakeTimer {}
+impl PartialOrd for WakeTimer {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for WakeTimer {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// The worker-thread-only part of a worker.
+pub(crate) struct WorkerLocal {
+    pub(crate) shared: Arc<WorkerShared>,
+    pub(crate) rt: Arc<Shared>,
+    deque: Worker<CoRef>,
+    runnext: Cell<Option<CoRef>>,
+    ready: RefCell<VecDeque<CoRef>>,
+    yielded: RefCell<VecDeque<CoRef>>,
+    /// The running coroutine (null between coroutines).
+    pub(crate) current: Cell<*const CoInner>,
+    /// The reference to the running coroutine, moved here while it runs.
+    pub(crate) current_arc: Cell<Option<CoRef>>,
+    tick: Cell<u32>,
+    streak: Cell<u32>,
+    rng: Cell<u64>,
+    timers: RefCell<BinaryHeap<Reverse<WakeTimer>>>,
+    timer_seq: Cell<u64>,
+}
+
+/// The body of a worker thread.
+pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRef>) {
+    let _ = shared.thread.set(std::thread::current().id());
+    let local = WorkerLocal {
+        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (shared.index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+        shared,
+        rt,
+        deque,
+        runnext: Cell::new(None),
+        ready: RefCell::new(VecDeque::new()),
+        yielded: RefCell::new(VecDeque::new()),
+        current: Cell::new(std::ptr::null()),
+        current_arc: Cell::new(None),
+        tick: Cell::new(0),
+        streak: Cell::new(0),
+        timers: RefCell::new(BinaryHeap::new()),
+        timer_seq: Cell::new(0),
+    };
+    super::set_worker(&local);
+    crate::stack::worker_started();
+    local.main_loop();
+    super::set_worker(std::ptr::null());
+    crate::stack::worker_exiting();
+}
+
+impl WorkerLocal {
+    fn main_loop(&self) {
+        loop {
+            if !self.timers.borrow().is_empty() && self.tick.get() & 7 == 0 {
+                self.fire_timers();
+            }
+            if let Some(co) = self.next_local() {
+                self.run_co(co);
+                continue;
+            }
+            if !self.timers.borrow().is_empty() {
+                self.fire_timers();
+                if let Some(co) = self.next_local() {
+                    self.run_co(co);
+                    continue;
+                }
+            }
+            if let Some(co) = self.search() {
+                self.run_co(co);
+                continue;
+            }
+            if self.rt.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            self.sleep();
+        }
+    }
+
+    fn next_rand(&self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn next_local(&self) -> Option<CoRef> {
+        let t = self.tick.get().wrapping_add(1);
+        self.tick.set(t);
+        if t % 61 == 0 {
+            if let Some(co) = self.poll_global() {
+                return Some(co);
+            }
+        }
+        if self.streak.get() < 16 {
+            if let Some(co) = self.runnext.take() {
+                self.streak.set(self.streak.get() + 1);
+                return Some(co);
+            }
+        }
+        self.streak.set(0);
+        if let Some(co) = self.ready.borrow_mut().pop_front() {
+            return Some(co);
+        }
+        if let Some(co) = self.deque.pop() {
+            return Some(co);
+        }
+        if let Some(co) = self.runnext.take() {
+            return Some(co);
+        }
+        if let Some(co) = steal_one(&self.shared.inbox) {
+            return Some(co);
+        }
+        self.yielded.borrow_mut().pop_front()
+    }
+
+    /// Fairness pass (pick order step 1).
+    fn poll_global(&self) -> Option<CoRef> {
+        if let Some(co) = steal_one(&self.shared.inbox) {
+            return Some(co);
+        }
+        if let Some(co) = steal_one(&self.rt.injector) {
+            return Some(co);
+        }
+        steal_one(&self.shared.stealer)
+    }
+
+    /// Looks for work elsewhere (pick order step 4).
+    fn search(&self) -> Option<CoRef> {
+        let n = self.rt.workers().len();
+        if !self.rt.idle.try_search(n) {
+            return self.steal_round();
+        }
+        let mut found = None;
+        for round in 0..SEARCH_ROUNDS {
+            if let Some(co) = self.steal_round() {
+                found = Some(co);
+                break;
+            }
+            if self.rt.shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            if round < SEARCH_ROUNDS / 2 {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let last = self.rt.idle.end_search();
+        if found.is_some() && last {
+            // Rule 4 of idle.rs: keep a searcher around while work flows.
+            if !self.deque.is_empty() || !self.rt.injector.is_empty() {
+                self.rt.notify_work();
+            }
+        }
+        found
+    }
+
+    fn steal_round(&self) -> Option<CoRef> {
+        if let Some(co) = steal_one(&self.shared.inbox) {
+            return Some(co);
+        }
+        loop {
+            match self.rt.injector.steal_batch_and_pop(&self.deque) {
+                Steal::Success(co) => return Some(co),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        let ws = self.rt.workers();
+        let n = ws.len();
+        if n > 1 {
+            let start = (self.next_rand() % n as u64) as usize;
+            for i in 0..n {
+                let v = (start + i) % n;
+                if v == self.shared.index {
+                    continue;
+                }
+                loop {
+                    match ws[v].stealer.steal_batch_and_pop(&self.deque) {
+                        Steal::Success(co) => {
+                            self.shared.steals.fetch_add(1, Ordering::Relaxed);
+                            return Some(co);
+                        }
+                        Steal::Retry => continue,
+                        Steal::Empty => break,
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn has_work_anywhere(&self) -> bool {
+        !self.shared.inbox.is_empty()
+            || !self.rt.injector.is_empty()
+            || !self.deque.is_empty()
+            || self.rt.workers().iter().any(|w| !w.stealer.is_empty())
+    }
+
+    fn sleep(&self) {
+        let idx = self.shared.index;
+        let parker = &self.shared.parker;
+        parker.prepare_sleep();
+        let n = self.rt.idle.add_sleeper(idx);
+        if self.has_work_anywhere() || self.rt.shutdown.load(Ordering::SeqCst) {
+            self.rt.idle.remove_sleeper(idx);
+            parker.cancel_sleep();
+            return;
+        }
+        let deadline = self.timers.borrow().peek().map(|t| t.0.at);
+        if n == self.rt.workers().len() && deadline.is_none() {
+            self.rt.all_idle();
+        }
+        parker.sleep(deadline);
+        self.rt.idle.remove_sleeper(idx);
+    }
+
+    /// A coroutine spawned by the running one: it goes next (Go's runnext);
+    /// the one it displaces becomes stealable.
+    pub(crate) fn push_new(&self, co: CoRef) {
+        self.shared.spawned.fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = self.runnext.replace(Some(co)) {
+            self.demote(old);
+        }
+    }
+
+    /// A coroutine homed here was woken on this thread.
+    pub(crate) fn push_woken(&self, co: CoRef) {
+        if self.rt.config.migrate_started {
+            self.deque.push(co);
+            self.rt.notify_work();
+            return;
+        }
+        if let Some(old) = self.runnext.replace(Some(co)) {
+            self.demote(old);
+        }
+    }
+
+    fn demote(&self, co: CoRef) {
+        if co.state.load(Ordering::Relaxed) == NEW {
+            self.deque.push(co);
+            self.rt.notify_work();
+        } else {
+            self.ready.borrow_mut().push_back(co);
+        }
+    }
+
+    fn run_co(&self, co: CoRef) {
+        let started = co.state.load(Ordering::Relaxed) != NEW;
+        if !started {
+            co.state.store(RUNNING, Ordering::Relaxed);
+            let _ = co.home.set(self.shared.clone());
+            let key = self.shared.registry.lock().insert(co.clone());
+            co.reg_key.set(key);
+        }
+        let cancel = co.flags.load(Ordering::Acquire) & F_CANCEL != 0
+            || (!started && self.rt.cancelling.load(Ordering::Acquire));
+        let resume = if cancel { Resume::Cancel } else { Resume::Run };
+        self.shared.running.store(co.id, Ordering::Relaxed);
+        self.shared.resumes.fetch_add(1, Ordering::Relaxed);
+        let body = co.body.get();
+        self.current.set(Arc::as_ptr(&co));
+        self.current_arc.set(Some(co));
+        // SAFETY: coroutine.rs invariant 1: we hold its queue entry (or are
+        // its home), so no other thread touches the body; the body is Some
+        // until `finish` takes it, and a finished coroutine is never queued.
+        let r = unsafe { (*body).as_mut() }.expect("goro bug: resumed a finished coroutine").resume(resume);
+        let co = self.current_arc.take().expect("goro bug: lost the running coroutine");
+        self.current.set(std::ptr::null());
+        self.shared.running.store(0, Ordering::Relaxed);
+        self.shared.switches.fetch_add(1, Ordering::Relaxed);
+        match r {
+            CoroutineResult::Yield(Suspend::Park) => {
+                // Release: pairs with the AcqRel CAS in `CoInner::wake`.
+                if co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_err() {
+                    // A wake came while it was switching out (NOTIFIED).
+                    co.state.store(RUNNING, Ordering::Relaxed);
+                    self.ready.borrow_mut().push_back(co);
+                }
+            }
+            CoroutineResult::Yield(Suspend::Yield) => self.yielded.borrow_mut().push_back(co),
+            CoroutineResult::Return(()) => self.finish(co),
+        }
+    }
+
+    fn finish(&self, co: CoRef) {
+        // SAFETY: as in run_co; the coroutine has returned, we are its home.
+        let body = unsafe { (*co.body.get()).take() };
+        drop(body); // frees the stack to this thread's cache
+        if let Some(home) = co.home.get() {
+            home.registry.lock().remove(co.reg_key.get());
+        }
+        // Release: publishes the Packet's result to `join`.
+        co.state.store(DONE, Ordering::Release);
+        let joiner = co.joiner.lock().take();
+        if let Some(w) = joiner {
+            w.wake();
+        }
+        self.rt.coroutine_finished(&co);
+    }
+
+    pub(crate) fn add_wake_timer(&self, at: Instant, _co: &CoInner) {
+        // SAFETY: only this thread reads `current_arc`.
+        let Some(co) = (unsafe { &*self.current_arc.as_ptr() }).clone() else { return };
+        let seq = self.timer_seq.get() + 1;
+        self.timer_seq.set(seq);
+        self.timers.borrow_mut().push(Reverse(WakeTimer { at, seq, co }));
+        self.shared.timers_pending.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn fire_timers(&self) {
+        let now = Instant::now();
+        loop {
+            let t = {
+                let mut h = self.timers.borrow_mut();
+                match h.peek() {
+                    Some(t) if t.0.at <= now => h.pop(),
+                    _ => None,
+                }
+            };
+            let Some(Reverse(t)) = t else { break };
+            self.shared.timers_pending.fetch_sub(1, Ordering::SeqCst);
+            t.co.wake();
+        }
+    }
+}
+
+fn steal_one<S: StealOne>(s: &S) -> Option<CoRef> {
+    loop {
+        match s.steal_one() {
+            Steal::Success(co) => return Some(co),
+            Steal::Retry => continue,
+            Steal::Empty => return None,
+        }
+    }
+}
+
+trait StealOne {
+    fn steal_one(&self) -> Steal<CoRef>;
+}
+impl StealOne for crossbeam_deque::Injector<CoRef> {
+    fn steal_one(&self) -> Steal<CoRef> {
+        self.steal()
+    }
+}
+impl StealOne for crossbeam_deque::Stealer<CoRef> {
+    fn steal_one(&self) -> Steal<CoRef> {
+        self.steal()
+    }
+}
+
+#[allow(dead_code)]
+fn _unused(_: u8) -> u8 {
+    PARKED
+}
