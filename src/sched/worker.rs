@@ -74,6 +74,8 @@ pub(crate) struct WorkerLocal {
     rng: Cell<u64>,
     timers: RefCell<BinaryHeap<Reverse<WakeTimer>>>,
     timer_seq: Cell<u64>,
+    /// Victims' resume counters at our last look (`victim_stuck`).
+    seen_resumes: RefCell<Vec<u64>>,
 }
 
 /// The body of a worker thread.
@@ -93,6 +95,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         streak: Cell::new(0),
         timers: RefCell::new(BinaryHeap::new()),
         timer_seq: Cell::new(0),
+        seen_resumes: RefCell::new(Vec::new()),
     };
     super::set_worker(&local);
     crate::stack::worker_started();
@@ -233,6 +236,9 @@ impl WorkerLocal {
                 if v == self.shared.index {
                     continue;
                 }
+                if ws[v].stealer.len() <= 1 && !self.victim_stuck(v) {
+                    continue;
+                }
                 loop {
                     match ws[v].stealer.steal_batch_and_pop(&self.deque) {
                         Steal::Success(co) => {
@@ -246,6 +252,21 @@ impl WorkerLocal {
             }
         }
         None
+    }
+
+    /// Has victim `v` been running one coroutine since we last looked?
+    /// (Then its last queued coroutine may be taken: nobody else will run it
+    /// soon.) Updates our memory of its resume counter.
+    fn victim_stuck(&self, v: usize) -> bool {
+        let w = &self.rt.workers()[v];
+        let now = w.resumes.load(Ordering::Relaxed);
+        let mut seen = self.seen_resumes.borrow_mut();
+        if seen.len() <= v {
+            seen.resize(v + 1, u64::MAX);
+        }
+        let stuck = seen[v] == now && w.running.load(Ordering::Relaxed) != 0;
+        seen[v] = now;
+        stuck
     }
 
     fn has_work_anywhere(&self) -> bool {
@@ -273,13 +294,14 @@ impl WorkerLocal {
         self.rt.idle.remove_sleeper(idx);
     }
 
-    /// A coroutine spawned by the running one: it goes next (Go's runnext);
-    /// the one it displaces becomes stealable.
+    /// A coroutine spawned by the running one: on top of the LIFO deque, so
+    /// it runs next here unless a thief takes it. Thieves leave a victim's
+    /// last item alone unless the victim looks stuck (Go's `runnext` rule),
+    /// so a spawn-then-wait pair stays on one worker.
     pub(crate) fn push_new(&self, co: CoRef) {
         self.shared.spawned.fetch_add(1, Ordering::Relaxed);
-        if let Some(old) = self.runnext.replace(Some(co)) {
-            self.demote(old);
-        }
+        self.deque.push(co);
+        self.rt.notify_work();
     }
 
     /// A coroutine homed here was woken on this thread.
