@@ -435,6 +435,7 @@ impl Drop for Runtime {
         self.shared.wake_all();
         let me = std::thread::current().id();
         for t in self.threads.lock().drain(..) {
+            t.thread().unpark();
             if t.thread().id() != me {
                 let _ = t.join();
             }
@@ -499,7 +500,8 @@ fn monitor(rt: std::sync::Weak<Shared>) {
     let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
     let mut nap = Duration::from_millis(10);
     loop {
-        std::thread::sleep(nap);
+        // park_timeout: `Runtime::drop` unparks us so shutdown never waits a nap.
+        std::thread::park_timeout(nap);
         let Some(rt) = rt.upgrade() else { return };
         if rt.shutdown.load(Ordering::Acquire) {
             return;

@@ -347,3 +347,27 @@ fn join_handle_is_send_sync() {
     ok(&h);
     assert_eq!(h.join().unwrap(), 1);
 }
+
+#[test]
+fn migrate_started_mode_runs_correctly() {
+    // SAFETY: the bodies hold nothing thread-bound across blocking calls.
+    let r = unsafe { Runtime::builder().workers(4).migrate_started(true) }.build().unwrap();
+    let v = r
+        .run(|| {
+            let hs: Vec<_> = (0..2000u64)
+                .map(|i| {
+                    goro::go(move || {
+                        let mut acc = 0;
+                        for k in 0..10 {
+                            acc += goro::go(move || i + k).join().unwrap();
+                            goro::yield_now();
+                        }
+                        acc
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+        })
+        .unwrap();
+    assert_eq!(v, (0..2000u64).map(|i| 10 * i + 45).sum::<u64>());
+}

@@ -150,14 +150,11 @@ impl Slab {
         }
         v
     }
-    pub(crate) fn get(&self, k: usize) -> Option<&CoRef> {
-        self.slots.get(k)?.as_ref()
-    }
     pub(crate) fn iter(&self) -> impl Iterator<Item = &CoRef> {
         self.slots.iter().flatten()
     }
-    pub(crate) fn len(&self) -> usize {
-        self.len
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
