@@ -75,7 +75,7 @@ pub(crate) struct WorkerLocal {
     timers: RefCell<BinaryHeap<Reverse<WakeTimer>>>,
     timer_seq: Cell<u64>,
     /// Victims' resume counters at our last look (`victim_stuck`).
-    seen_resumes: RefCell<Vec<u64>>,
+    seen_resumes: RefCell<Vec<(u64, u32)>>,
 }
 
 /// The body of a worker thread.
@@ -254,19 +254,24 @@ impl WorkerLocal {
         None
     }
 
-    /// Has victim `v` been running one coroutine since we last looked?
-    /// (Then its last queued coroutine may be taken: nobody else will run it
-    /// soon.) Updates our memory of its resume counter.
+    /// Has victim `v` been running one coroutine for our last
+    /// `STUCK_LOOKS` looks (a few microseconds of searching)? Then its last
+    /// queued coroutine may be taken: nobody else will run it soon.
     fn victim_stuck(&self, v: usize) -> bool {
+        const STUCK_LOOKS: u32 = 8;
         let w = &self.rt.workers()[v];
         let now = w.resumes.load(Ordering::Relaxed);
         let mut seen = self.seen_resumes.borrow_mut();
         if seen.len() <= v {
-            seen.resize(v + 1, u64::MAX);
+            seen.resize(v + 1, (u64::MAX, 0));
         }
-        let stuck = seen[v] == now && w.running.load(Ordering::Relaxed) != 0;
-        seen[v] = now;
-        stuck
+        let e = &mut seen[v];
+        if e.0 == now && w.running.load(Ordering::Relaxed) != 0 {
+            e.1 += 1;
+        } else {
+            *e = (now, 0);
+        }
+        e.1 >= STUCK_LOOKS
     }
 
     fn has_work_anywhere(&self) -> bool {
