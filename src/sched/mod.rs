@@ -282,6 +282,10 @@ impl Shared {
             let mut s = self.session.lock();
             if let Some(sess) = s.as_mut() {
                 if sess.main == co.id && sess.outcome.is_none() {
+                    // From now on nothing new starts: unstarted coroutines are
+                    // dropped unstarted, parked ones unwind (Go: main's return
+                    // ends the program).
+                    self.cancelling.store(true, Ordering::SeqCst);
                     sess.outcome = Some(Outcome::MainDone);
                     let w = sess.caller.clone();
                     drop(s);
@@ -323,6 +327,7 @@ impl Shared {
         if report.is_empty() {
             return;
         }
+        self.cancelling.store(true, Ordering::SeqCst);
         sess.outcome = Some(Outcome::Deadlock(report));
         let w = sess.caller.clone();
         drop(s);
