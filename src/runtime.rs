@@ -382,6 +382,9 @@ impl Runtime {
             "goro: Runtime::run called from a coroutine of the same runtime; spawn with goro::go and join instead"
         );
         let loc = Location::caller();
+        // A coroutine of another runtime waiting for this session is an
+        // external wait for *its* runtime's deadlock detector.
+        let _external = crate::sched::with_worker(|w| ExternalWait::new(w.rt.clone()));
         let _serial = self.run_lock.lock();
         let shared = &self.shared;
         let caller = Waiter::current();
@@ -426,6 +429,23 @@ impl Runtime {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// Counts a wait the deadlock detector of `rt` cannot see through, for as
+/// long as it lives (also when unwinding).
+pub(crate) struct ExternalWait(Arc<Shared>);
+
+impl ExternalWait {
+    pub(crate) fn new(rt: Arc<Shared>) -> ExternalWait {
+        rt.external_waits.fetch_add(1, Ordering::SeqCst);
+        ExternalWait(rt)
+    }
+}
+
+impl Drop for ExternalWait {
+    fn drop(&mut self) {
+        self.0.external_waits.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -521,6 +541,11 @@ fn monitor(rt: std::sync::Weak<Shared>) {
             if seen[i].0 != id || seen[i].1 != n {
                 seen[i] = (id, n, now);
                 continue;
+            }
+            // Stuck on one coroutine with work queued behind it: let an idle
+            // worker take it (thieves then see the victim as stuck).
+            if !w.stealer.is_empty() {
+                rt.notify_work();
             }
             if now.duration_since(seen[i].2) >= LIMIT {
                 warn_long_run(w, id, now.duration_since(seen[i].2));

@@ -160,8 +160,10 @@ impl WorkerLocal {
         if let Some(co) = self.ready.borrow_mut().pop_front() {
             return Some(co);
         }
-        if let Some(co) = self.deque.pop() {
-            return Some(co);
+        if !self.deque.is_empty() {
+            if let Some(co) = self.deque.pop() {
+                return Some(co);
+            }
         }
         if let Some(co) = self.runnext.take() {
             return Some(co);
@@ -242,7 +244,7 @@ impl WorkerLocal {
                 loop {
                     match ws[v].stealer.steal_batch_and_pop(&self.deque) {
                         Steal::Success(co) => {
-                            self.shared.steals.fetch_add(1, Ordering::Relaxed);
+                            bump(&self.shared.steals);
                             return Some(co);
                         }
                         Steal::Retry => continue,
@@ -304,9 +306,14 @@ impl WorkerLocal {
     /// last item alone unless the victim looks stuck (Go's `runnext` rule),
     /// so a spawn-then-wait pair stays on one worker.
     pub(crate) fn push_new(&self, co: CoRef) {
-        self.shared.spawned.fetch_add(1, Ordering::Relaxed);
+        bump(&self.shared.spawned);
         self.deque.push(co);
-        self.rt.notify_work();
+        // Only a second queued coroutine is stealable at once (see
+        // `victim_stuck`); a lone one stuck behind a busy coroutine is
+        // handed out by the monitor.
+        if self.deque.len() >= 2 {
+            self.rt.notify_work();
+        }
     }
 
     /// A coroutine homed here was woken on this thread.
@@ -342,7 +349,7 @@ impl WorkerLocal {
             || (!started && self.rt.cancelling.load(Ordering::Acquire));
         let resume = if cancel { Resume::Cancel } else { Resume::Run };
         self.shared.running.store(co.id, Ordering::Relaxed);
-        self.shared.resumes.fetch_add(1, Ordering::Relaxed);
+        bump(&self.shared.resumes);
         let body = co.body.get();
         self.current.set(Arc::as_ptr(&co));
         self.current_arc.set(Some(co));
@@ -353,7 +360,7 @@ impl WorkerLocal {
         let co = self.current_arc.take().expect("goro bug: lost the running coroutine");
         self.current.set(std::ptr::null());
         self.shared.running.store(0, Ordering::Relaxed);
-        self.shared.switches.fetch_add(1, Ordering::Relaxed);
+        bump(&self.shared.switches);
         match r {
             CoroutineResult::Yield(Suspend::Park) => {
                 // Release: pairs with the AcqRel CAS in `CoInner::wake`.
@@ -410,7 +417,18 @@ impl WorkerLocal {
     }
 }
 
+/// Increments a counter only this worker writes: a plain load and store (no
+/// locked read-modify-write on the hot path). Readers only need a recent value.
+#[inline]
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
 fn steal_one<S: StealOne>(s: &S) -> Option<CoRef> {
+    // `is_empty` is plain loads; `steal` on an empty queue costs a SeqCst fence.
+    if s.is_empty() {
+        return None;
+    }
     loop {
         match s.steal_one() {
             Steal::Success(co) => return Some(co),
@@ -422,15 +440,22 @@ fn steal_one<S: StealOne>(s: &S) -> Option<CoRef> {
 
 trait StealOne {
     fn steal_one(&self) -> Steal<CoRef>;
+    fn is_empty(&self) -> bool;
 }
 impl StealOne for crossbeam_deque::Injector<CoRef> {
     fn steal_one(&self) -> Steal<CoRef> {
         self.steal()
     }
+    fn is_empty(&self) -> bool {
+        crossbeam_deque::Injector::is_empty(self)
+    }
 }
 impl StealOne for crossbeam_deque::Stealer<CoRef> {
     fn steal_one(&self) -> Steal<CoRef> {
         self.steal()
+    }
+    fn is_empty(&self) -> bool {
+        crossbeam_deque::Stealer::is_empty(self)
     }
 }
 
