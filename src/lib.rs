@@ -46,6 +46,7 @@ mod park;
 mod runtime;
 mod sched;
 pub mod stack;
+pub mod sync;
 
 pub use coroutine::{go, yield_now, Builder, Cancelled, JoinHandle};
 pub use diag::{coroutines, num_coroutines, stats, CoroutineInfo, CoroutineState, Stats, WaitReason};

@@ -55,6 +55,9 @@ pub enum WaitReason {
     MutexLock {
         /// Lock object id.
         lock: u64,
+        /// Coroutine id of the holder when the wait began (0: a plain thread
+        /// or unknown).
+        holder: u64,
     },
     /// `RwLock::read`.
     RwLockRead {
@@ -118,7 +121,8 @@ impl fmt::Display for WaitReason {
             }
             WaitReason::Join { id } => write!(f, "join of #{id}"),
             WaitReason::WaitGroup { counter } => write!(f, "WaitGroup.wait (counter {counter})"),
-            WaitReason::MutexLock { lock } => write!(f, "Mutex.lock (mutex#{lock})"),
+            WaitReason::MutexLock { lock, holder: 0 } => write!(f, "Mutex.lock (mutex#{lock})"),
+            WaitReason::MutexLock { lock, holder } => write!(f, "Mutex.lock (mutex#{lock}) held by #{holder}"),
             WaitReason::RwLockRead { lock } => write!(f, "RwLock.read (rwlock#{lock})"),
             WaitReason::RwLockWrite { lock } => write!(f, "RwLock.write (rwlock#{lock})"),
             WaitReason::Semaphore => f.write_str("Semaphore.acquire"),

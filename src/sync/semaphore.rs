@@ -1,0 +1,123 @@
+//! `Semaphore`: a count of permits, FIFO granted. State (`permits` free)
+//! lives under the wait queue's lock; a newcomer takes a permit at once only
+//! if nobody is queued.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use super::waitq::{Slot, WaitQueue};
+use crate::diag::WaitReason;
+use crate::park::Waiter;
+
+/// A counting semaphore whose `acquire` parks the coroutine (or blocks the
+/// thread).
+///
+/// ```
+/// let s = goro::sync::Semaphore::new(2);
+/// let a = s.acquire();
+/// let _b = s.acquire();
+/// assert!(s.try_acquire().is_none());
+/// drop(a);
+/// assert!(s.try_acquire().is_some());
+/// ```
+///
+/// Go: `golang.org/x/sync/semaphore` with weight 1, or a buffered channel.
+pub struct Semaphore {
+    queue: WaitQueue<usize>,
+}
+
+/// One permit of a [`Semaphore`]; released on drop.
+#[must_use = "the permit is released when dropped"]
+pub struct SemaphorePermit<'a> {
+    sem: &'a Semaphore,
+}
+
+fn grant(st: &mut (usize, VecDeque<Arc<Slot>>)) -> Vec<Waiter> {
+    let mut wake = Vec::new();
+    while st.0 > 0 {
+        let Some(s) = st.1.pop_front() else { break };
+        st.0 -= 1;
+        wake.push(s.grant());
+    }
+    wake
+}
+
+fn release(st: &mut (usize, VecDeque<Arc<Slot>>), _: usize) -> Vec<Waiter> {
+    st.0 += 1;
+    grant(st)
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` free permits.
+    pub fn new(permits: usize) -> Self {
+        Semaphore { queue: WaitQueue::new(permits) }
+    }
+
+    /// Takes a permit, parking until one is free.
+    pub fn acquire(&self) -> SemaphorePermit<'_> {
+        let mut g = self.queue.lock();
+        if g.0 > 0 && g.1.is_empty() {
+            g.0 -= 1;
+        } else {
+            self.queue.wait(g, 1, WaitReason::Semaphore, &release);
+        }
+        SemaphorePermit { sem: self }
+    }
+
+    /// Takes a permit if one is free now.
+    pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
+        let mut g = self.queue.lock();
+        if g.0 > 0 && g.1.is_empty() {
+            g.0 -= 1;
+            Some(SemaphorePermit { sem: self })
+        } else {
+            None
+        }
+    }
+
+    /// Free permits now.
+    pub fn available_permits(&self) -> usize {
+        self.queue.lock().0
+    }
+
+    /// Adds `n` permits.
+    pub fn add_permits(&self, n: usize) {
+        let mut g = self.queue.lock();
+        g.0 += n;
+        let wake = grant(&mut g);
+        drop(g);
+        for w in wake {
+            w.wake();
+        }
+    }
+}
+
+impl SemaphorePermit<'_> {
+    /// Keeps the permit taken for good (the count stays one lower).
+    pub fn forget(self) {
+        std::mem::forget(self)
+    }
+}
+
+impl Drop for SemaphorePermit<'_> {
+    fn drop(&mut self) {
+        self.sem.add_permits(1);
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore").field("available", &self.available_permits()).finish()
+    }
+}
+
+impl fmt::Debug for SemaphorePermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SemaphorePermit")
+    }
+}
+
+// The permit count changes in one step under a lock.
+impl std::panic::UnwindSafe for Semaphore {}
+impl std::panic::RefUnwindSafe for Semaphore {}

@@ -1,0 +1,95 @@
+//! `WaitGroup`: Go's `sync.WaitGroup`. The counter lives under the wait
+//! queue's lock; reaching zero wakes every waiter.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::waitq::WaitQueue;
+use crate::diag::WaitReason;
+
+/// Waits for a collection of coroutines (or threads) to finish. Clones share
+/// the counter.
+///
+/// ```
+/// goro::run(|| {
+///     let wg = goro::sync::WaitGroup::new();
+///     for _ in 0..4 {
+///         wg.add(1);
+///         let wg = wg.clone();
+///         goro::go(move || wg.done());
+///     }
+///     wg.wait();
+/// });
+/// ```
+///
+/// # Panics
+///
+/// `add`/`done` panic with `sync: negative WaitGroup counter` if the counter
+/// would go below zero (Go's rule).
+#[derive(Clone)]
+pub struct WaitGroup {
+    inner: Arc<WaitQueue<isize>>,
+}
+
+impl WaitGroup {
+    /// A wait group with counter 0.
+    pub fn new() -> Self {
+        WaitGroup { inner: Arc::new(WaitQueue::new(0)) }
+    }
+
+    /// Adds `n` (may be negative) to the counter.
+    pub fn add(&self, n: isize) {
+        let mut g = self.inner.lock();
+        let c = g.0 + n;
+        if c < 0 {
+            drop(g);
+            panic!("sync: negative WaitGroup counter");
+        }
+        g.0 = c;
+        if c != 0 {
+            return;
+        }
+        let wake: Vec<_> = g.1.drain(..).map(|s| s.grant()).collect();
+        drop(g);
+        for w in wake {
+            w.wake();
+        }
+    }
+
+    /// Decrements the counter by one.
+    pub fn done(&self) {
+        self.add(-1)
+    }
+
+    /// Parks until the counter is zero.
+    pub fn wait(&self) {
+        let g = self.inner.lock();
+        if g.0 == 0 {
+            return;
+        }
+        let counter = g.0;
+        self.inner.wait(g, 0, WaitReason::WaitGroup { counter }, &|_, _| Vec::new());
+    }
+
+    /// The counter now.
+    pub fn count(&self) -> isize {
+        self.inner.lock().0
+    }
+}
+
+impl Default for WaitGroup {
+    fn default() -> Self {
+        WaitGroup::new()
+    }
+}
+
+impl fmt::Debug for WaitGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitGroup").field("count", &self.count()).finish()
+    }
+}
+
+// A panic cannot leave the counter half-updated (it is changed under a lock
+// in one step), so observing a WaitGroup after a caught panic is fine.
+impl std::panic::UnwindSafe for WaitGroup {}
+impl std::panic::RefUnwindSafe for WaitGroup {}

@@ -1,0 +1,93 @@
+//! A FIFO queue of parked parties, each waiting to be *granted* something
+//! (a lock, a permit). The granter flips `granted` under the queue lock, then
+//! wakes the party after unlocking; the party sees `granted` and owns the
+//! thing. A party that leaves the queue early (cancellation unwinding through
+//! `park`) removes itself; if it was already granted, it hands the grant back
+//! through the `on_abandon` callback so the next one gets it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::diag::WaitReason;
+use crate::park::{self, Waiter};
+
+/// One waiting party.
+pub(crate) struct Slot {
+    waiter: Waiter,
+    granted: AtomicBool,
+    /// What it wants (a reader or a writer, a number of permits).
+    pub(crate) want: usize,
+}
+
+impl Slot {
+    pub(crate) fn grant(self: &Arc<Self>) -> Waiter {
+        // Release: pairs with the Acquire load in `wait`, so the grantee sees
+        // the state the granter set up for it.
+        self.granted.store(true, Ordering::Release);
+        self.waiter.clone()
+    }
+}
+
+/// A FIFO of slots, guarded by the owner's state lock `S`.
+pub(crate) struct WaitQueue<S> {
+    inner: Mutex<(S, VecDeque<Arc<Slot>>)>,
+}
+
+impl<S> WaitQueue<S> {
+    pub(crate) const fn new(state: S) -> Self {
+        WaitQueue { inner: Mutex::new((state, VecDeque::new())) }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, (S, VecDeque<Arc<Slot>>)> {
+        self.inner.lock()
+    }
+
+    /// Queues the caller (the queue lock `g` is held and released here), then
+    /// parks until granted. `on_abandon` runs (with the lock held) if the
+    /// caller unwinds after it was granted, to pass the grant on; it returns
+    /// the waiters to wake.
+    pub(crate) fn wait(
+        &self,
+        mut g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
+        want: usize,
+        reason: WaitReason,
+        on_abandon: &dyn Fn(&mut (S, VecDeque<Arc<Slot>>), usize) -> Vec<Waiter>,
+    ) {
+        let slot = Arc::new(Slot { waiter: Waiter::current(), granted: AtomicBool::new(false), want });
+        g.1.push_back(slot.clone());
+        drop(g);
+        struct Leave<'a, S> {
+            q: &'a WaitQueue<S>,
+            slot: Arc<Slot>,
+            on_abandon: &'a dyn Fn(&mut (S, VecDeque<Arc<Slot>>), usize) -> Vec<Waiter>,
+            done: bool,
+        }
+        impl<S> Drop for Leave<'_, S> {
+            fn drop(&mut self) {
+                if self.done {
+                    return;
+                }
+                let mut g = self.q.inner.lock();
+                if let Some(pos) = g.1.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+                    g.1.remove(pos);
+                    return;
+                }
+                if self.slot.granted.load(Ordering::Acquire) {
+                    let wake = (self.on_abandon)(&mut g, self.slot.want);
+                    drop(g);
+                    for w in wake {
+                        w.wake();
+                    }
+                }
+            }
+        }
+        let mut leave = Leave { q: self, slot, on_abandon, done: false };
+        while !leave.slot.granted.load(Ordering::Acquire) {
+            park::park(reason);
+        }
+        leave.done = true;
+    }
+}
