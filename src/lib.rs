@@ -40,15 +40,28 @@
     clippy::missing_safety_doc
 )]
 
+mod chan;
 mod coroutine;
 pub mod diag;
 mod park;
 mod runtime;
 mod sched;
+mod select;
+mod select_macro;
 pub mod stack;
 pub mod sync;
 
+pub use chan::{
+    chan, dropping, never, sliding, IntoIter, Iter, Receiver, RecvError, RecvTimeoutError, SelectTimeoutError,
+    SendError, SendTimeoutError, Sender, TryIter, TryRecvError, TrySelectError, TrySendError,
+};
 pub use coroutine::{go, yield_now, Builder, Cancelled, JoinHandle};
 pub use diag::{coroutines, num_coroutines, stats, CoroutineInfo, CoroutineState, Stats, WaitReason};
 pub use runtime::{run, BlockedCoroutine, DeadlockReport, RunError, Runtime, RuntimeBuilder};
 pub use sched::blocking::blocking;
+pub use select::{Select, SelectedOperation};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::select::{recv_case, select_cases, send_case, Case, Mode};
+}

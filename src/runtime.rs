@@ -290,6 +290,7 @@ impl RuntimeBuilder {
             session: Mutex::new(None),
             blocking_jobs: AtomicUsize::new(0),
             external_waits: AtomicUsize::new(0),
+            stall: Mutex::new(None),
         });
         let mut deques = Vec::new();
         let mut ws = Vec::new();
@@ -526,6 +527,7 @@ fn monitor(rt: std::sync::Weak<Shared>) {
         if rt.shutdown.load(Ordering::Acquire) {
             return;
         }
+        rt.check_stall();
         let ws = rt.workers();
         seen.resize(ws.len(), (0, 0, Instant::now()));
         let now = Instant::now();
@@ -551,7 +553,11 @@ fn monitor(rt: std::sync::Weak<Shared>) {
                 warn_long_run(w, id, now.duration_since(seen[i].2));
             }
         }
-        nap = if busy { Duration::from_millis(10) } else { (nap * 2).min(Duration::from_millis(100)) };
+        nap = if busy || rt.stall.lock().is_some() {
+            Duration::from_millis(10)
+        } else {
+            (nap * 2).min(Duration::from_millis(100))
+        };
     }
 }
 

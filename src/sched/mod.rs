@@ -92,6 +92,9 @@ pub(crate) struct Shared {
     /// Parties parked in external waits the detector cannot see through
     /// (timers on plain threads, I/O): while nonzero, no deadlock verdict.
     pub(crate) external_waits: AtomicUsize,
+    /// When everything was last seen asleep, and the resume count then
+    /// (the detector's grace period; see `all_idle`).
+    pub(crate) stall: Mutex<Option<(Instant, u64)>>,
 }
 
 /// The part of a worker other threads may touch.
@@ -303,21 +306,52 @@ impl Shared {
         }
     }
 
-    /// The last worker went to sleep with nothing queued: decide whether the
-    /// session is deadlocked (see `diag::deadlock`).
+    /// Are all the conditions of a global deadlock true right now? Every
+    /// worker asleep with nothing queued, no timer pending, no
+    /// `goro::blocking` job or external wait (I/O, another runtime) in
+    /// flight, a session running and not yet decided.
+    fn looks_deadlocked(&self) -> bool {
+        self.config.detect_deadlocks
+            && !self.cancelling.load(Ordering::Acquire)
+            && self.blocking_jobs.load(Ordering::SeqCst) == 0
+            && self.external_waits.load(Ordering::SeqCst) == 0
+            && self.workers().iter().all(|w| w.timers_pending.load(Ordering::SeqCst) == 0)
+            && self.idle.num_sleeping.load(Ordering::SeqCst) == self.workers().len()
+            && self.injector.is_empty()
+            && self.session.lock().as_ref().is_some_and(|s| s.outcome.is_none())
+    }
+
+    /// Total resumes so far: any change means something ran.
+    pub(crate) fn progress(&self) -> u64 {
+        self.workers().iter().map(|w| w.resumes.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The last worker went to sleep with nothing queued: start the grace
+    /// period (the monitor confirms it, see `check_stall`).
     pub(crate) fn all_idle(&self) {
-        if !self.config.detect_deadlocks || self.cancelling.load(Ordering::Acquire) {
+        if self.looks_deadlocked() {
+            let mut st = self.stall.lock();
+            if st.is_none() {
+                *st = Some((Instant::now(), self.progress()));
+            }
+        }
+    }
+
+    /// Called by the monitor. The deadlock rule: a session is deadlocked when
+    /// `looks_deadlocked` has held continuously, with no coroutine resumed,
+    /// for `DEADLOCK_GRACE`. The grace period lets plain OS threads that will
+    /// still send (but are not blocked in goro right now) show themselves.
+    pub(crate) fn check_stall(&self) {
+        const DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+        let Some((since, p)) = *self.stall.lock() else { return };
+        if !self.looks_deadlocked() || self.progress() != p {
+            *self.stall.lock() = None;
             return;
         }
-        if self.blocking_jobs.load(Ordering::SeqCst) != 0 || self.external_waits.load(Ordering::SeqCst) != 0 {
+        if since.elapsed() < DEADLOCK_GRACE {
             return;
         }
-        if self.workers().iter().any(|w| w.timers_pending.load(Ordering::SeqCst) != 0) {
-            return;
-        }
-        if self.idle.num_sleeping.load(Ordering::SeqCst) != self.workers().len() {
-            return;
-        }
+        *self.stall.lock() = None;
         let mut s = self.session.lock();
         let Some(sess) = s.as_mut() else { return };
         if sess.outcome.is_some() {

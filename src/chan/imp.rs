@@ -1,0 +1,422 @@
+//! The channel core: one lock per channel guarding its buffer and its two
+//! wait queues, Go's `hchan` shape.
+//!
+//! Invariants (as in Go's chan.go):
+//!  1. At most one of `sendq` and `recvq` holds live entries: a sender only
+//!     queues when no receiver waits, and the other way round. (Stale entries,
+//!     whose selector was already won elsewhere, are dropped when met.)
+//!  2. Buffered: `buf` non-empty implies no live receiver waits; `sendq`
+//!     non-empty implies `buf` is full.
+//!  3. Every queued [`Op`] belongs to one [`Selector`] (a single op or the
+//!     cases of one select). Its `state` leaves WAITING exactly once, by CAS;
+//!     that CAS decides every race (a sender vs. another sender, a select's
+//!     cases against each other, a timeout against a hand-off, a close).
+//!  4. The party that wins the CAS moves the value through the op's `slot`
+//!     while holding this channel's lock, then sets `done`; the op's owner
+//!     reads the slot only after seeing `done` (Acquire) or after its own
+//!     abort CAS won. So exactly one party touches a slot at a time.
+//!  5. No lock is held while waking: wakers are collected, the lock dropped,
+//!     then each woken (Go's closechan).
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::err::*;
+use crate::diag::WaitReason;
+use crate::park::{self, Waiter};
+
+const WAITING: usize = usize::MAX;
+const ABORTED: usize = usize::MAX - 1;
+/// Set in a won state when the op completed because the channel closed (or
+/// lost its receivers).
+pub(crate) const CLOSED_BIT: usize = 1 << (usize::BITS - 2);
+
+/// What sends do when the buffer is full.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// Block (Go's channels).
+    Normal,
+    /// Discard the new value.
+    Dropping,
+    /// Discard the oldest buffered value.
+    Sliding,
+}
+
+/// One waiting party (a single op, or all cases of one select).
+pub(crate) struct Selector {
+    state: AtomicUsize,
+    done: AtomicBool,
+    waiter: Waiter,
+}
+
+impl Selector {
+    pub(crate) fn new() -> Arc<Selector> {
+        Arc::new(Selector { state: AtomicUsize::new(WAITING), done: AtomicBool::new(false), waiter: Waiter::current() })
+    }
+
+    /// Invariant 3: the one CAS.
+    fn claim(&self, v: usize) -> bool {
+        self.state.compare_exchange(WAITING, v, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The winner finished moving the value (invariant 4).
+    fn finish(&self) {
+        // Release: pairs with the Acquire in `wait`.
+        self.done.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn wake(&self) {
+        self.waiter.wake();
+    }
+
+    /// Gives up (timeout, cancellation). False if someone already won.
+    pub(crate) fn abort(&self) -> bool {
+        self.claim(ABORTED)
+    }
+
+    /// Parks until won (returns the won state) or until `deadline` passes and
+    /// the abort CAS wins (returns None).
+    pub(crate) fn wait(&self, reason: WaitReason, deadline: Option<Instant>) -> Option<usize> {
+        loop {
+            if self.done.load(Ordering::Acquire) {
+                return Some(self.state.load(Ordering::Acquire));
+            }
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    if self.abort() {
+                        return None;
+                    }
+                    // Won just now by someone finishing under a lock: the
+                    // wake follows at once.
+                    if !self.done.load(Ordering::Acquire) {
+                        park::park(reason);
+                    }
+                    continue;
+                }
+            }
+            park::park_deadline(reason, deadline);
+        }
+    }
+}
+
+/// One pending operation on one channel.
+pub(crate) struct Op<T> {
+    pub(crate) sel: Arc<Selector>,
+    case: usize,
+    slot: UnsafeCell<Option<T>>,
+}
+
+// SAFETY: `slot` is accessed by one party at a time (module invariant 4);
+// the value is a `T: Send` moving between parties.
+unsafe impl<T: Send> Send for Op<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Op<T> {}
+
+impl<T> Op<T> {
+    pub(crate) fn new(sel: Arc<Selector>, case: usize, v: Option<T>) -> Arc<Op<T>> {
+        Arc::new(Op { sel, case, slot: UnsafeCell::new(v) })
+    }
+
+    /// Takes the slot's value.
+    ///
+    /// # Safety
+    ///
+    /// Module invariant 4: the caller won this op's selector (and holds the
+    /// channel lock), or owns the op and saw `done` or won the abort CAS.
+    pub(crate) unsafe fn take(&self) -> Option<T> {
+        // SAFETY: exclusive access per the contract above.
+        unsafe { (*self.slot.get()).take() }
+    }
+
+    /// # Safety
+    ///
+    /// As for `take`.
+    unsafe fn put(&self, v: T) {
+        // SAFETY: exclusive access per `take`'s contract.
+        unsafe { *self.slot.get() = Some(v) }
+    }
+}
+
+/// The state under the channel lock.
+pub(crate) struct Inner<T> {
+    pub(crate) buf: VecDeque<T>,
+    pub(crate) closed: bool,
+    /// The last Receiver is gone: sends fail.
+    pub(crate) no_receivers: bool,
+    pub(crate) recvq: VecDeque<Arc<Op<T>>>,
+    pub(crate) sendq: VecDeque<Arc<Op<T>>>,
+    /// Parties waiting for readiness only (dynamic `Select` send cases).
+    pub(crate) observers: Vec<Waiter>,
+}
+
+/// A channel.
+pub(crate) struct Chan<T> {
+    pub(crate) id: u64,
+    pub(crate) cap: usize,
+    pub(crate) kind: Kind,
+    pub(crate) inner: Mutex<Inner<T>>,
+    pub(crate) senders: AtomicUsize,
+    pub(crate) receivers: AtomicUsize,
+    /// Mirror of `inner.closed`, for lock-free `is_closed`.
+    pub(crate) closed: AtomicBool,
+}
+
+/// Someone to wake after the lock is dropped.
+pub(crate) type Wake = Option<Arc<Selector>>;
+
+impl<T> Chan<T> {
+    pub(crate) fn new(cap: usize, kind: Kind) -> Chan<T> {
+        let mut buf = VecDeque::new();
+        if let Err(e) = buf.try_reserve(cap) {
+            panic!("goro::chan: cannot allocate a buffer for capacity {cap}: {e}");
+        }
+        Chan {
+            id: crate::diag::next_object_id(),
+            cap,
+            kind,
+            inner: Mutex::new(Inner {
+                buf,
+                closed: false,
+                no_receivers: false,
+                recvq: VecDeque::new(),
+                sendq: VecDeque::new(),
+                observers: Vec::new(),
+            }),
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Non-blocking send with the lock held. `Ok(wake)` on success.
+    pub(crate) fn try_send_locked(&self, g: &mut Inner<T>, v: T) -> Result<Wake, TrySendError<T>> {
+        if g.closed || g.no_receivers {
+            return Err(TrySendError::Closed(v));
+        }
+        while let Some(r) = g.recvq.pop_front() {
+            if r.sel.claim(r.case) {
+                // SAFETY: invariant 4: we won r's selector and hold the lock.
+                unsafe { r.put(v) };
+                r.sel.finish();
+                return Ok(Some(r.sel.clone()));
+            }
+        }
+        if g.buf.len() < self.cap {
+            g.buf.push_back(v);
+            return Ok(None);
+        }
+        match self.kind {
+            Kind::Normal => Err(TrySendError::Full(v)),
+            Kind::Dropping => Ok(None),
+            Kind::Sliding => {
+                g.buf.pop_front();
+                g.buf.push_back(v);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Non-blocking receive with the lock held. `Ok((v, wake))` on success.
+    pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>) -> Result<(T, Wake, Vec<Waiter>), TryRecvError> {
+        if let Some(v) = g.buf.pop_front() {
+            // A slot freed: move a blocked sender's value in (invariant 2).
+            while let Some(s) = g.sendq.pop_front() {
+                if s.sel.claim(s.case) {
+                    // SAFETY: invariant 4.
+                    let sv = unsafe { s.take() }.expect("goro bug: a queued sender without a value");
+                    g.buf.push_back(sv);
+                    s.sel.finish();
+                    return Ok((v, Some(s.sel.clone()), Vec::new()));
+                }
+            }
+            return Ok((v, None, std::mem::take(&mut g.observers)));
+        }
+        while let Some(s) = g.sendq.pop_front() {
+            if s.sel.claim(s.case) {
+                // SAFETY: invariant 4.
+                let v = unsafe { s.take() }.expect("goro bug: a queued sender without a value");
+                s.sel.finish();
+                return Ok((v, Some(s.sel.clone()), Vec::new()));
+            }
+        }
+        if g.closed {
+            Err(TryRecvError::Closed)
+        } else {
+            Err(TryRecvError::Empty)
+        }
+    }
+
+    /// Would a send complete now (dynamic `Select` readiness)?
+    pub(crate) fn send_ready_locked(&self, g: &mut Inner<T>) -> bool {
+        g.closed
+            || g.no_receivers
+            || g.buf.len() < self.cap
+            || self.kind != Kind::Normal
+            || g.recvq.iter().any(|r| r.sel.state.load(Ordering::Acquire) == WAITING)
+    }
+
+    pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+        let mut g = self.inner.lock();
+        let v = match self.try_send_locked(&mut g, v) {
+            Ok(w) => {
+                drop(g);
+                if let Some(w) = w {
+                    w.wake();
+                }
+                return Ok(());
+            }
+            Err(TrySendError::Closed(v)) => return Err(SendTimeoutError::Closed(v)),
+            Err(TrySendError::Full(v)) => v,
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(SendTimeoutError::Timeout(v));
+        }
+        let op = Op::new(Selector::new(), 0, Some(v));
+        g.sendq.push_back(op.clone());
+        let obs = std::mem::take(&mut g.observers);
+        drop(g);
+        wake_all(obs);
+        let guard = Dequeue { chan: self, op: &op, send: true };
+        let r = op.sel.wait(WaitReason::Send { chan: self.id, cap: self.cap }, deadline);
+        std::mem::forget(guard);
+        match r {
+            Some(st) if st & CLOSED_BIT == 0 => Ok(()),
+            Some(_) => {
+                // SAFETY: invariant 4: we own the op and saw `done`.
+                Err(SendTimeoutError::Closed(unsafe { op.take() }.expect("goro bug: closed sender lost its value")))
+            }
+            None => {
+                self.dequeue(&op, true);
+                // SAFETY: invariant 4: our abort CAS won.
+                Err(SendTimeoutError::Timeout(unsafe { op.take() }.expect("goro bug: timed-out sender lost its value")))
+            }
+        }
+    }
+
+    pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let mut g = self.inner.lock();
+        match self.try_recv_locked(&mut g) {
+            Ok((v, w, obs)) => {
+                drop(g);
+                if let Some(w) = w {
+                    w.wake();
+                }
+                wake_all(obs);
+                return Ok(v);
+            }
+            Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
+            Err(TryRecvError::Empty) => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(RecvTimeoutError::Timeout);
+        }
+        let op = Op::new(Selector::new(), 0, None);
+        g.recvq.push_back(op.clone());
+        let obs = std::mem::take(&mut g.observers);
+        drop(g);
+        wake_all(obs);
+        let guard = Dequeue { chan: self, op: &op, send: false };
+        let r = op.sel.wait(WaitReason::Recv { chan: self.id, cap: self.cap }, deadline);
+        std::mem::forget(guard);
+        match r {
+            Some(st) if st & CLOSED_BIT == 0 => {
+                // SAFETY: invariant 4: we own the op and saw `done`.
+                Ok(unsafe { op.take() }.expect("goro bug: a won receiver got no value"))
+            }
+            Some(_) => Err(RecvTimeoutError::Closed),
+            None => {
+                self.dequeue(&op, false);
+                Err(RecvTimeoutError::Timeout)
+            }
+        }
+    }
+
+    /// Removes `op` from its queue (after an abort).
+    pub(crate) fn dequeue(&self, op: &Arc<Op<T>>, send: bool) {
+        let mut g = self.inner.lock();
+        dequeue_locked(&mut g, op, send);
+    }
+
+    /// Closes for everyone. True if this call closed it.
+    pub(crate) fn close(&self) -> bool {
+        let mut g = self.inner.lock();
+        if g.closed {
+            return false;
+        }
+        g.closed = true;
+        self.closed.store(true, Ordering::Release);
+        let mut wake = Vec::new();
+        let g = &mut *g;
+        for op in g.recvq.drain(..).chain(g.sendq.drain(..)) {
+            if op.sel.claim(op.case | CLOSED_BIT) {
+                op.sel.finish();
+                wake.push(op.sel.clone());
+            }
+        }
+        let obs = std::mem::take(&mut g.observers);
+        drop(g);
+        for s in wake {
+            s.wake();
+        }
+        wake_all(obs);
+        true
+    }
+
+    /// The last Receiver is gone: fail blocked and future sends.
+    pub(crate) fn disconnect_receivers(&self) {
+        let mut g = self.inner.lock();
+        g.no_receivers = true;
+        let mut wake = Vec::new();
+        for op in g.sendq.drain(..) {
+            if op.sel.claim(op.case | CLOSED_BIT) {
+                op.sel.finish();
+                wake.push(op.sel.clone());
+            }
+        }
+        let obs = std::mem::take(&mut g.observers);
+        drop(g);
+        for s in wake {
+            s.wake();
+        }
+        wake_all(obs);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().buf.len()
+    }
+}
+
+pub(crate) fn dequeue_locked<T>(g: &mut Inner<T>, op: &Arc<Op<T>>, send: bool) {
+    let q = if send { &mut g.sendq } else { &mut g.recvq };
+    if let Some(i) = q.iter().position(|o| Arc::ptr_eq(o, op)) {
+        q.remove(i);
+    }
+}
+
+pub(crate) fn wake_all(ws: Vec<Waiter>) {
+    for w in ws {
+        w.wake();
+    }
+}
+
+/// Unwind guard of a blocking op: a coroutine cancelled while parked in
+/// `send`/`recv` takes its op back off the queue (or, if it was already
+/// won, lets the winner's hand-off stand).
+struct Dequeue<'a, T> {
+    chan: &'a Chan<T>,
+    op: &'a Arc<Op<T>>,
+    send: bool,
+}
+
+impl<T> Drop for Dequeue<'_, T> {
+    fn drop(&mut self) {
+        if self.op.sel.abort() {
+            self.chan.dequeue(self.op, self.send);
+        }
+    }
+}

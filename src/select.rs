@@ -1,0 +1,740 @@
+//! Select: wait on several channel operations, complete exactly one.
+//!
+//! Owns: the algorithm (Go's `select.go`), the [`Case`] trait every kind of
+//! case implements, the typed cases used by `select!`, and the dynamic
+//! [`Select`] builder.
+//!
+//! The algorithm, for a blocking select:
+//!  1. Lock every distinct channel of the cases, in address order (so two
+//!     selects over the same channels cannot deadlock).
+//!  2. Poll the cases in a random order; the first that can complete now
+//!     completes. Since the order is a uniformly random permutation, each
+//!     ready case is equally likely to win (Go's rule: no case starves).
+//!  3. If none is ready (and there is no `default`): enqueue one op per case,
+//!     all sharing one `Selector`, then unlock everything and park.
+//!  4. A counterpart claims the selector for one case (the CAS of `imp.rs`),
+//!     moves the value and wakes us. A timeout instead wins the selector for
+//!     "aborted".
+//!  5. Relock and dequeue the losing ops, unlock, collect the winner's result.
+//!
+//! Holding every lock during 2–3 means readiness cannot change between the
+//! poll and the enqueue, and a select never meets its own ops while polling
+//! (a send and a receive on one channel in one select never pair up).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::chan::imp::{self, Chan, Inner, Op, Selector, Wake, CLOSED_BIT};
+use crate::chan::{Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError};
+use crate::diag::{SelectCase, WaitReason};
+use crate::park::Waiter;
+
+/// One case of a select, type-erased. Methods marked "locked" run with the
+/// case's channel lock held by the select (step 1).
+pub trait Case {
+    /// Address of the channel (the lock order key); `None` for `never()`.
+    fn chan_addr(&self) -> Option<usize>;
+    /// Locks this case's channel (`None` for `never()`).
+    fn lock(&self) -> Option<RawGuard>;
+    /// Unlocks this case's channel.
+    ///
+    /// # Safety
+    ///
+    /// `g` must come from `lock` on a case of the same channel, in this select.
+    unsafe fn unlock(&self, g: RawGuard);
+    /// Tries to complete now. `Some(wake)` if it did (result stored).
+    ///
+    /// # Safety
+    ///
+    /// The channel is locked by this select.
+    unsafe fn poll_locked(&mut self) -> Option<Wake>;
+    /// Enqueues an op for `sel` as case `index`.
+    ///
+    /// # Safety
+    ///
+    /// The channel is locked by this select.
+    unsafe fn enqueue_locked(&mut self, sel: &Arc<Selector>, index: usize);
+    /// Removes this case's op, if queued.
+    ///
+    /// # Safety
+    ///
+    /// The channel is locked by this select.
+    unsafe fn dequeue_locked(&mut self);
+    /// This case won (`closed`: because the channel closed): take the result.
+    fn complete(&mut self, closed: bool);
+    /// For reports.
+    fn describe(&self) -> SelectCase;
+}
+
+/// Access to the locked state of a channel.
+///
+/// # Safety
+///
+/// The caller holds the channel's lock (taken through `raw()` by the select).
+unsafe fn inner<T>(c: &Chan<T>) -> &mut Inner<T> {
+    // SAFETY: per the contract, this select holds the lock, so it has
+    // exclusive access to the data.
+    unsafe { &mut *c.inner.data_ptr() }
+}
+
+/// The state of one raw lock acquisition (a zero-sized marker).
+#[doc(hidden)]
+pub type RawGuard = <parking_lot::RawMutex as parking_lot::lock_api::RawMutex>::Guard;
+
+fn raw_lock<T>(c: &Chan<T>) -> RawGuard {
+    use parking_lot::lock_api::RawMutex as _;
+    // SAFETY: `raw()` is unsafe only because unlocking through it bypasses
+    // the guard; every acquisition here is released by `raw_unlock` with its
+    // own guard state, by the same select (`Locks`).
+    unsafe { c.inner.raw() }.lock()
+}
+
+/// # Safety
+///
+/// `g` is the state of this select's `raw_lock` of `c`.
+unsafe fn raw_unlock<T>(c: &Chan<T>, g: RawGuard) {
+    use parking_lot::lock_api::RawMutex as _;
+    // SAFETY: per the contract, we hold the lock and hand back its state.
+    unsafe { c.inner.raw().unlock(g) };
+}
+
+/// A receive case: `recv(rx) -> res`.
+pub struct RecvCase<'a, T> {
+    rx: &'a Receiver<T>,
+    op: Option<Arc<Op<T>>>,
+    out: Option<Result<T, RecvError>>,
+}
+
+/// A send case: `send(tx, v) -> res`.
+pub struct SendCase<'a, T> {
+    tx: &'a Sender<T>,
+    value: Option<T>,
+    op: Option<Arc<Op<T>>>,
+    out: Option<Result<(), SendError<T>>>,
+}
+
+impl<T> std::fmt::Debug for RecvCase<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvCase").field("rx", self.rx).finish()
+    }
+}
+
+impl<T> std::fmt::Debug for SendCase<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendCase").field("tx", self.tx).finish()
+    }
+}
+
+impl<'a, T> RecvCase<'a, T> {
+    /// A receive case on `rx`.
+    pub fn new(rx: &'a Receiver<T>) -> Self {
+        RecvCase { rx, op: None, out: None }
+    }
+    /// The result, if this case was chosen.
+    pub fn into_output(mut self) -> Option<Result<T, RecvError>> {
+        self.out.take()
+    }
+}
+
+impl<'a, T> SendCase<'a, T> {
+    /// A send case of `v` on `tx`.
+    pub fn new(tx: &'a Sender<T>, v: T) -> Self {
+        SendCase { tx, value: Some(v), op: None, out: None }
+    }
+    /// The result, if this case was chosen.
+    pub fn into_output(mut self) -> Option<Result<(), SendError<T>>> {
+        self.out.take()
+    }
+}
+
+impl<T> Case for RecvCase<'_, T> {
+    fn chan_addr(&self) -> Option<usize> {
+        self.rx.chan.as_ref().map(|c| Arc::as_ptr(c) as usize)
+    }
+    fn lock(&self) -> Option<RawGuard> {
+        self.rx.chan.as_ref().map(|c| raw_lock(c))
+    }
+    unsafe fn unlock(&self, g: RawGuard) {
+        if let Some(c) = &self.rx.chan {
+            // SAFETY: forwarded contract.
+            unsafe { raw_unlock(c, g) };
+        }
+    }
+    unsafe fn poll_locked(&mut self) -> Option<Wake> {
+        let c = self.rx.chan.as_ref()?;
+        // SAFETY: forwarded contract: locked.
+        let g = unsafe { inner(c) };
+        match c.try_recv_locked(g) {
+            Ok((v, w, obs)) => {
+                imp::wake_all(obs);
+                self.out = Some(Ok(v));
+                Some(w)
+            }
+            Err(TryRecvError::Closed) => {
+                self.out = Some(Err(RecvError));
+                Some(None)
+            }
+            Err(TryRecvError::Empty) => None,
+        }
+    }
+    unsafe fn enqueue_locked(&mut self, sel: &Arc<Selector>, index: usize) {
+        let Some(c) = self.rx.chan.as_ref() else { return };
+        let op = Op::new(sel.clone(), index, None);
+        // SAFETY: forwarded contract: locked.
+        let g = unsafe { inner(c) };
+        g.recvq.push_back(op.clone());
+        imp::wake_all(std::mem::take(&mut g.observers));
+        self.op = Some(op);
+    }
+    unsafe fn dequeue_locked(&mut self) {
+        if let (Some(c), Some(op)) = (self.rx.chan.as_ref(), self.op.take()) {
+            // SAFETY: forwarded contract: locked.
+            imp::dequeue_locked(unsafe { inner(c) }, &op, false);
+        }
+    }
+    fn complete(&mut self, closed: bool) {
+        let op = self.op.take().expect("goro bug: a won case has no op");
+        self.out = Some(if closed {
+            Err(RecvError)
+        } else {
+            // SAFETY: imp.rs invariant 4: our selector is done.
+            Ok(unsafe { op.take() }.expect("goro bug: a won receive got no value"))
+        });
+    }
+    fn describe(&self) -> SelectCase {
+        SelectCase { chan: self.rx.chan.as_ref().map_or(0, |c| c.id), send: false }
+    }
+}
+
+impl<T> Case for SendCase<'_, T> {
+    fn chan_addr(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.tx.chan) as usize)
+    }
+    fn lock(&self) -> Option<RawGuard> {
+        Some(raw_lock(&self.tx.chan))
+    }
+    unsafe fn unlock(&self, g: RawGuard) {
+        // SAFETY: forwarded contract.
+        unsafe { raw_unlock(&self.tx.chan, g) };
+    }
+    unsafe fn poll_locked(&mut self) -> Option<Wake> {
+        let c = &self.tx.chan;
+        let v = self.value.take()?;
+        // SAFETY: forwarded contract: locked.
+        match c.try_send_locked(unsafe { inner(c) }, v) {
+            Ok(w) => {
+                self.out = Some(Ok(()));
+                Some(w)
+            }
+            Err(TrySendError::Closed(v)) => {
+                self.out = Some(Err(SendError(v)));
+                Some(None)
+            }
+            Err(TrySendError::Full(v)) => {
+                self.value = Some(v);
+                None
+            }
+        }
+    }
+    unsafe fn enqueue_locked(&mut self, sel: &Arc<Selector>, index: usize) {
+        let c = &self.tx.chan;
+        let op = Op::new(sel.clone(), index, self.value.take());
+        // SAFETY: forwarded contract: locked.
+        let g = unsafe { inner(c) };
+        g.sendq.push_back(op.clone());
+        self.op = Some(op);
+    }
+    unsafe fn dequeue_locked(&mut self) {
+        if let Some(op) = self.op.take() {
+            // SAFETY: forwarded contract: locked.
+            imp::dequeue_locked(unsafe { inner(&self.tx.chan) }, &op, true);
+            // Our selector is done or aborted: nobody else touches the slot.
+            // SAFETY: imp.rs invariant 4.
+            self.value = unsafe { op.take() };
+        }
+    }
+    fn complete(&mut self, closed: bool) {
+        let op = self.op.take().expect("goro bug: a won case has no op");
+        self.out = Some(if closed {
+            // SAFETY: imp.rs invariant 4: our selector is done.
+            Err(SendError(unsafe { op.take() }.expect("goro bug: a closed send lost its value")))
+        } else {
+            Ok(())
+        });
+    }
+    fn describe(&self) -> SelectCase {
+        SelectCase { chan: self.tx.chan.id, send: true }
+    }
+}
+
+/// How a select waits when nothing is ready.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// Park until a case is ready.
+    Block,
+    /// Return at once (`default`).
+    Try,
+    /// Park until the deadline (`default(timeout)`); `None`: never.
+    Until(Option<Instant>),
+}
+
+impl Mode {
+    /// `default(d)`.
+    pub fn timeout(d: Duration) -> Mode {
+        Mode::Until(Instant::now().checked_add(d))
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local!(static RNG: Cell<u64> = Cell::new({
+        let x = &RNG as *const _ as u64 ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        x | 1
+    }));
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// Locks the distinct channels of a select in address order (step 1).
+fn lock_all(cases: &[&mut (dyn Case + '_)], order: &[usize]) -> Vec<(usize, RawGuard)> {
+    let mut held = Vec::with_capacity(order.len());
+    let mut last = None;
+    for &i in order {
+        let a = cases[i].chan_addr();
+        if a != last {
+            if let Some(g) = cases[i].lock() {
+                held.push((i, g));
+            }
+            last = a;
+        }
+    }
+    held
+}
+
+fn unlock_all(cases: &[&mut (dyn Case + '_)], held: Vec<(usize, RawGuard)>) {
+    for (i, g) in held {
+        // SAFETY: `lock_all` took this lock through case `i`, with state `g`.
+        unsafe { cases[i].unlock(g) };
+    }
+}
+
+fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[usize], winner: Option<usize>) {
+    let held = lock_all(cases, order);
+    for (i, c) in cases.iter_mut().enumerate() {
+        if Some(i) != winner {
+            // SAFETY: every channel is locked just above.
+            unsafe { c.dequeue_locked() };
+        }
+    }
+    unlock_all(cases, held);
+}
+
+/// Runs a select over `cases`. Returns the index of the case that completed
+/// (its result is stored in it), or `None` if `mode` gave up.
+#[doc(hidden)]
+pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<usize> {
+    let n = cases.len();
+    // Lock order: by channel address, `never` cases left out.
+    let mut order: Vec<usize> = (0..n).filter(|&i| cases[i].chan_addr().is_some()).collect();
+    order.sort_by_key(|&i| cases[i].chan_addr());
+    // Poll order: a uniformly random permutation.
+    let mut poll: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (rand_u64() % (i as u64 + 1)) as usize;
+        poll.swap(i, j);
+    }
+    let held = lock_all(cases, &order);
+    for &i in &poll {
+        // SAFETY: every channel is locked (step 1).
+        if let Some(w) = unsafe { cases[i].poll_locked() } {
+            unlock_all(cases, held);
+            if let Some(w) = w {
+                w.wake();
+            }
+            return Some(i);
+        }
+    }
+    let deadline = match mode {
+        Mode::Try => {
+            unlock_all(cases, held);
+            return None;
+        }
+        Mode::Block => None,
+        Mode::Until(d) => d,
+    };
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        unlock_all(cases, held);
+        return None;
+    }
+    let sel = Selector::new();
+    for (i, c) in cases.iter_mut().enumerate() {
+        // SAFETY: every channel is locked.
+        unsafe { c.enqueue_locked(&sel, i) };
+    }
+    unlock_all(cases, held);
+
+    let mut descr = [None; 4];
+    for (d, c) in descr.iter_mut().zip(cases.iter()) {
+        *d = Some(c.describe());
+    }
+    let reason = WaitReason::Select { n, cases: descr };
+    // Unwinding out of the park (cancellation) must still dequeue.
+    struct Cleanup<'c, 'x, 'a> {
+        cases: &'c mut [&'x mut (dyn Case + 'a)],
+        order: &'c [usize],
+        sel: &'c Arc<Selector>,
+        armed: bool,
+    }
+    impl Drop for Cleanup<'_, '_, '_> {
+        fn drop(&mut self) {
+            if self.armed {
+                self.sel.abort();
+                dequeue_all(self.cases, self.order, None);
+            }
+        }
+    }
+    let mut guard = Cleanup { cases, order: &order, sel: &sel, armed: true };
+    let won = sel.wait(reason, deadline);
+    guard.armed = false;
+    let cases = &mut *guard.cases;
+    // Step 5: dequeue every op (the winner's was already popped).
+    dequeue_all(cases, &order, won.map(|st| st & !CLOSED_BIT));
+    let st = won?;
+    let i = st & !CLOSED_BIT;
+    cases[i].complete(st & CLOSED_BIT != 0);
+    Some(i)
+}
+
+/// A select over a number of cases known only at run time (Go's
+/// `reflect.Select`, crossbeam's `Select`).
+///
+/// Receive cases complete inside `select` (the value waits in the returned
+/// [`SelectedOperation`]); a send case is chosen when the send can proceed
+/// and is performed by [`SelectedOperation::send`].
+///
+/// ```
+/// let (tx1, rx1) = goro::chan::<i32>(1);
+/// let (_tx2, rx2) = goro::chan::<i32>(1);
+/// tx1.send(7).unwrap();
+/// let mut sel = goro::Select::new();
+/// let a = sel.recv(&rx1);
+/// let _b = sel.recv(&rx2);
+/// let op = sel.select();
+/// assert_eq!(op.index(), a);
+/// assert_eq!(op.recv(&rx1), Ok(7));
+/// ```
+pub struct Select<'a> {
+    cases: Vec<DynCase<'a>>,
+}
+
+enum DynCase<'a> {
+    Recv(Box<dyn DynRecv + 'a>),
+    Send(Box<dyn DynSend + 'a>),
+}
+
+trait DynRecv: Case {
+    fn addr(&self) -> usize;
+    fn take_into(&mut self, out: *mut ());
+}
+
+trait DynSend {
+    fn addr(&self) -> usize;
+    fn ready(&self) -> bool;
+    fn observe(&self, w: &Waiter);
+}
+
+impl<T> DynRecv for RecvCase<'_, T> {
+    fn addr(&self) -> usize {
+        self.chan_addr().unwrap_or(0)
+    }
+    fn take_into(&mut self, out: *mut ()) {
+        // SAFETY: `SelectedOperation::recv` checked that the receiver is this
+        // case's channel, so `out` points to an `Option<Result<T, RecvError>>`.
+        unsafe { *(out as *mut Option<Result<T, RecvError>>) = self.out.take() };
+    }
+}
+
+struct SendReady<'a, T> {
+    tx: &'a Sender<T>,
+}
+
+impl<T> DynSend for SendReady<'_, T> {
+    fn addr(&self) -> usize {
+        Arc::as_ptr(&self.tx.chan) as usize
+    }
+    fn ready(&self) -> bool {
+        let mut g = self.tx.chan.inner.lock();
+        self.tx.chan.send_ready_locked(&mut g)
+    }
+    fn observe(&self, w: &Waiter) {
+        self.tx.chan.inner.lock().observers.push(w.clone());
+    }
+}
+
+/// The chosen case of a [`Select`]: complete it with `recv` or `send`.
+#[must_use = "a selected operation must be completed with recv or send"]
+pub struct SelectedOperation<'a> {
+    index: usize,
+    case: DynCase<'a>,
+}
+
+impl<'a> Select<'a> {
+    /// An empty select.
+    pub fn new() -> Select<'a> {
+        Select { cases: Vec::new() }
+    }
+
+    /// Adds a receive case; returns its index.
+    pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
+        self.cases.push(DynCase::Recv(Box::new(RecvCase::new(rx))));
+        self.cases.len() - 1
+    }
+
+    /// Adds a send case; returns its index.
+    pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
+        self.cases.push(DynCase::Send(Box::new(SendReady { tx })));
+        self.cases.len() - 1
+    }
+
+    /// Waits until one case is chosen.
+    pub fn select(&mut self) -> SelectedOperation<'a> {
+        self.run(Mode::Block).expect("a blocking select returns a case")
+    }
+
+    /// Chooses a case that is ready now.
+    ///
+    /// # Errors
+    ///
+    /// `TrySelectError` if none is.
+    pub fn try_select(&mut self) -> Result<SelectedOperation<'a>, crate::TrySelectError> {
+        self.run(Mode::Try).ok_or(crate::TrySelectError)
+    }
+
+    /// Waits at most `d` for a case.
+    ///
+    /// # Errors
+    ///
+    /// `SelectTimeoutError` on timeout.
+    pub fn select_timeout(&mut self, d: Duration) -> Result<SelectedOperation<'a>, crate::SelectTimeoutError> {
+        self.run(Mode::timeout(d)).ok_or(crate::SelectTimeoutError)
+    }
+
+    fn run(&mut self, mode: Mode) -> Option<SelectedOperation<'a>> {
+        let deadline = match mode {
+            Mode::Until(d) => d,
+            _ => None,
+        };
+        loop {
+            // Send cases: readiness, in random order among themselves.
+            let sends: Vec<usize> =
+                self.cases.iter().enumerate().filter(|(_, c)| matches!(c, DynCase::Send(_))).map(|(i, _)| i).collect();
+            let start = if sends.is_empty() { 0 } else { (rand_u64() % sends.len() as u64) as usize };
+            let ready_send =
+                (0..sends.len()).map(|k| sends[(start + k) % sends.len()]).find(|&i| match &self.cases[i] {
+                    DynCase::Send(s) => s.ready(),
+                    DynCase::Recv(_) => false,
+                });
+            // Receive cases through the real select, without blocking if a
+            // send is ready or we must not block.
+            let recv_idx: Vec<usize> =
+                self.cases.iter().enumerate().filter(|(_, c)| matches!(c, DynCase::Recv(_))).map(|(i, _)| i).collect();
+            let inner_mode = if ready_send.is_some() || !sends.is_empty() { Mode::Try } else { mode };
+            let got = {
+                let mut refs: Vec<&mut (dyn Case + 'a)> = Vec::new();
+                for c in self.cases.iter_mut() {
+                    if let DynCase::Recv(r) = c {
+                        let r: &mut (dyn DynRecv + 'a) = &mut **r;
+                        refs.push(r as &mut (dyn Case + 'a));
+                    }
+                }
+                if refs.is_empty() {
+                    None
+                } else {
+                    select_cases(&mut refs, inner_mode)
+                }
+            };
+            let pick = match (got.map(|k| recv_idx[k]), ready_send) {
+                (Some(r), Some(s)) => Some(if rand_u64() % 2 == 0 { r } else { s }),
+                (r, s) => r.or(s),
+            };
+            if let Some(i) = pick {
+                if Some(i) != got.map(|k| recv_idx[k]) {
+                    if let Some(k) = got {
+                        // A receive completed but a send won the coin toss:
+                        // keep the receive, it already happened.
+                        return Some(self.take_case(recv_idx[k]));
+                    }
+                }
+                return Some(self.take_case(i));
+            }
+            if matches!(mode, Mode::Try) || deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            if sends.is_empty() {
+                // Only receives, and the blocking select gave up: timeout.
+                return None;
+            }
+            // Wait for any readiness change, then poll again.
+            let w = Waiter::current();
+            for c in &self.cases {
+                match c {
+                    DynCase::Send(s) => s.observe(&w),
+                    DynCase::Recv(r) => {
+                        if let Some(a) = r.chan_addr() {
+                            let _ = a;
+                        }
+                    }
+                }
+            }
+            // Receive readiness: a short park bounded by 1 ms keeps receive
+            // cases responsive while only send readiness is observed.
+            let until = Some(Instant::now() + Duration::from_millis(1));
+            let until = match (deadline, until) {
+                (Some(d), Some(u)) => Some(d.min(u)),
+                (d, u) => d.or(u),
+            };
+            crate::park::park_deadline(WaitReason::Select { n: self.cases.len(), cases: [None; 4] }, until);
+        }
+    }
+
+    fn take_case(&mut self, i: usize) -> SelectedOperation<'a> {
+        let case = std::mem::replace(&mut self.cases[i], DynCase::Send(Box::new(Done)));
+        SelectedOperation { index: i, case }
+    }
+}
+
+struct Done;
+impl DynSend for Done {
+    fn addr(&self) -> usize {
+        0
+    }
+    fn ready(&self) -> bool {
+        false
+    }
+    fn observe(&self, _: &Waiter) {}
+}
+
+impl Default for Select<'_> {
+    fn default() -> Self {
+        Select::new()
+    }
+}
+
+impl std::fmt::Debug for Select<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Select").field("cases", &self.cases.len()).finish()
+    }
+}
+
+impl std::fmt::Debug for SelectedOperation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelectedOperation").field("index", &self.index).finish()
+    }
+}
+
+impl SelectedOperation<'_> {
+    /// The index of the chosen case.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Completes a receive case.
+    ///
+    /// # Panics
+    ///
+    /// If the chosen case is not a receive on `rx`.
+    pub fn recv<T>(self, rx: &Receiver<T>) -> Result<T, RecvError> {
+        match self.case {
+            DynCase::Recv(mut r) => {
+                let addr = rx.chan.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize);
+                assert_eq!(r.addr(), addr, "SelectedOperation::recv: not the receiver of the chosen case");
+                let mut out: Option<Result<T, RecvError>> = None;
+                r.take_into(&mut out as *mut _ as *mut ());
+                out.expect("goro bug: a chosen receive has no result")
+            }
+            DynCase::Send(_) => panic!("SelectedOperation::recv: the chosen case is a send"),
+        }
+    }
+
+    /// Completes a send case by sending `v` (it was ready when chosen; if a
+    /// competing sender took the room meanwhile, this waits like `send`).
+    ///
+    /// # Panics
+    ///
+    /// If the chosen case is not a send on `tx`.
+    pub fn send<T>(self, tx: &Sender<T>, v: T) -> Result<(), SendError<T>> {
+        match self.case {
+            DynCase::Send(s) => {
+                assert_eq!(
+                    s.addr(),
+                    Arc::as_ptr(&tx.chan) as usize,
+                    "SelectedOperation::send: not the sender of the chosen case"
+                );
+                tx.send(v)
+            }
+            DynCase::Recv(_) => panic!("SelectedOperation::send: the chosen case is a receive"),
+        }
+    }
+}
+
+/// Helpers for the `select!` macro: take `rx` or `&rx` alike.
+#[doc(hidden)]
+pub trait AsReceiver<T> {
+    fn as_receiver(&self) -> &Receiver<T>;
+}
+impl<T> AsReceiver<T> for Receiver<T> {
+    fn as_receiver(&self) -> &Receiver<T> {
+        self
+    }
+}
+impl<T> AsReceiver<T> for &Receiver<T> {
+    fn as_receiver(&self) -> &Receiver<T> {
+        self
+    }
+}
+impl<T> AsReceiver<T> for &mut Receiver<T> {
+    fn as_receiver(&self) -> &Receiver<T> {
+        self
+    }
+}
+
+/// Helpers for the `select!` macro: take `tx` or `&tx` alike.
+#[doc(hidden)]
+pub trait AsSender<T> {
+    fn as_sender(&self) -> &Sender<T>;
+}
+impl<T> AsSender<T> for Sender<T> {
+    fn as_sender(&self) -> &Sender<T> {
+        self
+    }
+}
+impl<T> AsSender<T> for &Sender<T> {
+    fn as_sender(&self) -> &Sender<T> {
+        self
+    }
+}
+impl<T> AsSender<T> for &mut Sender<T> {
+    fn as_sender(&self) -> &Sender<T> {
+        self
+    }
+}
+
+#[doc(hidden)]
+pub fn recv_case<'a, T, R: AsReceiver<T> + ?Sized>(r: &'a R) -> RecvCase<'a, T> {
+    RecvCase::new(r.as_receiver())
+}
+
+#[doc(hidden)]
+pub fn send_case<'a, T, S: AsSender<T> + ?Sized>(s: &'a S, v: T) -> SendCase<'a, T> {
+    SendCase::new(s.as_sender(), v)
+}
+
+#[allow(dead_code)]
+fn _unused(_: &Chan<u8>) {}
