@@ -48,7 +48,8 @@ pub(crate) enum Kind {
 }
 
 /// One waiting party (a single op, or all cases of one select).
-pub(crate) struct Selector {
+#[doc(hidden)]
+pub struct Selector {
     state: AtomicUsize,
     done: AtomicBool,
     waiter: Waiter,
@@ -167,7 +168,8 @@ pub(crate) struct Chan<T> {
 }
 
 /// Someone to wake after the lock is dropped.
-pub(crate) type Wake = Option<Arc<Selector>>;
+#[doc(hidden)]
+pub type Wake = Option<Arc<Selector>>;
 
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize, kind: Kind) -> Chan<T> {

@@ -75,7 +75,7 @@ pub(crate) struct WorkerLocal {
     timers: RefCell<BinaryHeap<Reverse<WakeTimer>>>,
     timer_seq: Cell<u64>,
     /// Victims' resume counters at our last look (`victim_stuck`).
-    seen_resumes: RefCell<Vec<(u64, u32)>>,
+    seen_resumes: RefCell<Vec<(u64, Option<Instant>)>>,
 }
 
 /// The body of a worker thread.
@@ -189,7 +189,20 @@ impl WorkerLocal {
     fn search(&self) -> Option<CoRef> {
         let n = self.rt.workers().len();
         if !self.rt.idle.try_search(n) {
-            return self.steal_round();
+            // Not allowed to search (enough searchers): still watch our own
+            // inbox a little before sleeping, so a coroutine homed here that
+            // is woken from another worker an instant later (a ping-pong
+            // across workers) does not cost a futex wake.
+            if let Some(co) = self.steal_round() {
+                return Some(co);
+            }
+            for _ in 0..SEARCH_ROUNDS * 16 {
+                if !self.shared.inbox.is_empty() {
+                    return steal_one(&self.shared.inbox);
+                }
+                std::hint::spin_loop();
+            }
+            return None;
         }
         let mut found = None;
         for round in 0..SEARCH_ROUNDS {
@@ -256,24 +269,26 @@ impl WorkerLocal {
         None
     }
 
-    /// Has victim `v` been running one coroutine for our last
-    /// `STUCK_LOOKS` looks (a few microseconds of searching)? Then its last
-    /// queued coroutine may be taken: nobody else will run it soon.
+    /// Has victim `v` been running one coroutine for at least `STUCK`?
+    /// Then its last queued coroutine may be taken: nobody else will run it
+    /// soon. (Shorter, and a spawn-then-park pair would be split across
+    /// workers while the spawner is still, say, faulting in its stack.)
     fn victim_stuck(&self, v: usize) -> bool {
-        const STUCK_LOOKS: u32 = 8;
+        const STUCK: std::time::Duration = std::time::Duration::from_micros(100);
         let w = &self.rt.workers()[v];
         let now = w.resumes.load(Ordering::Relaxed);
         let mut seen = self.seen_resumes.borrow_mut();
         if seen.len() <= v {
-            seen.resize(v + 1, (u64::MAX, 0));
+            seen.resize(v + 1, (u64::MAX, None));
         }
         let e = &mut seen[v];
         if e.0 == now && w.running.load(Ordering::Relaxed) != 0 {
-            e.1 += 1;
+            let since = *e.1.get_or_insert_with(Instant::now);
+            since.elapsed() >= STUCK
         } else {
-            *e = (now, 0);
+            *e = (now, None);
+            false
         }
-        e.1 >= STUCK_LOOKS
     }
 
     fn has_work_anywhere(&self) -> bool {

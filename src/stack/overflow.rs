@@ -1,0 +1,178 @@
+//! Stack-overflow reports: a SIGSEGV/SIGBUS handler that recognises goro
+//! guard pages and says which coroutine overflowed, instead of a bare crash.
+//!
+//! Owns: the region table (every stack reservation: start, length, slot
+//! length), written under a lock but read lock-free by the handler, and the
+//! handler itself.
+//!
+//! The handler runs on a per-worker alternate signal stack (the faulting
+//! stack has no room left). It only reads atomics and thread-locals and
+//! calls `write(2)` and `abort(3)`: async-signal-safe. A fault that is not on
+//! a goro guard page is passed to the handler installed before ours (Rust's
+//! own main-thread overflow report keeps working), or to the default action.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+
+use super::PAGE;
+
+const MAX_REGIONS: usize = 1 << 16;
+static REGIONS: [[AtomicUsize; 3]; MAX_REGIONS] = [const { [const { AtomicUsize::new(0) }; 3] }; MAX_REGIONS];
+static NREGIONS: AtomicUsize = AtomicUsize::new(0);
+static REGISTER: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// Records a new reservation (called with its class lock held).
+pub(crate) fn register_region(start: usize, len: usize, slot_len: usize) {
+    let _g = REGISTER.lock();
+    let n = NREGIONS.load(Ordering::Relaxed);
+    if n >= MAX_REGIONS {
+        return; // beyond the table: overflows there are reported as plain faults
+    }
+    REGIONS[n][0].store(start, Ordering::Relaxed);
+    REGIONS[n][1].store(len, Ordering::Relaxed);
+    REGIONS[n][2].store(slot_len, Ordering::Relaxed);
+    // Release: a reader that sees the new count sees the entry.
+    NREGIONS.store(n + 1, Ordering::Release);
+}
+
+/// The slot (start, slot length) containing `addr`, if it is in a goro stack
+/// reservation. Lock-free; newest regions first (most lookups hit them).
+pub(crate) fn slot_of(addr: usize) -> Option<(usize, usize)> {
+    let n = NREGIONS.load(Ordering::Acquire);
+    for i in (0..n).rev() {
+        let start = REGIONS[i][0].load(Ordering::Relaxed);
+        let len = REGIONS[i][1].load(Ordering::Relaxed);
+        if addr >= start && addr < start + len {
+            let slot_len = REGIONS[i][2].load(Ordering::Relaxed);
+            let slot = start + (addr - start) / slot_len * slot_len;
+            return Some((slot, slot_len));
+        }
+    }
+    None
+}
+
+static INSTALL: Once = Once::new();
+static mut OLD_SEGV: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
+static mut OLD_BUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
+
+/// Installs the handler (once per process) and an alternate signal stack for
+/// the calling thread (a worker).
+pub(crate) fn install_for_thread() {
+    const ALT: usize = 64 * 1024;
+    // SAFETY: a fresh private mapping for this thread's alternate signal
+    // stack; it is deliberately leaked (worker threads live as long as their
+    // runtime, and a signal may arrive until the very end).
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            ALT,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p != libc::MAP_FAILED {
+            let ss = libc::stack_t { ss_sp: p, ss_flags: 0, ss_size: ALT };
+            libc::sigaltstack(&ss, std::ptr::null_mut());
+        }
+    }
+    INSTALL.call_once(|| {
+        // SAFETY: installing a signal handler; the old actions are saved in
+        // statics written only here, before our handler can run.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGSEGV, &sa, (*std::ptr::addr_of_mut!(OLD_SEGV)).as_mut_ptr());
+            libc::sigaction(libc::SIGBUS, &sa, (*std::ptr::addr_of_mut!(OLD_BUS)).as_mut_ptr());
+        }
+    });
+}
+
+/// Appends `s` to `buf` at `*n` (no allocation: signal context).
+fn put(buf: &mut [u8; 512], n: &mut usize, s: &[u8]) {
+    for &b in s {
+        if *n < buf.len() {
+            buf[*n] = b;
+            *n += 1;
+        }
+    }
+}
+
+fn put_num(buf: &mut [u8; 512], n: &mut usize, mut v: u64) {
+    let mut d = [0u8; 20];
+    let mut i = d.len();
+    loop {
+        i -= 1;
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    put(buf, n, &d[i..]);
+}
+
+extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SIGSEGV/SIGBUS.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    if let Some((slot, _)) = slot_of(addr) {
+        if addr < slot + PAGE {
+            let mut buf = [0u8; 512];
+            let mut n = 0;
+            put(&mut buf, &mut n, b"\ngoro: coroutine ");
+            match crate::sched::current_ptr() {
+                Some(co) => {
+                    // SAFETY: the running coroutine's control block is kept
+                    // alive by its worker while it runs (it is running now).
+                    let co = unsafe { &*co };
+                    put(&mut buf, &mut n, b"#");
+                    put_num(&mut buf, &mut n, co.id);
+                    if let Some(name) = &co.name {
+                        put(&mut buf, &mut n, b" \"");
+                        put(&mut buf, &mut n, name.as_bytes());
+                        put(&mut buf, &mut n, b"\"");
+                    }
+                    put(&mut buf, &mut n, b" has overflowed its stack (stack size ");
+                    put_num(&mut buf, &mut n, co.stack_size as u64);
+                    put(&mut buf, &mut n, b" bytes)");
+                }
+                None => put(&mut buf, &mut n, b"stack segment has overflowed"),
+            }
+            put(
+                &mut buf,
+                &mut n,
+                b"\ngoro: raise it with goro::Builder::stack_size or RuntimeBuilder::stack_size, \
+or grow on demand with goro::stack::maybe_grow\n",
+            );
+            // SAFETY: write(2) and abort(3) are async-signal-safe.
+            unsafe {
+                libc::write(2, buf.as_ptr() as *const libc::c_void, n);
+                libc::abort();
+            }
+        }
+    }
+    // Not ours: chain to the previous handler.
+    // SAFETY: the saved actions were written once before our handler was
+    // installed; calling or restoring them is what the previous owner
+    // expects.
+    unsafe {
+        let old = if sig == libc::SIGBUS { &*std::ptr::addr_of!(OLD_BUS) } else { &*std::ptr::addr_of!(OLD_SEGV) };
+        let old = old.assume_init_ref();
+        if old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN {
+            // Restore the default and return: the fault repeats and the
+            // default action (core dump / kill by signal) happens.
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        } else if old.sa_flags & libc::SA_SIGINFO != 0 {
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                std::mem::transmute(old.sa_sigaction);
+            f(sig, info, ctx);
+        } else {
+            let f: extern "C" fn(libc::c_int) = std::mem::transmute(old.sa_sigaction);
+            f(sig);
+        }
+    }
+}
