@@ -106,6 +106,9 @@ pub(crate) struct CoInner {
     pub(crate) yielder: Cell<*const CoYielder>,
     /// Slot in the home worker's registry (home thread only).
     pub(crate) reg_key: Cell<usize>,
+    /// Sequence number of its armed wake timer, 0 if none (home thread only;
+    /// see the worker's timer heap).
+    pub(crate) timer_seq: Cell<u64>,
 }
 
 // SAFETY: the fields that are not thread-safe (`body`, `yielder`, `reg_key`)
@@ -208,7 +211,11 @@ pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Insta
     // SAFETY: the yielder pointer was set on this coroutine's first resume and
     // points into its own stack, which is the stack we are running on.
     let y = unsafe { &*co.yielder.get() };
-    match y.suspend(Suspend::Park) {
+    let r = y.suspend(Suspend::Park);
+    if deadline.is_some() {
+        sched::disarm_wake_timer(co);
+    }
+    match r {
         Resume::Run => {}
         Resume::Cancel => {
             if !std::thread::panicking() {
@@ -431,6 +438,7 @@ where
         body: UnsafeCell::new(Some(body)),
         yielder: Cell::new(std::ptr::null()),
         reg_key: Cell::new(usize::MAX),
+        timer_seq: Cell::new(0),
     });
     rt.submit_new(co.clone());
     Ok(JoinHandle { co, packet })

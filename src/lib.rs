@@ -50,6 +50,7 @@ mod select;
 mod select_macro;
 pub mod stack;
 pub mod sync;
+pub mod time;
 
 pub use chan::{
     chan, dropping, never, sliding, IntoIter, Iter, Receiver, RecvError, RecvTimeoutError, SelectTimeoutError,

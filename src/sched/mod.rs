@@ -238,6 +238,11 @@ pub(crate) fn add_wake_timer(deadline: Instant, co: &CoInner) {
     with_worker(|w| w.add_wake_timer(deadline, co));
 }
 
+/// The park that armed a wake timer returned: the timer no longer counts.
+pub(crate) fn disarm_wake_timer(co: &CoInner) {
+    with_worker(|w| w.disarm_wake_timer(co));
+}
+
 impl Shared {
     pub(crate) fn workers(&self) -> &[Arc<WorkerShared>] {
         self.workers.get().map(|w| &w[..]).unwrap_or(&[])
@@ -316,6 +321,7 @@ impl Shared {
             && self.blocking_jobs.load(Ordering::SeqCst) == 0
             && self.external_waits.load(Ordering::SeqCst) == 0
             && self.workers().iter().all(|w| w.timers_pending.load(Ordering::SeqCst) == 0)
+            && crate::time::driver_pending() == 0
             && self.idle.num_sleeping.load(Ordering::SeqCst) == self.workers().len()
             && self.injector.is_empty()
             && self.session.lock().as_ref().is_some_and(|s| s.outcome.is_none())

@@ -308,7 +308,7 @@ impl WorkerLocal {
             parker.cancel_sleep();
             return;
         }
-        let deadline = self.timers.borrow().peek().map(|t| t.0.at);
+        let deadline = self.next_deadline();
         if n == self.rt.workers().len() && deadline.is_none() {
             self.rt.all_idle();
         }
@@ -406,13 +406,33 @@ impl WorkerLocal {
         self.rt.coroutine_finished(&co);
     }
 
+    /// Arms a wake of the running coroutine at `at` (park_deadline).
+    ///
+    /// Timer heap rules: an entry is *live* while its `seq` equals its
+    /// coroutine's `timer_seq`; `timers_pending` counts live entries exactly
+    /// (the deadlock detector reads it). A park that returns for another
+    /// reason disarms its entry (it goes stale and is skipped when it comes
+    /// up); when stale entries pile up the heap is compacted.
     pub(crate) fn add_wake_timer(&self, at: Instant, _co: &CoInner) {
         // SAFETY: only this thread reads `current_arc`.
         let Some(co) = (unsafe { &*self.current_arc.as_ptr() }).clone() else { return };
         let seq = self.timer_seq.get() + 1;
         self.timer_seq.set(seq);
-        self.timers.borrow_mut().push(Reverse(WakeTimer { at, seq, co }));
+        co.timer_seq.set(seq);
+        let mut h = self.timers.borrow_mut();
+        h.push(Reverse(WakeTimer { at, seq, co }));
         self.shared.timers_pending.fetch_add(1, Ordering::SeqCst);
+        let live = self.shared.timers_pending.load(Ordering::Relaxed);
+        if h.len() > 1024 && h.len() > 4 * live {
+            h.retain(|t| t.0.co.timer_seq.get() == t.0.seq);
+        }
+    }
+
+    pub(crate) fn disarm_wake_timer(&self, co: &CoInner) {
+        if co.timer_seq.get() != 0 {
+            co.timer_seq.set(0);
+            self.shared.timers_pending.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     fn fire_timers(&self) {
@@ -426,9 +446,24 @@ impl WorkerLocal {
                 }
             };
             let Some(Reverse(t)) = t else { break };
-            self.shared.timers_pending.fetch_sub(1, Ordering::SeqCst);
-            t.co.wake();
+            if t.co.timer_seq.get() == t.seq {
+                t.co.timer_seq.set(0);
+                self.shared.timers_pending.fetch_sub(1, Ordering::SeqCst);
+                t.co.wake();
+            }
         }
+    }
+
+    /// The earliest live deadline (stale entries at the top are dropped).
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut h = self.timers.borrow_mut();
+        while let Some(t) = h.peek() {
+            if t.0.co.timer_seq.get() == t.0.seq {
+                return Some(t.0.at);
+            }
+            h.pop();
+        }
+        None
     }
 }
 
