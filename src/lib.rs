@@ -43,6 +43,7 @@
 mod chan;
 mod coroutine;
 pub mod diag;
+pub mod net;
 mod park;
 mod runtime;
 mod sched;

@@ -123,6 +123,46 @@ pub(crate) struct WorkerShared {
     pub(crate) resumes: AtomicU64,
 }
 
+/// A minimal slab.
+pub(crate) struct SlabOf<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Default for SlabOf<T> {
+    fn default() -> Self {
+        SlabOf { slots: Vec::new(), free: Vec::new() }
+    }
+}
+
+impl<T> SlabOf<T> {
+    pub(crate) fn vacant_key(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.slots.len())
+    }
+    pub(crate) fn insert(&mut self, v: T) -> usize {
+        match self.free.pop() {
+            Some(k) => {
+                self.slots[k] = Some(v);
+                k
+            }
+            None => {
+                self.slots.push(Some(v));
+                self.slots.len() - 1
+            }
+        }
+    }
+    pub(crate) fn remove(&mut self, k: usize) -> Option<T> {
+        let v = self.slots.get_mut(k)?.take();
+        if v.is_some() {
+            self.free.push(k);
+        }
+        v
+    }
+    pub(crate) fn get(&self, k: usize) -> Option<&T> {
+        self.slots.get(k)?.as_ref()
+    }
+}
+
 /// A minimal slab of coroutine references.
 #[derive(Default)]
 pub(crate) struct Slab {

@@ -1,0 +1,193 @@
+//! goro::net on loopback and Unix sockets.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+use goro::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+
+fn echo_server(ln: TcpListener) {
+    goro::go(move || {
+        while let Ok((s, _)) = ln.accept() {
+            goro::go(move || {
+                let _ = std::io::copy(&mut &s, &mut &s);
+            });
+        }
+    });
+}
+
+#[test]
+fn echo_many_clients_byte_for_byte() {
+    goro::run(|| {
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        echo_server(ln);
+        let hs: Vec<_> = (0..200u32)
+            .map(|c| {
+                goro::go(move || {
+                    let s = TcpStream::connect(addr).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    let mut got = Vec::new();
+                    for m in 0..20u32 {
+                        let msg: Vec<u8> = (0..97).map(|i| (c * 31 + m * 7 + i) as u8).collect();
+                        (&s).write_all(&msg).unwrap();
+                        let mut back = vec![0; msg.len()];
+                        (&s).read_exact(&mut back).unwrap();
+                        assert_eq!(back, msg);
+                        got.extend(back);
+                    }
+                    got.len()
+                })
+            })
+            .collect();
+        let total: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(total, 200 * 20 * 97);
+    });
+}
+
+#[test]
+fn two_thousand_connections_at_once() {
+    goro::run(|| {
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        echo_server(ln);
+        let conns: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        for (i, c) in conns.iter().enumerate() {
+            (&*c).write_all(&(i as u32).to_le_bytes()).unwrap();
+        }
+        for (i, c) in conns.iter().enumerate() {
+            let mut b = [0u8; 4];
+            (&*c).read_exact(&mut b).unwrap();
+            assert_eq!(u32::from_le_bytes(b), i as u32);
+        }
+    });
+}
+
+#[test]
+fn abrupt_disconnect_mid_message() {
+    goro::run(|| {
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        let server = goro::go(move || {
+            let (s, _) = ln.accept().unwrap();
+            let mut buf = [0u8; 100];
+            let mut n = 0;
+            loop {
+                match (&s).read(&mut buf[n..]) {
+                    Ok(0) | Err(_) => return n,
+                    Ok(k) => n += k,
+                }
+            }
+        });
+        let c = TcpStream::connect(addr).unwrap();
+        (&c).write_all(&[1, 2, 3]).unwrap();
+        drop(c);
+        assert_eq!(server.join().unwrap(), 3);
+    });
+}
+
+#[test]
+fn read_timeout_and_connect_refused() {
+    goro::run(|| {
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        let c = TcpStream::connect(addr).unwrap();
+        let (_s, _) = ln.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        let t = std::time::Instant::now();
+        let e = (&c).read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        assert!(c.set_read_timeout(Some(Duration::ZERO)).is_err());
+        drop(ln);
+        drop(_s);
+        let free = { TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap() };
+        assert!(TcpStream::connect(free).is_err());
+    });
+}
+
+#[test]
+fn close_wakes_blocked_accept() {
+    goro::run(|| {
+        let ln = std::sync::Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let l2 = ln.clone();
+        let h = goro::go(move || l2.accept().is_err());
+        goro::time::sleep(Duration::from_millis(20));
+        ln.close().unwrap();
+        assert!(h.join().unwrap());
+        assert!(ln.accept().is_err());
+    });
+}
+
+#[test]
+fn shutdown_ends_the_peer_read() {
+    goro::run(|| {
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(ln.local_addr().unwrap()).unwrap();
+        let (s, peer) = ln.accept().unwrap();
+        assert_eq!(peer, c.local_addr().unwrap());
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!((&s).read(&mut [0u8; 4]).unwrap(), 0);
+    });
+}
+
+#[test]
+fn udp_round_trip_in_coroutines_and_threads() {
+    let body = || {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.send_to(b"ping", b.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr().unwrap()));
+        b.connect(from).unwrap();
+        b.send(b"pong").unwrap();
+        let n = a.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"pong");
+    };
+    goro::run(body);
+    body();
+}
+
+#[test]
+fn unix_sockets() {
+    let dir = std::env::temp_dir().join(format!("goro-test-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("s.sock");
+    let _ = std::fs::remove_file(&path);
+    goro::run(move || {
+        let ln = UnixListener::bind(&path).unwrap();
+        let h = goro::go(move || {
+            let (s, _) = ln.accept().unwrap();
+            let mut b = [0u8; 5];
+            (&s).read_exact(&mut b).unwrap();
+            (&s).write_all(&b).unwrap();
+        });
+        let c = UnixStream::connect(&path).unwrap();
+        (&c).write_all(b"hello").unwrap();
+        let mut b = [0u8; 5];
+        (&c).read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"hello");
+        h.join().unwrap();
+        let (x, y) = UnixStream::pair().unwrap();
+        (&x).write_all(b"z").unwrap();
+        let mut one = [0u8; 1];
+        (&y).read_exact(&mut one).unwrap();
+        assert_eq!(&one, b"z");
+    });
+}
+
+#[test]
+fn plain_threads_block_normally() {
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = ln.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (s, _) = ln.accept().unwrap();
+        let mut b = [0u8; 3];
+        (&s).read_exact(&mut b).unwrap();
+        b
+    });
+    let c = TcpStream::connect(addr).unwrap();
+    (&c).write_all(b"abc").unwrap();
+    assert_eq!(&t.join().unwrap(), b"abc");
+}
