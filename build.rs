@@ -4,6 +4,7 @@
 //!  * `goro_madv_guard` where `madvise(MADV_GUARD_INSTALL)` may exist (Linux;
 //!    the runtime still falls back to `mprotect` if the running kernel
 //!    refuses it).
+//!
 //! Fails with a clear message on targets corosensei or goro do not support.
 
 fn main() {

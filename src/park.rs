@@ -74,24 +74,11 @@ impl Waiter {
             Repr::Thread(t) => WaiterId::Thread(t.id()),
         }
     }
-
-    /// Is this waiter the calling party?
-    pub(crate) fn is_current(&self) -> bool {
-        self.id() == current_id()
-    }
 }
 
 impl fmt::Debug for Waiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Waiter({:?})", self.id())
-    }
-}
-
-/// The identity of the calling party, without building a `Waiter`.
-pub(crate) fn current_id() -> WaiterId {
-    match crate::coroutine::current_id() {
-        Some(id) => WaiterId::Coroutine(id),
-        None => WaiterId::Thread(std::thread::current().id()),
     }
 }
 

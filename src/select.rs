@@ -70,7 +70,9 @@ pub trait Case {
 ///
 /// # Safety
 ///
-/// The caller holds the channel's lock (taken through `raw()` by the select).
+/// The caller holds the channel's lock (taken through `raw()` by the select),
+/// and no other reference to the locked data is live.
+#[allow(clippy::mut_from_ref)]
 unsafe fn inner<T>(c: &Chan<T>) -> &mut Inner<T> {
     // SAFETY: per the contract, this select holds the lock, so it has
     // exclusive access to the data.

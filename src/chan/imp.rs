@@ -49,6 +49,7 @@ pub(crate) enum Kind {
 
 /// One waiting party (a single op, or all cases of one select).
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct Selector {
     state: AtomicUsize,
     done: AtomicBool,
@@ -353,8 +354,8 @@ impl<T> Chan<T> {
         g.closed = true;
         self.closed.store(true, Ordering::Release);
         let mut wake = Vec::new();
-        let g = &mut *g;
-        for op in g.recvq.drain(..).chain(g.sendq.drain(..)) {
+        let inner = &mut *g;
+        for op in inner.recvq.drain(..).chain(inner.sendq.drain(..)) {
             if op.sel.claim(op.case | CLOSED_BIT) {
                 op.sel.finish();
                 wake.push(op.sel.clone());

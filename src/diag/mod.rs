@@ -251,6 +251,8 @@ pub struct Stats {
     pub stack_bytes_reserved: u64,
     /// Bytes of stack memory touched and not given back (process-wide estimate).
     pub stack_bytes_committed: u64,
+    /// `maybe_grow` segments in use (process-wide).
+    pub stack_segments: u64,
 }
 
 /// Counters of the current runtime (inside a coroutine) or of the global
@@ -276,6 +278,7 @@ pub fn stats() -> Stats {
         s.stacks_in_use = st.in_use;
         s.stack_bytes_reserved = st.reserved;
         s.stack_bytes_committed = st.committed;
+        s.stack_segments = st.segments;
         s
     })
 }

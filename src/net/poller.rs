@@ -8,8 +8,9 @@
 //!  2. On `WouldBlock`, lock the slot: if `ready` was set meanwhile (an edge
 //!     arrived during the call), retry; else leave a `Waiter` and park.
 //!  3. The poller thread sets `ready` and wakes the waiter for every event.
-//!  So no edge is lost, and only the parties waiting on that socket and
-//!  direction are woken.
+//!
+//! So no edge is lost, and only the parties waiting on that socket and
+//! direction are woken.
 //!
 //! While a coroutine waits here its runtime counts an external wait, so the
 //! deadlock detector never mistakes a slow peer for a deadlock.

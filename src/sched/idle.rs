@@ -68,10 +68,6 @@ impl Parker {
         self.state.store(RUNNING, Ordering::SeqCst);
     }
 
-    pub(crate) fn is_sleeping(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == SLEEPING
-    }
-
     /// Wakes the worker if it sleeps (or is about to). Returns whether it did.
     pub(crate) fn unpark(&self) -> bool {
         if self.state.compare_exchange(SLEEPING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {

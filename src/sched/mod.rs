@@ -196,9 +196,6 @@ impl Slab {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &CoRef> {
         self.slots.iter().flatten()
     }
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 thread_local! {

@@ -31,7 +31,7 @@ use super::{Shared, WorkerShared};
 use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, PARKED, RUNNING};
 
 /// How many search rounds before a worker sleeps.
-const SEARCH_ROUNDS: u32 = 64;
+const SEARCH_ROUNDS: u32 = 256;
 
 /// A one-shot wake of a coroutine at a deadline. Stale entries (the coroutine
 /// was woken otherwise) only cause a spurious wake, which parking allows.

@@ -31,6 +31,10 @@ impl Slot {
     }
 }
 
+/// What a granted-then-abandoned waiter calls to pass its grant on: given the
+/// locked state and queue and what it wanted, returns whom to wake.
+pub(crate) type OnAbandon<'a, S> = &'a dyn Fn(&mut (S, VecDeque<Arc<Slot>>), usize) -> Vec<Waiter>;
+
 /// A FIFO of slots, guarded by the owner's state lock `S`.
 pub(crate) struct WaitQueue<S> {
     inner: Mutex<(S, VecDeque<Arc<Slot>>)>,
@@ -54,7 +58,7 @@ impl<S> WaitQueue<S> {
         mut g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
         want: usize,
         reason: WaitReason,
-        on_abandon: &dyn Fn(&mut (S, VecDeque<Arc<Slot>>), usize) -> Vec<Waiter>,
+        on_abandon: OnAbandon<'_, S>,
     ) {
         let slot = Arc::new(Slot { waiter: Waiter::current(), granted: AtomicBool::new(false), want });
         g.1.push_back(slot.clone());
@@ -62,7 +66,7 @@ impl<S> WaitQueue<S> {
         struct Leave<'a, S> {
             q: &'a WaitQueue<S>,
             slot: Arc<Slot>,
-            on_abandon: &'a dyn Fn(&mut (S, VecDeque<Arc<Slot>>), usize) -> Vec<Waiter>,
+            on_abandon: OnAbandon<'a, S>,
             done: bool,
         }
         impl<S> Drop for Leave<'_, S> {

@@ -258,9 +258,9 @@ fn new_inner(period: Option<Duration>) -> (Arc<TimerInner>, Receiver<Instant>) {
 fn arm(inner: &Arc<TimerInner>, st: &mut State, d: Duration) {
     st.seq += 1;
     st.active = true;
-    match Instant::now().checked_add(d) {
-        Some(when) => schedule(when, st.seq, inner.clone()),
-        None => {} // never fires
+    // A deadline beyond `Instant`'s range never fires.
+    if let Some(when) = Instant::now().checked_add(d) {
+        schedule(when, st.seq, inner.clone());
     }
 }
 
