@@ -1,0 +1,186 @@
+//! Deadlock detection: positives assert on the report's content; negatives
+//! (timers, blocking jobs, sockets, plain threads that feed channels) must
+//! not be reported.
+
+use std::time::Duration;
+
+use goro::sync::{Mutex, WaitGroup};
+use goro::{chan, RunError, Runtime, WaitReason};
+
+fn rt() -> Runtime {
+    Runtime::builder().workers(2).build().unwrap()
+}
+
+fn report_of<T: std::fmt::Debug>(r: Result<T, RunError>) -> goro::DeadlockReport {
+    match r {
+        Err(RunError::Deadlock(rep)) => rep,
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+}
+
+#[test]
+fn main_blocked_on_a_channel_nobody_sends_on() {
+    let line = line!() + 3;
+    let rep = report_of(rt().run(|| {
+        let (tx, rx) = chan::<i32>(0);
+        let _keep = tx;
+        rx.recv().unwrap()
+    }));
+    let main = &rep.blocked[0];
+    assert!(main.is_main);
+    assert!(matches!(main.wait, WaitReason::Recv { cap: 0, .. }), "{:?}", main.wait);
+    assert!(main.spawned_at.contains("deadlock.rs"), "{}", main.spawned_at);
+    let text = rep.to_string();
+    assert!(text.contains("recv on chan#") && text.contains("(cap 0)"), "{text}");
+    let _ = line;
+}
+
+#[test]
+fn two_coroutines_waiting_on_each_other() {
+    let rep = report_of(rt().run(|| {
+        let (atx, arx) = chan::<i32>(0);
+        let (btx, brx) = chan::<i32>(0);
+        let a = goro::Builder::new()
+            .name("left")
+            .spawn(move || {
+                let v = arx.recv().unwrap();
+                btx.send(v).unwrap();
+            })
+            .unwrap();
+        let b = goro::Builder::new()
+            .name("right")
+            .spawn(move || {
+                let v = brx.recv().unwrap();
+                atx.send(v).unwrap();
+            })
+            .unwrap();
+        a.join().unwrap();
+        b.join().unwrap();
+    }));
+    let names: Vec<_> = rep.blocked.iter().filter_map(|b| b.name.clone()).collect();
+    assert!(names.contains(&"left".to_string()) && names.contains(&"right".to_string()), "{names:?}");
+    let text = rep.to_string();
+    assert!(text.contains("\"left\"") && text.contains("join of #"), "{text}");
+}
+
+#[test]
+fn waitgroup_never_done() {
+    let rep = report_of(rt().run(|| {
+        let wg = WaitGroup::new();
+        wg.add(2);
+        let w2 = wg.clone();
+        goro::go(move || w2.done());
+        wg.wait();
+    }));
+    assert!(matches!(rep.blocked[0].wait, WaitReason::WaitGroup { .. }), "{:?}", rep.blocked[0].wait);
+    assert!(rep.to_string().contains("WaitGroup.wait"), "{rep}");
+}
+
+#[test]
+fn main_blocked_on_a_mutex_held_by_a_parked_coroutine() {
+    let rep = report_of(rt().run(|| {
+        let m = std::sync::Arc::new(Mutex::new(0));
+        let (tx, rx) = chan::<()>(0);
+        let m2 = m.clone();
+        let _keep = tx.clone();
+        goro::Builder::new()
+            .name("holder")
+            .spawn(move || {
+                let _g = m2.lock();
+                let _ = rx.recv(); // parks forever holding the lock
+            })
+            .unwrap();
+        goro::time::sleep(Duration::from_millis(20));
+        *m.lock() += 1;
+    }));
+    let text = rep.to_string();
+    assert!(text.contains("Mutex.lock") && text.contains("held by #"), "{text}");
+    assert!(text.contains("\"holder\""), "{text}");
+}
+
+#[test]
+fn select_with_all_cases_blocked() {
+    let rep = report_of(rt().run(|| {
+        let (a, ar) = chan::<i32>(0);
+        let (b, br) = chan::<i32>(0);
+        let _keep = (a, b);
+        goro::select! {
+            recv(ar) -> _ => {},
+            recv(br) -> _ => {},
+        }
+    }));
+    assert!(matches!(rep.blocked[0].wait, WaitReason::Select { n: 2, .. }));
+    assert!(rep.to_string().contains("select over 2 channels"), "{rep}");
+}
+
+#[test]
+fn ten_thousand_identical_waiters_are_grouped() {
+    let rep = report_of(rt().run(|| {
+        let (tx, rx) = chan::<i32>(0);
+        let _keep = tx;
+        for _ in 0..10_000 {
+            let rx = rx.clone();
+            goro::Builder::new().name("worker").spawn(move || rx.recv()).unwrap();
+        }
+        rx.recv().unwrap()
+    }));
+    assert_eq!(rep.blocked.len(), 10_001);
+    let text = rep.to_string();
+    assert!(text.contains("10000 coroutines \"worker\""), "{}", &text[..text.len().min(600)]);
+    assert!(text.lines().count() < 10, "not grouped: {} lines", text.lines().count());
+}
+
+#[test]
+fn run_panics_with_gos_first_line() {
+    let p = std::panic::catch_unwind(|| {
+        goro::run(|| {
+            let (tx, rx) = chan::<i32>(0);
+            let _keep = tx;
+            rx.recv().unwrap()
+        })
+    })
+    .unwrap_err();
+    let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.starts_with("all coroutines are asleep - deadlock!\n"), "{msg}");
+    assert!(msg.contains("recv on chan#"), "{msg}");
+}
+
+#[test]
+fn negatives_are_not_reported() {
+    // Sleeping on timers.
+    assert_eq!(rt().run(|| goro::time::sleep(Duration::from_millis(700))).ok(), Some(()));
+    // Waiting on goro::blocking.
+    assert_eq!(rt().run(|| goro::blocking(|| std::thread::sleep(Duration::from_millis(700)))).ok(), Some(()));
+    // Fed by a plain thread after 200 ms.
+    let v = rt()
+        .run(|| {
+            let (tx, rx) = chan::<i32>(0);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                tx.send(5).unwrap();
+            });
+            rx.recv().unwrap()
+        })
+        .ok();
+    assert_eq!(v, Some(5));
+    // Waiting on a socket that answers late.
+    let v = rt()
+        .run(|| {
+            use std::io::{Read, Write};
+            let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = ln.local_addr().unwrap();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                std::thread::sleep(Duration::from_millis(700));
+                s.write_all(b"x").unwrap();
+            });
+            let (s, _) = ln.accept().unwrap();
+            let mut b = [0u8; 1];
+            (&s).read_exact(&mut b).unwrap();
+            b[0]
+        })
+        .ok();
+    assert_eq!(v, Some(b'x'));
+    // A finishing program.
+    assert_eq!(rt().run(|| 1).ok(), Some(1));
+}

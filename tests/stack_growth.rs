@@ -1,0 +1,179 @@
+//! Stacks: segmented growth with maybe_grow, deep unwinding, many deep
+//! coroutines, memory given back, and overflow reports (in child processes).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use goro::stack::{maybe_grow, remaining};
+
+fn deep_sum(n: u64) -> u64 {
+    maybe_grow(32 * 1024, 1 << 20, || {
+        let mut pad = [0u64; 16];
+        pad[(n % 16) as usize] = n;
+        let pad = std::hint::black_box(pad);
+        if n == 0 {
+            0
+        } else {
+            deep_sum(n - 1) + pad[(n % 16) as usize]
+        }
+    })
+}
+
+#[test]
+fn a_million_levels_with_maybe_grow() {
+    let v = goro::run(|| {
+        let s = deep_sum(1_000_000);
+        (s, goro::stats().stack_segments)
+    });
+    assert_eq!(v.0, 1_000_000 * 1_000_001 / 2);
+    assert_eq!(v.1, 0, "segments are returned when the recursion unwinds");
+    // And on a plain thread.
+    let t = std::thread::Builder::new().stack_size(256 * 1024).spawn(|| deep_sum(200_000)).unwrap();
+    assert_eq!(t.join().unwrap(), 200_000 * 200_001 / 2);
+}
+
+#[test]
+fn remaining_shrinks_with_depth() {
+    goro::run(|| {
+        let top = remaining();
+        assert!(top > 100 * 1024 && top <= 8 * 1024 * 1024, "{top}");
+        fn inner(d: usize) -> usize {
+            let pad = std::hint::black_box([0u8; 1024]);
+            if d == 0 {
+                remaining() + pad[0] as usize
+            } else {
+                inner(d - 1)
+            }
+        }
+        assert!(inner(10) < top);
+    });
+}
+
+#[test]
+fn ten_thousand_coroutines_recursing() {
+    let sum = goro::run(|| {
+        let hs: Vec<_> = (0..10_000u64).map(|i| goro::go(move || deep_sum(200 + i % 100))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    let want: u64 = (0..10_000u64).map(|i| (200 + i % 100) * (201 + i % 100) / 2).sum();
+    assert_eq!(sum, want);
+}
+
+struct Count(Arc<AtomicUsize>);
+impl Drop for Count {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn deep_panic(n: u32, c: &Arc<AtomicUsize>) -> u32 {
+    maybe_grow(32 * 1024, 256 * 1024, || {
+        let _guard = Count(c.clone());
+        if n == 0 {
+            panic!("bottom reached");
+        }
+        deep_panic(n - 1, c) + 1
+    })
+}
+
+#[test]
+fn panic_unwinds_through_segments() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d2 = drops.clone();
+    let err = goro::run(move || goro::go(move || deep_panic(100_000, &d2)).join().unwrap_err());
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"bottom reached"));
+    assert_eq!(drops.load(Ordering::SeqCst), 100_001);
+    assert_eq!(goro::stats().stack_segments, 0);
+}
+
+#[test]
+fn many_idle_coroutines_cost_little() {
+    goro::run(|| {
+        let (tx, rx) = goro::chan::<()>(0);
+        let hs: Vec<_> = (0..50_000)
+            .map(|_| {
+                let rx = rx.clone();
+                goro::go(move || {
+                    let _ = rx.recv();
+                })
+            })
+            .collect();
+        while goro::num_coroutines() < 50_001 {
+            goro::yield_now();
+        }
+        let s = goro::stats();
+        assert!(s.stacks_in_use >= 50_000, "{s:?}");
+        assert!(s.stack_bytes_reserved >= 50_000 * 256 * 1024);
+        tx.close();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+fn overflow(n: u64) -> u64 {
+    let pad = std::hint::black_box([n; 64]);
+    if n == 0 {
+        0
+    } else {
+        overflow(n - 1) + pad[3]
+    }
+}
+
+/// Child bodies, selected by env var (the test re-runs its own binary).
+#[test]
+fn child_bodies() {
+    match std::env::var("GORO_STACK_CHILD").as_deref() {
+        Ok("overflow") => {
+            goro::run(|| {
+                let h =
+                    goro::Builder::new().name("deep-diver").stack_size(64 * 1024).spawn(|| overflow(1 << 30)).unwrap();
+                h.join().unwrap()
+            });
+        }
+        Ok("segv") => {
+            goro::run(|| {
+                goro::go(|| {
+                    let p = std::hint::black_box(std::ptr::null::<u64>());
+                    // SAFETY: not safe at all: this child exists to crash.
+                    unsafe { std::ptr::read_volatile(p) }
+                })
+                .join()
+                .unwrap()
+            });
+        }
+        _ => {}
+    }
+}
+
+fn run_child(which: &str) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_bodies", "--nocapture", "--test-threads=1"])
+        .env("GORO_STACK_CHILD", which)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn overflow_names_the_coroutine_and_aborts() {
+    use std::os::unix::process::ExitStatusExt;
+    let out = run_child("overflow");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc_sigabrt()), "status {:?}, stderr: {err}", out.status);
+    assert!(err.contains("\"deep-diver\" has overflowed its stack (stack size 65536 bytes)"), "{err}");
+    assert!(err.contains("stack_size") && err.contains("maybe_grow"), "{err}");
+}
+
+#[test]
+fn other_faults_stay_segfaults() {
+    use std::os::unix::process::ExitStatusExt;
+    let out = run_child("segv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(11), "status {:?}, stderr: {err}", out.status);
+    assert!(!err.contains("overflowed"), "{err}");
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}
