@@ -304,9 +304,70 @@ fn rand_u64() -> u64 {
     })
 }
 
+/// A short list kept on the stack (selects rarely have more than 8 cases),
+/// spilling to the heap beyond that.
+enum Small<T> {
+    Inline([Option<T>; 8], usize),
+    Heap(Vec<T>),
+}
+
+impl<T> Small<T> {
+    fn new(n: usize) -> Small<T> {
+        if n <= 8 {
+            Small::Inline([const { None }; 8], 0)
+        } else {
+            Small::Heap(Vec::with_capacity(n))
+        }
+    }
+    fn push(&mut self, v: T) {
+        match self {
+            Small::Inline(a, n) => {
+                a[*n] = Some(v);
+                *n += 1;
+            }
+            Small::Heap(h) => h.push(v),
+        }
+    }
+    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        let (a, h): (&mut [Option<T>], Option<&mut Vec<T>>) = match self {
+            Small::Inline(a, n) => (&mut a[..*n], None),
+            Small::Heap(h) => (&mut [], Some(h)),
+        };
+        a.iter_mut().filter_map(Option::take).chain(h.into_iter().flat_map(|h| h.drain(..)))
+    }
+}
+
+/// Indices on the stack for up to 8 cases.
+struct Idx {
+    inline: [usize; 8],
+    heap: Vec<usize>,
+    len: usize,
+}
+
+impl Idx {
+    fn new(n: usize) -> Idx {
+        Idx { inline: [0; 8], heap: if n > 8 { Vec::with_capacity(n) } else { Vec::new() }, len: 0 }
+    }
+    fn push(&mut self, v: usize) {
+        if self.heap.capacity() > 0 {
+            self.heap.push(v);
+        } else {
+            self.inline[self.len] = v;
+        }
+        self.len += 1;
+    }
+    fn as_mut(&mut self) -> &mut [usize] {
+        if self.heap.capacity() > 0 {
+            &mut self.heap
+        } else {
+            &mut self.inline[..self.len]
+        }
+    }
+}
+
 /// Locks the distinct channels of a select in address order (step 1).
-fn lock_all(cases: &[&mut (dyn Case + '_)], order: &[usize]) -> Vec<(usize, RawGuard)> {
-    let mut held = Vec::with_capacity(order.len());
+fn lock_all(cases: &[&mut (dyn Case + '_)], order: &[usize]) -> Small<(usize, RawGuard)> {
+    let mut held = Small::new(order.len());
     let mut last = None;
     for &i in order {
         let a = cases[i].chan_addr();
@@ -320,8 +381,8 @@ fn lock_all(cases: &[&mut (dyn Case + '_)], order: &[usize]) -> Vec<(usize, RawG
     held
 }
 
-fn unlock_all(cases: &[&mut (dyn Case + '_)], held: Vec<(usize, RawGuard)>) {
-    for (i, g) in held {
+fn unlock_all(cases: &[&mut (dyn Case + '_)], mut held: Small<(usize, RawGuard)>) {
+    for (i, g) in held.drain() {
         // SAFETY: `lock_all` took this lock through case `i`, with state `g`.
         unsafe { cases[i].unlock(g) };
     }
@@ -344,16 +405,22 @@ fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[usize], winner: Opti
 pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<usize> {
     let n = cases.len();
     // Lock order: by channel address, `never` cases left out.
-    let mut order: Vec<usize> = (0..n).filter(|&i| cases[i].chan_addr().is_some()).collect();
-    order.sort_by_key(|&i| cases[i].chan_addr());
+    let mut order_buf = Idx::new(n);
+    (0..n).filter(|&i| cases[i].chan_addr().is_some()).for_each(|i| order_buf.push(i));
+    let order = order_buf.as_mut();
+    order.sort_unstable_by_key(|&i| cases[i].chan_addr());
+    let order: &[usize] = order;
     // Poll order: a uniformly random permutation.
-    let mut poll: Vec<usize> = (0..n).collect();
+    let mut poll_buf = Idx::new(n);
+    (0..n).for_each(|i| poll_buf.push(i));
+    let poll = poll_buf.as_mut();
     for i in (1..n).rev() {
         let j = (rand_u64() % (i as u64 + 1)) as usize;
         poll.swap(i, j);
     }
-    let held = lock_all(cases, &order);
-    for &i in &poll {
+    let poll: &[usize] = poll;
+    let held = lock_all(cases, order);
+    for &i in poll {
         // SAFETY: every channel is locked (step 1).
         if let Some(w) = unsafe { cases[i].poll_locked() } {
             unlock_all(cases, held);
@@ -402,12 +469,12 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
             }
         }
     }
-    let mut guard = Cleanup { cases, order: &order, sel: &sel, armed: true };
+    let mut guard = Cleanup { cases, order, sel: &sel, armed: true };
     let won = sel.wait(reason, deadline);
     guard.armed = false;
     let cases = &mut *guard.cases;
     // Step 5: dequeue every op (the winner's was already popped).
-    dequeue_all(cases, &order, won.map(|st| st & !CLOSED_BIT));
+    dequeue_all(cases, order, won.map(|st| st & !CLOSED_BIT));
     let st = won?;
     let i = st & !CLOSED_BIT;
     cases[i].complete(st & CLOSED_BIT != 0);

@@ -31,17 +31,17 @@ fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Box<dyn F
 fn unbuffered_is_a_rendezvous() {
     worlds(|| {
         let (tx, rx) = chan::<u32>(0);
-        let taken = Arc::new(AtomicUsize::new(0));
-        let t2 = taken.clone();
+        let receiving = Arc::new(AtomicUsize::new(0));
+        let r2 = receiving.clone();
         let h = spawn(move || {
             tx.send(1).unwrap();
-            // send returned: the receiver must have taken it.
-            assert_eq!(t2.load(Ordering::SeqCst), 1);
+            // send returned: a receiver must have arrived to take it.
+            assert_eq!(r2.load(Ordering::SeqCst), 1, "send completed before any receiver came");
         });
         std::thread::sleep(Duration::from_millis(20));
         goro::yield_now();
+        receiving.store(1, Ordering::SeqCst);
         let v = rx.recv().unwrap();
-        taken.store(1, Ordering::SeqCst);
         assert_eq!(v, 1);
         h();
     });
