@@ -29,5 +29,9 @@ fn main() {
         hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
     });
     let secs = t.elapsed().as_secs_f64();
-    println!("{total} bytes echoed by {c} connections in {:.1} ms ({:.0} round trips/s)", secs * 1e3, (c * m) as f64 / secs);
+    println!(
+        "{total} bytes echoed by {c} connections in {:.1} ms ({:.0} round trips/s)",
+        secs * 1e3,
+        (c * m) as f64 / secs
+    );
 }

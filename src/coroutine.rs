@@ -78,6 +78,8 @@ pub(crate) const DONE: u8 = 4;
 pub(crate) const F_CANCEL: u8 = 1; // unwind at the next park
 pub(crate) const F_MAIN: u8 = 2; // the main coroutine of a `run`
 pub(crate) const F_WARNED: u8 = 4; // the long-run warning was printed
+pub(crate) const F_PARTIAL: u8 = 8; // found in a partial deadlock (handled)
+pub(crate) const F_PARTIAL_PANIC: u8 = 16; // its blocked call must panic with the report
 
 /// The panic payload a cancelled coroutine unwinds with; `join` of a
 /// coroutine cancelled at shutdown returns `Err` holding it.
@@ -214,6 +216,11 @@ pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Insta
     let r = y.suspend(Suspend::Park);
     if deadline.is_some() {
         sched::disarm_wake_timer(co);
+    }
+    if co.has_flag(F_PARTIAL_PANIC) && !std::thread::panicking() {
+        co.flags.fetch_and(!F_PARTIAL_PANIC, Ordering::AcqRel);
+        let report = co.home.get().and_then(|h| h.rt.upgrade()).and_then(|rt| rt.partial_reports.lock().remove(&co.id));
+        panic!("{}", report.as_deref().unwrap_or("goro: partial deadlock"));
     }
     match r {
         Resume::Run => {}

@@ -71,6 +71,8 @@ pub struct RuntimeBuilder {
     detect_deadlocks: bool,
     migrate_started: bool,
     name: String,
+    partial_policy: crate::diag::PartialDeadlockPolicy,
+    dump_on_sigquit: bool,
 }
 
 /// Why [`Runtime::run`] did not return a value.
@@ -200,6 +202,8 @@ impl Default for RuntimeBuilder {
             detect_deadlocks: true,
             migrate_started: false,
             name: "goro".into(),
+            partial_policy: crate::diag::PartialDeadlockPolicy::Report,
+            dump_on_sigquit: false,
         }
     }
 }
@@ -229,6 +233,21 @@ impl RuntimeBuilder {
     /// Detect global deadlocks (default on).
     pub fn detect_deadlocks(mut self, on: bool) -> Self {
         self.detect_deadlocks = on;
+        self
+    }
+
+    /// What to do when coroutines wait on each other in a cycle (joins,
+    /// mutexes) while the rest of the program runs on: report on stderr
+    /// (default), make their blocked calls panic with the report, or ignore.
+    pub fn on_partial_deadlock(mut self, policy: crate::diag::PartialDeadlockPolicy) -> Self {
+        self.partial_policy = policy;
+        self
+    }
+
+    /// Print a dump of every coroutine on stderr when the process receives
+    /// SIGQUIT (Go's habit; `kill -QUIT <pid>`). Default off.
+    pub fn dump_on_sigquit(mut self, on: bool) -> Self {
+        self.dump_on_sigquit = on;
         self
     }
 
@@ -278,7 +297,9 @@ impl RuntimeBuilder {
             detect_deadlocks: self.detect_deadlocks,
             migrate_started: self.migrate_started,
             name: self.name,
+            partial_policy: self.partial_policy,
         };
+        let dump_on_quit = self.dump_on_sigquit;
         let shared = Arc::new(Shared {
             config,
             workers: OnceLock::new(),
@@ -291,7 +312,12 @@ impl RuntimeBuilder {
             blocking_jobs: AtomicUsize::new(0),
             external_waits: AtomicUsize::new(0),
             stall: Mutex::new(None),
+            partial_seen: Mutex::new(Vec::new()),
+            partial_reports: Mutex::new(Default::default()),
         });
+        if dump_on_quit {
+            crate::diag::deadlock::dump_on_sigquit(&shared);
+        }
         let mut deques = Vec::new();
         let mut ws = Vec::new();
         for index in 0..workers {
@@ -520,6 +546,7 @@ fn monitor(rt: std::sync::Weak<Shared>) {
     const LIMIT: Duration = Duration::from_millis(100);
     let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
     let mut nap = Duration::from_millis(10);
+    let mut partial_tick = 0u64;
     loop {
         // park_timeout: `Runtime::drop` unparks us so shutdown never waits a nap.
         std::thread::park_timeout(nap);
@@ -528,6 +555,10 @@ fn monitor(rt: std::sync::Weak<Shared>) {
             return;
         }
         rt.check_stall();
+        partial_tick += 1;
+        if partial_tick % 10 == 0 {
+            crate::diag::deadlock::check_partial(&rt);
+        }
         let ws = rt.workers();
         seen.resize(ws.len(), (0, 0, Instant::now()));
         let now = Instant::now();

@@ -184,3 +184,104 @@ fn negatives_are_not_reported() {
     // A finishing program.
     assert_eq!(rt().run(|| 1).ok(), Some(1));
 }
+
+fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+#[test]
+fn partial_join_cycle_panics_the_blocked_joins() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    type Slot = std::sync::Arc<Mutex<Option<goro::JoinHandle<()>>>>;
+    let r =
+        Runtime::builder().workers(2).on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic).build().unwrap();
+    let msgs = r
+        .run(|| {
+            let (out_tx, out_rx) = chan::<String>(2);
+            let (slot_a, slot_b): (Slot, Slot) = Default::default();
+            let mk = |name: &str, other: Slot, out: goro::Sender<String>| {
+                goro::Builder::new()
+                    .name(name)
+                    .spawn(move || {
+                        goro::time::sleep(Duration::from_millis(20));
+                        let h = other.lock().take().unwrap();
+                        let r = catch_unwind(AssertUnwindSafe(|| h.join()));
+                        out.send(match r {
+                            Err(p) => panic_text(p),
+                            Ok(_) => "joined".into(),
+                        })
+                        .unwrap();
+                    })
+                    .unwrap()
+            };
+            let a = mk("cyc-a", slot_b.clone(), out_tx.clone());
+            let b = mk("cyc-b", slot_a.clone(), out_tx);
+            *slot_a.lock() = Some(a);
+            *slot_b.lock() = Some(b);
+            // The rest of the program runs on while the two wait on each other.
+            let rest: u32 = (0..50).map(|i| goro::go(move || i).join().unwrap()).sum();
+            assert_eq!(rest, 1225);
+            (0..2).map(|_| out_rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect::<Vec<_>>()
+        })
+        .unwrap();
+    for m in &msgs {
+        assert!(m.contains("partial deadlock") && m.contains("join of #"), "{m}");
+        assert!(m.contains("\"cyc-a\"") && m.contains("\"cyc-b\""), "{m}");
+    }
+}
+
+#[test]
+fn partial_mutex_inversion_rest_finishes() {
+    let r =
+        Runtime::builder().workers(2).on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic).build().unwrap();
+    let (res, rest) = r
+        .run(|| {
+            let m1 = std::sync::Arc::new(Mutex::new(0));
+            let m2 = std::sync::Arc::new(Mutex::new(0));
+            let (a1, a2) = (m1.clone(), m2.clone());
+            let a = goro::Builder::new()
+                .name("locks-12")
+                .spawn(move || {
+                    let _g1 = a1.lock();
+                    goro::time::sleep(Duration::from_millis(50));
+                    let _g2 = a2.lock();
+                })
+                .unwrap();
+            let (b1, b2) = (m1.clone(), m2.clone());
+            let b = goro::Builder::new()
+                .name("locks-21")
+                .spawn(move || {
+                    let _g2 = b2.lock();
+                    goro::time::sleep(Duration::from_millis(50));
+                    let _g1 = b1.lock();
+                })
+                .unwrap();
+            // Unrelated work finishes while the two are stuck.
+            let rest: u64 = (0..100u64).map(|i| goro::go(move || i).join().unwrap()).sum();
+            let ra = a.join().map_err(panic_text);
+            let rb = b.join().map_err(panic_text);
+            ((ra, rb), rest)
+        })
+        .unwrap();
+    assert_eq!(rest, 4950);
+    let (ra, rb) = res;
+    let msg = ra.err().or(rb.err()).expect("the cycle's blocked locks panic");
+    assert!(msg.contains("partial deadlock") && msg.contains("Mutex.lock"), "{msg}");
+    assert!(msg.contains("\"locks-12\"") && msg.contains("\"locks-21\""), "{msg}");
+}
+
+#[test]
+fn dump_lists_coroutines_with_names_and_waits() {
+    let text = rt()
+        .run(|| {
+            let (tx, rx) = chan::<i32>(0);
+            let _h = goro::Builder::new().name("dumped").spawn(move || rx.recv()).unwrap();
+            goro::time::sleep(Duration::from_millis(20));
+            let d = goro::diag::dump();
+            drop(tx);
+            d
+        })
+        .unwrap();
+    assert!(text.contains("\"dumped\"") && text.contains("recv on chan#"), "{text}");
+    assert!(text.contains("\"main\""), "{text}");
+}

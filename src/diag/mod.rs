@@ -11,6 +11,10 @@
 
 use std::fmt;
 
+pub(crate) mod deadlock;
+
+pub use deadlock::{dump, PartialDeadlockPolicy};
+
 /// What a parked coroutine (or blocked thread) is waiting on.
 ///
 /// `Display` gives the text used by [`coroutines()`] and the deadlock

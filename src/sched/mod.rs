@@ -58,6 +58,7 @@ pub(crate) struct Config {
     pub(crate) detect_deadlocks: bool,
     pub(crate) migrate_started: bool,
     pub(crate) name: String,
+    pub(crate) partial_policy: crate::diag::PartialDeadlockPolicy,
 }
 
 /// What ended a `run` session.
@@ -95,6 +96,10 @@ pub(crate) struct Shared {
     /// When everything was last seen asleep, and the resume count then
     /// (the detector's grace period; see `all_idle`).
     pub(crate) stall: Mutex<Option<(Instant, u64)>>,
+    /// Cycles seen on the last partial-deadlock pass (member ids, sorted).
+    pub(crate) partial_seen: Mutex<Vec<Vec<u64>>>,
+    /// Reports for coroutines whose blocked call must panic (policy Panic).
+    pub(crate) partial_reports: Mutex<std::collections::HashMap<u64, std::sync::Arc<str>>>,
 }
 
 /// The part of a worker other threads may touch.
