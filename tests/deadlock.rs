@@ -285,3 +285,33 @@ fn dump_lists_coroutines_with_names_and_waits() {
     assert!(text.contains("\"dumped\"") && text.contains("recv on chan#"), "{text}");
     assert!(text.contains("\"main\""), "{text}");
 }
+
+#[test]
+fn sigquit_child_body() {
+    if std::env::var("GORO_SIGQUIT_CHILD").is_err() {
+        return;
+    }
+    let r = Runtime::builder().workers(1).dump_on_sigquit(true).build().unwrap();
+    r.run(|| {
+        let (tx, rx) = chan::<i32>(0);
+        goro::Builder::new().name("quit-me").spawn(move || rx.recv()).unwrap();
+        goro::time::sleep(Duration::from_millis(50));
+        let pid = std::process::id().to_string();
+        std::process::Command::new("kill").args(["-QUIT", &pid]).status().unwrap();
+        goro::time::sleep(Duration::from_millis(300));
+        drop(tx);
+    })
+    .unwrap();
+}
+
+#[test]
+fn sigquit_dumps_every_coroutine() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sigquit_child_body", "--nocapture", "--test-threads=1"])
+        .env("GORO_SIGQUIT_CHILD", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {err}", out.status);
+    assert!(err.contains("\"quit-me\" [recv on chan#"), "{err}");
+}
