@@ -288,6 +288,7 @@ impl<T> JoinHandle<T> {
     pub fn join(self) -> std::thread::Result<T> {
         if !self.co.is_done() {
             *self.co.joiner.lock() = Some(Waiter::current());
+            let _owner = crate::diag::deadlock::OwnerWait::new();
             while !self.co.is_done() {
                 crate::park::park(WaitReason::Join { id: self.co.id });
             }

@@ -21,7 +21,30 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 
+use std::sync::atomic::AtomicUsize;
+
 use super::WaitReason;
+
+/// Parties parked right now on a wait whose owner is known (`join`,
+/// `Mutex::lock`), process-wide. The monitor skips the cycle search while it
+/// is zero, so programs that never block on those pay nothing.
+pub(crate) static OWNER_WAITS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one owner-known wait while alive (also when unwinding).
+pub(crate) struct OwnerWait;
+
+impl OwnerWait {
+    pub(crate) fn new() -> OwnerWait {
+        OWNER_WAITS.fetch_add(1, Ordering::Relaxed);
+        OwnerWait
+    }
+}
+
+impl Drop for OwnerWait {
+    fn drop(&mut self) {
+        OWNER_WAITS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 use crate::coroutine::{CoRef, F_PARTIAL, PARKED};
 use crate::sched::Shared;
 
@@ -50,8 +73,11 @@ fn edge(c: &CoRef) -> Option<u64> {
 /// cycles (as member lists) that were also seen on the previous pass.
 pub(crate) fn find_cycles(rt: &Shared) -> Vec<Vec<CoRef>> {
     let all = rt.all_coroutines();
-    let parked: HashMap<u64, &CoRef> =
-        all.iter().filter(|c| c.state.load(Ordering::Acquire) == PARKED).map(|c| (c.id, c)).collect();
+    let parked: HashMap<u64, &CoRef> = all
+        .iter()
+        .filter(|c| c.state.load(Ordering::Acquire) == PARKED && edge(c).is_some())
+        .map(|c| (c.id, c))
+        .collect();
     let mut done: HashSet<u64> = HashSet::new();
     let mut cycles: Vec<Vec<u64>> = Vec::new();
     for &start in parked.keys() {
@@ -102,7 +128,8 @@ pub(crate) fn describe(cycle: &[CoRef]) -> String {
 
 /// Monitor hook: find confirmed cycles and apply the policy.
 pub(crate) fn check_partial(rt: &Shared) {
-    if rt.config.partial_policy == PartialDeadlockPolicy::Ignore {
+    if rt.config.partial_policy == PartialDeadlockPolicy::Ignore || OWNER_WAITS.load(Ordering::Relaxed) == 0 {
+        rt.partial_seen.lock().clear();
         return;
     }
     for cycle in find_cycles(rt) {

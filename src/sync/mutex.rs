@@ -106,6 +106,7 @@ impl<T: ?Sized> Mutex<T> {
             return;
         }
         let holder = self.holder.load(Ordering::Relaxed);
+        let _owner = crate::diag::deadlock::OwnerWait::new();
         self.queue.wait(g, 0, WaitReason::MutexLock { lock: self.id, holder }, &|st, _| {
             self.release_locked(&mut st.1).into_iter().collect()
         });
