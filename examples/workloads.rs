@@ -296,7 +296,14 @@ fn main() {
         }
     };
     let n: i64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(default);
-    let rt = goro::Runtime::builder().build().unwrap_or_else(|e| panic!("{e}"));
+    let mut b = goro::Runtime::builder();
+    if std::env::var_os("GORO_MIGRATE").is_some() {
+        // SAFETY: these workloads hold nothing thread-bound (no thread-locals,
+        // Rc, std guards) across a blocking goro call, which is what
+        // migration requires. Used to measure Go-style migration.
+        b = unsafe { b.migrate_started(true) };
+    }
+    let rt = b.build().unwrap_or_else(|e| panic!("{e}"));
     let ms = Arc::new(AtomicU64::new(0));
     let ms2 = ms.clone();
     let w2 = w.clone();
