@@ -128,6 +128,18 @@ pub struct BlockedCoroutine {
     pub wait: WaitReason,
     /// Is it the main coroutine of the `run`?
     pub is_main: bool,
+    /// For a join: the joined coroutine's name, if it has one.
+    pub joins_name: Option<String>,
+}
+
+impl BlockedCoroutine {
+    /// The wait as the report prints it (`join of #12 "worker"`, ...).
+    pub fn wait_text(&self) -> String {
+        match (&self.wait, &self.joins_name) {
+            (WaitReason::Join { id }, Some(n)) => format!("join of #{id} \"{n}\""),
+            (w, _) => w.to_string(),
+        }
+    }
 }
 
 /// What the deadlock detector found: every blocked coroutine and what it
@@ -140,16 +152,25 @@ pub struct DeadlockReport {
 
 impl DeadlockReport {
     pub(crate) fn collect(rt: &Shared) -> DeadlockReport {
-        let mut blocked: Vec<BlockedCoroutine> = rt
-            .all_coroutines()
+        let all = rt.all_coroutines();
+        let names: std::collections::HashMap<u64, String> =
+            all.iter().filter_map(|c| c.name.as_deref().map(|n| (c.id, n.to_string()))).collect();
+        let mut blocked: Vec<BlockedCoroutine> = all
             .iter()
             .filter(|c| c.state.load(Ordering::Acquire) == PARKED)
-            .map(|c| BlockedCoroutine {
-                id: c.id,
-                name: c.name.as_deref().map(str::to_string),
-                spawned_at: c.spawned_at.to_string(),
-                wait: *c.wait.lock(),
-                is_main: c.has_flag(F_MAIN),
+            .map(|c| {
+                let wait = *c.wait.lock();
+                BlockedCoroutine {
+                    id: c.id,
+                    name: c.name.as_deref().map(str::to_string),
+                    spawned_at: c.spawned_at.to_string(),
+                    wait,
+                    is_main: c.has_flag(F_MAIN),
+                    joins_name: match wait {
+                        WaitReason::Join { id } => names.get(&id).cloned(),
+                        _ => None,
+                    },
+                }
             })
             .collect();
         blocked.sort_by_key(|b| (!b.is_main, b.id));
@@ -169,7 +190,7 @@ impl fmt::Display for DeadlockReport {
         let mut groups: Vec<(String, String, String, Vec<u64>, bool)> = Vec::new();
         for b in &self.blocked {
             let name = b.name.clone().unwrap_or_default();
-            let wait = b.wait.to_string();
+            let wait = b.wait_text();
             match groups.iter_mut().find(|g| g.0 == name && g.1 == b.spawned_at && g.2 == wait && !b.is_main) {
                 Some(g) => g.3.push(b.id),
                 None => groups.push((name, b.spawned_at.clone(), wait, vec![b.id], b.is_main)),

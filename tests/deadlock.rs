@@ -31,7 +31,8 @@ fn main_blocked_on_a_channel_nobody_sends_on() {
     assert!(matches!(main.wait, WaitReason::Recv { cap: 0, .. }), "{:?}", main.wait);
     assert!(main.spawned_at.contains("deadlock.rs"), "{}", main.spawned_at);
     let text = rep.to_string();
-    assert!(text.contains("recv on chan#") && text.contains("(cap 0)"), "{text}");
+    assert!(text.contains("recv on chan#") && text.contains("(cap 0, 0 queued, 1 senders alive)"), "{text}");
+    assert!(main.spawned_at.contains(&format!("deadlock.rs:{line}")) || main.spawned_at.contains("deadlock.rs"));
     let _ = line;
 }
 
@@ -61,6 +62,7 @@ fn two_coroutines_waiting_on_each_other() {
     assert!(names.contains(&"left".to_string()) && names.contains(&"right".to_string()), "{names:?}");
     let text = rep.to_string();
     assert!(text.contains("\"left\"") && text.contains("join of #"), "{text}");
+    assert!(text.contains("join of #") && text.contains("\"left\"]"), "the joined coroutine is named: {text}");
 }
 
 #[test]

@@ -279,13 +279,19 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(SendTimeoutError::Timeout(v));
         }
+        let reason = WaitReason::Send {
+            chan: self.id,
+            cap: self.cap,
+            queued: g.buf.len(),
+            receivers: self.receivers.load(Ordering::Relaxed),
+        };
         let op = Op::new(Selector::new(), 0, Some(v));
         g.sendq.push_back(op.clone());
         let obs = std::mem::take(&mut g.observers);
         drop(g);
         wake_all(obs);
         let guard = Dequeue { chan: self, op: &op, send: true };
-        let r = op.sel.wait(WaitReason::Send { chan: self.id, cap: self.cap }, deadline);
+        let r = op.sel.wait(reason, deadline);
         std::mem::forget(guard);
         match r {
             Some(st) if st & CLOSED_BIT == 0 => Ok(()),
@@ -318,13 +324,19 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(RecvTimeoutError::Timeout);
         }
+        let reason = WaitReason::Recv {
+            chan: self.id,
+            cap: self.cap,
+            queued: g.buf.len(),
+            senders: self.senders.load(Ordering::Relaxed),
+        };
         let op = Op::new(Selector::new(), 0, None);
         g.recvq.push_back(op.clone());
         let obs = std::mem::take(&mut g.observers);
         drop(g);
         wake_all(obs);
         let guard = Dequeue { chan: self, op: &op, send: false };
-        let r = op.sel.wait(WaitReason::Recv { chan: self.id, cap: self.cap }, deadline);
+        let r = op.sel.wait(reason, deadline);
         std::mem::forget(guard);
         match r {
             Some(st) if st & CLOSED_BIT == 0 => {

@@ -168,7 +168,7 @@ impl<T> Receiver<T> {
         match &self.chan {
             Some(c) => c.recv(None).map_err(|_| RecvError),
             None => loop {
-                crate::park::park(WaitReason::Recv { chan: 0, cap: 0 });
+                crate::park::park(WaitReason::Recv { chan: 0, cap: 0, queued: 0, senders: 0 });
             },
         }
     }
@@ -204,7 +204,7 @@ impl<T> Receiver<T> {
                     if dl.is_some_and(|x| Instant::now() >= x) {
                         return Err(RecvTimeoutError::Timeout);
                     }
-                    crate::park::park_deadline(WaitReason::Recv { chan: 0, cap: 0 }, dl);
+                    crate::park::park_deadline(WaitReason::Recv { chan: 0, cap: 0, queued: 0, senders: 0 }, dl);
                 }
             }
         }

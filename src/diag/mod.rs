@@ -26,10 +26,14 @@ pub enum WaitReason {
     None,
     /// `Receiver::recv` on a channel.
     Recv {
-        /// Channel id (`chan#N`).
+        /// Channel id (`chan#N`; 0 for `never()`).
         chan: u64,
         /// Its capacity.
         cap: usize,
+        /// Values buffered when the wait began.
+        queued: usize,
+        /// Live `Sender`s when the wait began.
+        senders: usize,
     },
     /// `Sender::send` on a channel.
     Send {
@@ -37,6 +41,10 @@ pub enum WaitReason {
         chan: u64,
         /// Its capacity.
         cap: usize,
+        /// Values buffered when the wait began.
+        queued: usize,
+        /// Live `Receiver`s when the wait began.
+        receivers: usize,
     },
     /// A `select!` or `Select` with `n` cases; the first few are kept.
     Select {
@@ -105,8 +113,13 @@ impl fmt::Display for WaitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             WaitReason::None => f.write_str("running"),
-            WaitReason::Recv { chan, cap } => write!(f, "recv on chan#{chan} (cap {cap})"),
-            WaitReason::Send { chan, cap } => write!(f, "send on chan#{chan} (cap {cap})"),
+            WaitReason::Recv { chan: 0, .. } => f.write_str("recv on a never() channel"),
+            WaitReason::Recv { chan, cap, queued, senders } => {
+                write!(f, "recv on chan#{chan} (cap {cap}, {queued} queued, {senders} senders alive)")
+            }
+            WaitReason::Send { chan, cap, queued, receivers } => {
+                write!(f, "send on chan#{chan} (cap {cap}, {queued} queued, {receivers} receivers alive)")
+            }
             WaitReason::Select { n, cases } => {
                 write!(f, "select over {n} channels [")?;
                 let mut first = true;
