@@ -130,6 +130,27 @@ fn ring(n: i64) -> i64 {
 }
 
 fn timers(n: i64) -> i64 {
+    // Side probe (stderr, with GORO_TIMERS_PROBE=1; not part of the timed
+    // workload): lateness of sleep(1ms) while the load runs.
+    let probe = std::env::var_os("GORO_TIMERS_PROBE").is_some();
+    let probe = go(move || {
+        if !probe {
+            return;
+        }
+        let mut late: Vec<u128> = (0..150)
+            .map(|_| {
+                let t = Instant::now();
+                goro::time::sleep(Duration::from_millis(1));
+                t.elapsed().as_micros().saturating_sub(1000)
+            })
+            .collect();
+        late.sort_unstable();
+        eprintln!(
+            "timers: sleep(1ms) lateness under load: p50 {} us, p99 {} us",
+            late[late.len() / 2],
+            late[late.len() * 99 / 100]
+        );
+    });
     let wg = WaitGroup::new();
     let count = Arc::new(Mutex::new(0i64));
     for i in 0..n {
@@ -146,6 +167,7 @@ fn timers(n: i64) -> i64 {
         });
     }
     wg.wait();
+    probe.join().unwrap();
     let c = *count.lock();
     c
 }

@@ -30,8 +30,11 @@ use crossbeam_deque::{Steal, Worker};
 use super::{Shared, WorkerShared};
 use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, PARKED, RUNNING};
 
-/// How many search rounds before a worker sleeps.
-const SEARCH_ROUNDS: u32 = 256;
+/// How long a worker searches for work (pure spinning: a `yield` could
+/// give the core away for milliseconds on a busy machine) before sleeping.
+const SEARCH_FOR: std::time::Duration = std::time::Duration::from_micros(200);
+/// Spin iterations a worker that may not search watches its inbox for.
+const INBOX_SPINS: u32 = 4096;
 
 /// A one-shot wake of a coroutine at a deadline. Stale entries (the coroutine
 /// was woken otherwise) only cause a spurious wake, which parking allows.
@@ -196,7 +199,7 @@ impl WorkerLocal {
             if let Some(co) = self.steal_round() {
                 return Some(co);
             }
-            for _ in 0..SEARCH_ROUNDS * 16 {
+            for _ in 0..INBOX_SPINS {
                 if !self.shared.inbox.is_empty() {
                     return steal_one(&self.shared.inbox);
                 }
@@ -205,7 +208,9 @@ impl WorkerLocal {
             return None;
         }
         let mut found = None;
-        for round in 0..SEARCH_ROUNDS {
+        let start = Instant::now();
+        let mut round = 0u32;
+        loop {
             if let Some(co) = self.steal_round() {
                 found = Some(co);
                 break;
@@ -213,12 +218,16 @@ impl WorkerLocal {
             if self.rt.shutdown.load(Ordering::Relaxed) {
                 break;
             }
-            if round < SEARCH_ROUNDS / 2 {
-                for _ in 0..64 {
-                    std::hint::spin_loop();
+            round += 1;
+            if round % 8 == 0 {
+                // Bounded by time, not rounds, and never past a due timer.
+                let now = Instant::now();
+                if now.duration_since(start) >= SEARCH_FOR || self.next_deadline().is_some_and(|d| d <= now) {
+                    break;
                 }
-            } else {
-                std::thread::yield_now();
+            }
+            for _ in 0..32 {
+                std::hint::spin_loop();
             }
         }
         let last = self.rt.idle.end_search();
