@@ -7,6 +7,14 @@ use std::sync::Arc;
 
 use goro::stack::{maybe_grow, remaining};
 
+/// `stats().stack_segments` is process-wide: tests that use segments and
+/// assert on that count take turns.
+static SEGMENT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn segment_lock() -> std::sync::MutexGuard<'static, ()> {
+    SEGMENT_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn deep_sum(n: u64) -> u64 {
     maybe_grow(32 * 1024, 1 << 20, || {
         let mut pad = [0u64; 16];
@@ -22,6 +30,7 @@ fn deep_sum(n: u64) -> u64 {
 
 #[test]
 fn a_million_levels_with_maybe_grow() {
+    let _turn = segment_lock();
     let v = goro::run(|| {
         let s = deep_sum(1_000_000);
         (s, goro::stats().stack_segments)
@@ -52,6 +61,7 @@ fn remaining_shrinks_with_depth() {
 
 #[test]
 fn ten_thousand_coroutines_recursing() {
+    let _turn = segment_lock();
     let sum = goro::run(|| {
         let hs: Vec<_> = (0..10_000u64).map(|i| goro::go(move || deep_sum(200 + i % 100))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
@@ -79,6 +89,7 @@ fn deep_panic(n: u32, c: &Arc<AtomicUsize>) -> u32 {
 
 #[test]
 fn panic_unwinds_through_segments() {
+    let _turn = segment_lock();
     let drops = Arc::new(AtomicUsize::new(0));
     let d2 = drops.clone();
     let err = goro::run(move || goro::go(move || deep_panic(100_000, &d2)).join().unwrap_err());
@@ -143,6 +154,17 @@ fn child_bodies() {
                 .unwrap()
             });
         }
+        Ok("thread-overflow") => {
+            // goro's handler is installed by the runtime's workers...
+            goro::Runtime::builder().workers(1).build().unwrap().run(|| goro::go(|| 1).join().unwrap()).unwrap();
+            fn boom(n: u64) -> u64 {
+                let frame = std::hint::black_box([n as u8; 1024]);
+                boom(n + 1) + frame[3] as u64
+            }
+            // ...and a plain thread's overflow must still get Rust's report.
+            std::thread::Builder::new().name("plain".into()).spawn(|| boom(0)).unwrap().join().ok();
+            unreachable!("the overflow must abort");
+        }
         _ => {}
     }
 }
@@ -176,4 +198,13 @@ fn other_faults_stay_segfaults() {
 
 fn libc_sigabrt() -> i32 {
     6
+}
+
+#[test]
+fn plain_thread_overflow_still_reported_by_std() {
+    use std::os::unix::process::ExitStatusExt;
+    let out = run_child("thread-overflow");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc_sigabrt()), "status {:?}, stderr: {err}", out.status);
+    assert!(err.contains("thread 'plain'") && err.contains("has overflowed its stack"), "{err}");
 }
