@@ -157,6 +157,7 @@ fn child_bodies() {
         Ok("thread-overflow") => {
             // goro's handler is installed by the runtime's workers...
             goro::Runtime::builder().workers(1).build().unwrap().run(|| goro::go(|| 1).join().unwrap()).unwrap();
+            #[allow(unconditional_recursion)]
             fn boom(n: u64) -> u64 {
                 let frame = std::hint::black_box([n as u8; 1024]);
                 boom(n + 1) + frame[3] as u64
