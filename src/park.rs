@@ -32,7 +32,8 @@ use crate::diag::WaitReason;
 /// Cheap to clone (one reference count). Two waiters are the same party when
 /// their [`Waiter::id`]s are equal.
 #[derive(Clone)]
-pub(crate) struct Waiter {
+#[doc(hidden)]
+pub struct Waiter {
     repr: Repr,
 }
 

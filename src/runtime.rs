@@ -436,9 +436,19 @@ impl Runtime {
         let _serial = self.run_lock.lock();
         let shared = &self.shared;
         let caller = Waiter::current();
-        let handle = coroutine::spawn_inner(shared, Some("main".into()), None, F_MAIN, loc, f)
-            .map_err(|e| RunError::Panic(Box::new(format!("goro: cannot start the main coroutine: {e}"))))?;
-        *shared.session.lock() = Some(Session { main: handle.id(), caller, outcome: None });
+        // The session exists before main does: main may finish before
+        // `spawn_inner` even returns (it is recognised by its F_MAIN flag).
+        *shared.session.lock() = Some(Session { main: 0, caller, outcome: None });
+        let handle = match coroutine::spawn_inner(shared, Some("main".into()), None, F_MAIN, loc, f) {
+            Ok(h) => h,
+            Err(e) => {
+                *shared.session.lock() = None;
+                return Err(RunError::Panic(Box::new(format!("goro: cannot start the main coroutine: {e}"))));
+            }
+        };
+        if let Some(s) = shared.session.lock().as_mut() {
+            s.main = handle.id();
+        }
         // Step 1: wait for main or a deadlock verdict.
         let outcome = loop {
             if let Some(o) = shared.session.lock().as_mut().and_then(|s| s.outcome.take()) {

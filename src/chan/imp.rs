@@ -58,7 +58,12 @@ pub struct Selector {
 
 impl Selector {
     pub(crate) fn new() -> Arc<Selector> {
-        Arc::new(Selector { state: AtomicUsize::new(WAITING), done: AtomicBool::new(false), waiter: Waiter::current() })
+        Arc::new(Selector::inline())
+    }
+
+    /// A selector embedded in a single operation's `Op` (one allocation).
+    fn inline() -> Selector {
+        Selector { state: AtomicUsize::new(WAITING), done: AtomicBool::new(false), waiter: Waiter::current() }
     }
 
     /// Invariant 3: the one CAS.
@@ -72,8 +77,9 @@ impl Selector {
         self.done.store(true, Ordering::Release);
     }
 
-    pub(crate) fn wake(&self) {
-        self.waiter.wake();
+    /// Who to wake once the channel lock is dropped.
+    fn waker(&self) -> Waiter {
+        self.waiter.clone()
     }
 
     /// Gives up (timeout, cancellation). False if someone already won.
@@ -106,9 +112,16 @@ impl Selector {
     }
 }
 
+/// The selector of an op: its own (a single send/recv) or shared by the
+/// cases of one select.
+enum SelRef {
+    Own(Selector),
+    Shared(Arc<Selector>),
+}
+
 /// One pending operation on one channel.
 pub(crate) struct Op<T> {
-    pub(crate) sel: Arc<Selector>,
+    sel: SelRef,
     case: usize,
     slot: UnsafeCell<Option<T>>,
 }
@@ -120,8 +133,21 @@ unsafe impl<T: Send> Send for Op<T> {}
 unsafe impl<T: Send> Sync for Op<T> {}
 
 impl<T> Op<T> {
+    /// An op that is case `case` of the select owning `sel`.
     pub(crate) fn new(sel: Arc<Selector>, case: usize, v: Option<T>) -> Arc<Op<T>> {
-        Arc::new(Op { sel, case, slot: UnsafeCell::new(v) })
+        Arc::new(Op { sel: SelRef::Shared(sel), case, slot: UnsafeCell::new(v) })
+    }
+
+    /// A single operation with its own selector.
+    fn single(v: Option<T>) -> Arc<Op<T>> {
+        Arc::new(Op { sel: SelRef::Own(Selector::inline()), case: 0, slot: UnsafeCell::new(v) })
+    }
+
+    pub(crate) fn sel(&self) -> &Selector {
+        match &self.sel {
+            SelRef::Own(s) => s,
+            SelRef::Shared(s) => s,
+        }
     }
 
     /// Takes the slot's value.
@@ -170,7 +196,7 @@ pub(crate) struct Chan<T> {
 
 /// Someone to wake after the lock is dropped.
 #[doc(hidden)]
-pub type Wake = Option<Arc<Selector>>;
+pub type Wake = Option<Waiter>;
 
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize, kind: Kind) -> Chan<T> {
@@ -202,11 +228,11 @@ impl<T> Chan<T> {
             return Err(TrySendError::Closed(v));
         }
         while let Some(r) = g.recvq.pop_front() {
-            if r.sel.claim(r.case) {
+            if r.sel().claim(r.case) {
                 // SAFETY: invariant 4: we won r's selector and hold the lock.
                 unsafe { r.put(v) };
-                r.sel.finish();
-                return Ok(Some(r.sel.clone()));
+                r.sel().finish();
+                return Ok(Some(r.sel().waker()));
             }
         }
         if g.buf.len() < self.cap {
@@ -229,22 +255,22 @@ impl<T> Chan<T> {
         if let Some(v) = g.buf.pop_front() {
             // A slot freed: move a blocked sender's value in (invariant 2).
             while let Some(s) = g.sendq.pop_front() {
-                if s.sel.claim(s.case) {
+                if s.sel().claim(s.case) {
                     // SAFETY: invariant 4.
                     let sv = unsafe { s.take() }.expect("goro bug: a queued sender without a value");
                     g.buf.push_back(sv);
-                    s.sel.finish();
-                    return Ok((v, Some(s.sel.clone()), Vec::new()));
+                    s.sel().finish();
+                    return Ok((v, Some(s.sel().waker()), Vec::new()));
                 }
             }
             return Ok((v, None, std::mem::take(&mut g.observers)));
         }
         while let Some(s) = g.sendq.pop_front() {
-            if s.sel.claim(s.case) {
+            if s.sel().claim(s.case) {
                 // SAFETY: invariant 4.
                 let v = unsafe { s.take() }.expect("goro bug: a queued sender without a value");
-                s.sel.finish();
-                return Ok((v, Some(s.sel.clone()), Vec::new()));
+                s.sel().finish();
+                return Ok((v, Some(s.sel().waker()), Vec::new()));
             }
         }
         if g.closed {
@@ -260,7 +286,7 @@ impl<T> Chan<T> {
             || g.no_receivers
             || g.buf.len() < self.cap
             || self.kind != Kind::Normal
-            || g.recvq.iter().any(|r| r.sel.state.load(Ordering::Acquire) == WAITING)
+            || g.recvq.iter().any(|r| r.sel().state.load(Ordering::Acquire) == WAITING)
     }
 
     pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
@@ -285,13 +311,13 @@ impl<T> Chan<T> {
             queued: g.buf.len(),
             receivers: self.receivers.load(Ordering::Relaxed),
         };
-        let op = Op::new(Selector::new(), 0, Some(v));
+        let op = Op::single(Some(v));
         g.sendq.push_back(op.clone());
         let obs = std::mem::take(&mut g.observers);
         drop(g);
         wake_all(obs);
         let guard = Dequeue { chan: self, op: &op, send: true };
-        let r = op.sel.wait(reason, deadline);
+        let r = op.sel().wait(reason, deadline);
         std::mem::forget(guard);
         match r {
             Some(st) if st & CLOSED_BIT == 0 => Ok(()),
@@ -330,13 +356,13 @@ impl<T> Chan<T> {
             queued: g.buf.len(),
             senders: self.senders.load(Ordering::Relaxed),
         };
-        let op = Op::new(Selector::new(), 0, None);
+        let op = Op::single(None);
         g.recvq.push_back(op.clone());
         let obs = std::mem::take(&mut g.observers);
         drop(g);
         wake_all(obs);
         let guard = Dequeue { chan: self, op: &op, send: false };
-        let r = op.sel.wait(reason, deadline);
+        let r = op.sel().wait(reason, deadline);
         std::mem::forget(guard);
         match r {
             Some(st) if st & CLOSED_BIT == 0 => {
@@ -368,16 +394,14 @@ impl<T> Chan<T> {
         let mut wake = Vec::new();
         let inner = &mut *g;
         for op in inner.recvq.drain(..).chain(inner.sendq.drain(..)) {
-            if op.sel.claim(op.case | CLOSED_BIT) {
-                op.sel.finish();
-                wake.push(op.sel.clone());
+            if op.sel().claim(op.case | CLOSED_BIT) {
+                op.sel().finish();
+                wake.push(op.sel().waker());
             }
         }
         let obs = std::mem::take(&mut g.observers);
         drop(g);
-        for s in wake {
-            s.wake();
-        }
+        wake_all(wake);
         wake_all(obs);
         true
     }
@@ -388,16 +412,14 @@ impl<T> Chan<T> {
         g.no_receivers = true;
         let mut wake = Vec::new();
         for op in g.sendq.drain(..) {
-            if op.sel.claim(op.case | CLOSED_BIT) {
-                op.sel.finish();
-                wake.push(op.sel.clone());
+            if op.sel().claim(op.case | CLOSED_BIT) {
+                op.sel().finish();
+                wake.push(op.sel().waker());
             }
         }
         let obs = std::mem::take(&mut g.observers);
         drop(g);
-        for s in wake {
-            s.wake();
-        }
+        wake_all(wake);
         wake_all(obs);
     }
 
@@ -430,7 +452,7 @@ struct Dequeue<'a, T> {
 
 impl<T> Drop for Dequeue<'_, T> {
     fn drop(&mut self) {
-        if self.op.sel.abort() {
+        if self.op.sel().abort() {
             self.chan.dequeue(self.op, self.send);
         }
     }

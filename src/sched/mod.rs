@@ -69,6 +69,8 @@ pub(crate) enum Outcome {
 
 /// A `Runtime::run` in progress.
 pub(crate) struct Session {
+    /// Main's id once spawned (0 before), for reports.
+    #[allow(dead_code)]
     pub(crate) main: u64,
     pub(crate) caller: Waiter,
     pub(crate) outcome: Option<Outcome>,
@@ -331,7 +333,9 @@ impl Shared {
         if co.has_flag(crate::coroutine::F_MAIN) {
             let mut s = self.session.lock();
             if let Some(sess) = s.as_mut() {
-                if sess.main == co.id && sess.outcome.is_none() {
+                // Sessions are serialized, so the one F_MAIN coroutine alive
+                // is this session's main (its id may not be recorded yet).
+                if sess.outcome.is_none() {
                     // From now on nothing new starts: unstarted coroutines are
                     // dropped unstarted, parked ones unwind (Go: main's return
                     // ends the program).
