@@ -391,18 +391,11 @@ impl<T> Chan<T> {
         }
         g.closed = true;
         self.closed.store(true, Ordering::Release);
-        let mut wake = Vec::new();
         let inner = &mut *g;
-        for op in inner.recvq.drain(..).chain(inner.sendq.drain(..)) {
-            if op.sel().claim(op.case | CLOSED_BIT) {
-                op.sel().finish();
-                wake.push(op.sel().waker());
-            }
-        }
-        let obs = std::mem::take(&mut g.observers);
+        let mut wake = fail_ops(inner.recvq.drain(..).chain(inner.sendq.drain(..)));
+        wake.append(&mut g.observers);
         drop(g);
         wake_all(wake);
-        wake_all(obs);
         true
     }
 
@@ -410,22 +403,28 @@ impl<T> Chan<T> {
     pub(crate) fn disconnect_receivers(&self) {
         let mut g = self.inner.lock();
         g.no_receivers = true;
-        let mut wake = Vec::new();
-        for op in g.sendq.drain(..) {
-            if op.sel().claim(op.case | CLOSED_BIT) {
-                op.sel().finish();
-                wake.push(op.sel().waker());
-            }
-        }
-        let obs = std::mem::take(&mut g.observers);
+        let mut wake = fail_ops(g.sendq.drain(..));
+        wake.append(&mut g.observers);
         drop(g);
         wake_all(wake);
-        wake_all(obs);
     }
 
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().buf.len()
     }
+}
+
+/// Completes every still-waiting op with CLOSED_BIT (close, or the last
+/// receiver gone); returns whom to wake after the lock is dropped.
+fn fail_ops<T>(ops: impl Iterator<Item = Arc<Op<T>>>) -> Vec<Waiter> {
+    let mut wake = Vec::new();
+    for op in ops {
+        if op.sel().claim(op.case | CLOSED_BIT) {
+            op.sel().finish();
+            wake.push(op.sel().waker());
+        }
+    }
+    wake
 }
 
 pub(crate) fn dequeue_locked<T>(g: &mut Inner<T>, op: &Arc<Op<T>>, send: bool) {

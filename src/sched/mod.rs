@@ -168,42 +168,13 @@ impl<T> SlabOf<T> {
     pub(crate) fn get(&self, k: usize) -> Option<&T> {
         self.slots.get(k)?.as_ref()
     }
-}
-
-/// A minimal slab of coroutine references.
-#[derive(Default)]
-pub(crate) struct Slab {
-    slots: Vec<Option<CoRef>>,
-    free: Vec<usize>,
-    len: usize,
-}
-
-impl Slab {
-    pub(crate) fn insert(&mut self, co: CoRef) -> usize {
-        self.len += 1;
-        match self.free.pop() {
-            Some(k) => {
-                self.slots[k] = Some(co);
-                k
-            }
-            None => {
-                self.slots.push(Some(co));
-                self.slots.len() - 1
-            }
-        }
-    }
-    pub(crate) fn remove(&mut self, k: usize) -> Option<CoRef> {
-        let v = self.slots.get_mut(k)?.take();
-        if v.is_some() {
-            self.free.push(k);
-            self.len -= 1;
-        }
-        v
-    }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &CoRef> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().flatten()
     }
 }
+
+/// The per-worker registry of started coroutines.
+pub(crate) type Slab = SlabOf<CoRef>;
 
 thread_local! {
     /// The worker this thread is, if any. Set for the whole life of a worker
