@@ -586,6 +586,9 @@ fn monitor(rt: std::sync::Weak<Shared>) {
             return;
         }
         rt.check_stall();
+        // Rule 3 of net/poller.rs: nobody polled for a while (every worker
+        // stuck in a long-running coroutine).
+        crate::net::poller::poll_if_stale(Duration::from_millis(10));
         partial_tick += 1;
         if partial_tick % 10 == 0 {
             crate::diag::deadlock::check_partial(&rt);

@@ -14,7 +14,7 @@
 //! `bind` listens with the system's maximum backlog, and `accept` rides out
 //! `EMFILE`/`ENFILE` (too many open files) by backing off and retrying.
 
-mod poller;
+pub(crate) mod poller;
 
 use std::fmt;
 use std::io::{self, Read, Write};

@@ -1,33 +1,54 @@
-//! The poller: socket readiness for parked coroutines (and threads).
+//! The netpoller: socket readiness for parked coroutines, polled by the
+//! scheduler's own workers (Go's `netpoll`).
 //!
-//! Owns: one `mio::Poll` per process, served by the `goro-poller` thread,
-//! and a [`Registration`] per socket with a read and a write slot.
+//! Owns: the process's one `mio::Poll` (behind a try-lock: whoever holds it
+//! is *the* poller), its `mio::Waker`, and a [`Registration`] per socket
+//! with a read and a write slot.
 //!
-//! Protocol (edge-triggered readiness is a hint, the OS call decides):
+//! Who polls (no thread of its own, no hop on the hot path):
+//!  1. The last worker to go idle blocks in `epoll_wait` instead of on its
+//!     condition variable, with the timeout of its next timer
+//!     (`sched/worker.rs::sleep`). Its `Parker` is then in state `POLLING`,
+//!     and `unpark` writes the mio `Waker` instead of signalling.
+//!  2. A worker that runs out of local work, and every 61st scheduling tick
+//!     of a busy one, polls without blocking, so ready I/O is not starved.
+//!  3. The runtime monitor polls without blocking when nobody has polled for
+//!     10 ms (workers stuck in long-running coroutines).
+//!  Polling is skipped entirely while no coroutine waits on a socket.
+//!
+//! Protocol per direction (edge-triggered readiness is a hint, the OS call
+//! decides):
 //!  1. Clear the direction's `ready` bit, then try the non-blocking call.
 //!  2. On `WouldBlock`, lock the slot: if `ready` was set meanwhile (an edge
 //!     arrived during the call), retry; else leave a `Waiter` and park.
-//!  3. The poller thread sets `ready` and wakes the waiter for every event.
+//!  3. The poller sets `ready` and wakes the waiter for every event.
 //!
 //! So no edge is lost, and only the parties waiting on that socket and
-//! direction are woken.
+//! direction are woken. A plain OS thread does not use the poller at all: it
+//! blocks in `poll(2)` on its own socket (level-triggered), in slices of
+//! `THREAD_SLICE` so that a `close` from elsewhere is noticed.
 //!
 //! While a coroutine waits here its runtime counts an external wait, so the
 //! deadlock detector never mistakes a slow peer for a deadlock.
 //!
-//! Known gap vs. Go's netpoller: readiness crosses one thread hop (the
-//! poller thread) instead of being polled by an idle worker.
+//! Lock order: poll lock -> sources -> slot. Waiters are woken after the
+//! slot locks are released.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Registry, Token};
 use parking_lot::Mutex;
 
 use crate::diag::WaitReason;
 use crate::park::{self, Waiter};
+
+/// The waker's token (sources use slab keys, far below).
+const WAKER: Token = Token(usize::MAX);
+/// How long a plain thread blocks in `poll(2)` before re-checking `closed`.
+const THREAD_SLICE: Duration = Duration::from_millis(20);
 
 #[derive(Default)]
 struct Slot {
@@ -45,41 +66,113 @@ pub(crate) struct Registration {
     pub(crate) closed: AtomicBool,
 }
 
-struct Poller {
-    registry: Registry,
-    sources: Mutex<crate::sched::SlabOf<Arc<Registration>>>,
+struct PollState {
+    poll: Poll,
+    events: Events,
 }
 
+pub(crate) struct Poller {
+    registry: Registry,
+    state: Mutex<PollState>,
+    waker: mio::Waker,
+    sources: Mutex<crate::sched::SlabOf<Arc<Registration>>>,
+    /// Coroutines parked on a socket, in any runtime. Zero: nobody polls.
+    waiting: AtomicUsize,
+    /// When a poll last finished (ns since `epoch`), for the monitor.
+    last_poll: AtomicU64,
+    epoch: Instant,
+}
+
+static POLLER: OnceLock<Result<&'static Poller, String>> = OnceLock::new();
+
 fn poller() -> io::Result<&'static Poller> {
-    static P: OnceLock<Result<&'static Poller, String>> = OnceLock::new();
-    let r = P.get_or_init(|| {
+    let r = POLLER.get_or_init(|| {
         raise_nofile_limit();
         let poll = Poll::new().map_err(|e| e.to_string())?;
         let registry = poll.registry().try_clone().map_err(|e| e.to_string())?;
-        let p: &'static Poller = Box::leak(Box::new(Poller { registry, sources: Mutex::new(Default::default()) }));
-        std::thread::Builder::new()
-            .name("goro-poller".into())
-            .spawn(move || run(poll, p))
-            .map_err(|e| e.to_string())?;
+        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?;
+        let p: &'static Poller = Box::leak(Box::new(Poller {
+            registry,
+            state: Mutex::new(PollState { poll, events: Events::with_capacity(1024) }),
+            waker,
+            sources: Mutex::new(Default::default()),
+            waiting: AtomicUsize::new(0),
+            last_poll: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }));
         Ok(p)
     });
     r.as_ref().map(|p| *p).map_err(|e| io::Error::other(format!("goro: cannot start the poller: {e}")))
 }
 
-fn run(mut poll: Poll, p: &'static Poller) {
-    let mut events = Events::with_capacity(1024);
-    loop {
-        if let Err(e) = poll.poll(&mut events, None) {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            eprintln!("goro: poller failed: {e}");
-            return;
+/// The poller, if it has been started.
+pub(crate) fn get() -> Option<&'static Poller> {
+    match POLLER.get() {
+        Some(Ok(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// The poller, if some coroutine waits on a socket right now.
+#[inline]
+pub(crate) fn needed() -> Option<&'static Poller> {
+    match POLLER.get() {
+        Some(Ok(p)) if p.waiting.load(Ordering::SeqCst) != 0 => Some(p),
+        _ => None,
+    }
+}
+
+/// Polls without blocking, if I/O is awaited and nobody else is polling
+/// (rule 2). Returns whether anything was woken.
+#[inline]
+pub(crate) fn poll_now() -> bool {
+    match needed() {
+        Some(p) => p.try_poll(Some(Duration::ZERO), || true) == Some(true),
+        None => false,
+    }
+}
+
+/// The monitor's backstop (rule 3): polls if nobody has for `stale`.
+pub(crate) fn poll_if_stale(stale: Duration) {
+    if let Some(p) = needed() {
+        let last = Duration::from_nanos(p.last_poll.load(Ordering::Relaxed));
+        if p.epoch.elapsed().saturating_sub(last) >= stale {
+            p.try_poll(Some(Duration::ZERO), || true);
         }
-        let mut wake = Vec::new();
+    }
+}
+
+impl Poller {
+    /// Wakes the worker blocked in `poll` (its `Parker` saw `POLLING`).
+    pub(crate) fn wake_poller(&self) {
+        let _ = self.waker.wake();
+    }
+
+    /// Becomes the poller if nobody is, and polls for up to `timeout`
+    /// (`None`: until an event or the waker). `enter` runs with the poll
+    /// lock held, just before blocking; if it returns false the poll is
+    /// skipped (the caller was woken meanwhile). Returns `None` if it did not poll (another party holds the poller, or `enter`
+    /// said no), else whether it woke anyone.
+    pub(crate) fn try_poll(&self, timeout: Option<Duration>, enter: impl FnOnce() -> bool) -> Option<bool> {
+        let mut st = self.state.try_lock()?;
+        if !enter() {
+            return None;
+        }
+        let PollState { poll, events } = &mut *st;
+        if let Err(e) = poll.poll(events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                eprintln!("goro: epoll_wait failed: {e}");
+            }
+            return Some(false);
+        }
+        self.last_poll.store(self.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let mut wake: Vec<Waiter> = Vec::new();
         {
-            let sources = p.sources.lock();
+            let sources = self.sources.lock();
             for ev in events.iter() {
+                if ev.token() == WAKER {
+                    continue;
+                }
                 let Some(reg) = sources.get(ev.token().0) else { continue };
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                     let mut s = reg.read.lock();
@@ -93,9 +186,12 @@ fn run(mut poll: Poll, p: &'static Poller) {
                 }
             }
         }
+        drop(st);
+        let any = !wake.is_empty();
         for w in wake {
             w.wake();
         }
+        Some(any)
     }
 }
 
@@ -125,6 +221,22 @@ pub(crate) fn deregister(src: &mut impl mio::event::Source, reg: &Registration) 
     reg.close_waiters();
 }
 
+/// Counts a coroutine parked on a socket while alive (`Poller::waiting`).
+struct Waiting(&'static Poller);
+impl Waiting {
+    fn new(p: &'static Poller) -> Waiting {
+        // SeqCst: pairs with the load in `needed` of a worker about to
+        // sleep; either it sees us, or we see it and it is woken below.
+        p.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(p)
+    }
+}
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Registration {
     /// Marks closed and wakes every waiter (they fail).
     pub(crate) fn close_waiters(&self) {
@@ -136,19 +248,27 @@ impl Registration {
         }
     }
 
+    fn closed_err() -> io::Error {
+        io::Error::new(io::ErrorKind::NotConnected, "goro: socket closed")
+    }
+
     /// Runs the non-blocking `op` until it does not return `WouldBlock`,
-    /// parking on readiness in between (module protocol).
+    /// waiting for readiness in between (module protocol).
     pub(crate) fn io<R>(
         &self,
         write: bool,
         deadline: Option<Instant>,
         mut op: impl FnMut() -> io::Result<R>,
     ) -> io::Result<R> {
+        if crate::coroutine::current_id().is_none() {
+            return self.io_thread(write, deadline, op);
+        }
         let slot = if write { &self.write } else { &self.read };
         let _external = crate::sched::with_worker(|w| crate::runtime::ExternalWait::new(w.rt.clone()));
+        let mut waiting = None;
         loop {
             if self.closed.load(Ordering::SeqCst) {
-                return Err(io::Error::new(io::ErrorKind::NotConnected, "goro: socket closed"));
+                return Err(Self::closed_err());
             }
             slot.lock().ready = false;
             match op() {
@@ -156,6 +276,8 @@ impl Registration {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => return r,
             }
+            let p = poller()?;
+            waiting.get_or_insert_with(|| Waiting::new(p));
             loop {
                 {
                     let mut s = slot.lock();
@@ -172,8 +294,40 @@ impl Registration {
             }
         }
     }
-}
 
+    /// A plain thread's wait: `poll(2)` on the socket itself.
+    fn io_thread<R>(
+        &self,
+        write: bool,
+        deadline: Option<Instant>,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Self::closed_err());
+            }
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            let mut slice = THREAD_SLICE;
+            if let Some(d) = deadline {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "goro: I/O timed out"));
+                }
+                slice = slice.min(d - now);
+            }
+            let mut pfd =
+                libc::pollfd { fd: self.fd, events: if write { libc::POLLOUT } else { libc::POLLIN }, revents: 0 };
+            let ms = slice.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd on our stack, count 1; the fd stays
+            // open while `self` (its registration) is borrowed.
+            unsafe { libc::poll(&mut pfd, 1, ms) };
+        }
+    }
+}
 /// Go 1.19+ raises the soft open-file limit to the hard one at start-up;
 /// goro does it on first use of `goro::net`.
 fn raise_nofile_limit() {

@@ -30,6 +30,9 @@ use parking_lot::{Condvar, Mutex};
 const RUNNING: u8 = 0;
 const SLEEPING: u8 = 1;
 const NOTIFIED: u8 = 2;
+/// Asleep in the netpoller's `epoll_wait` (`net/poller.rs`): woken through
+/// the mio `Waker`, not the condition variable.
+const POLLING: u8 = 3;
 
 /// Where one worker sleeps.
 #[derive(Debug, Default)]
@@ -52,6 +55,23 @@ impl Parker {
         self.state.store(RUNNING, Ordering::SeqCst);
     }
 
+    /// Blocks in the netpoller until an event, `unpark` or `deadline`, if
+    /// this worker can become the poller; returns false (without sleeping)
+    /// if it cannot. Call after `prepare_sleep` and the re-check.
+    pub(crate) fn sleep_polling(&self, p: &crate::net::poller::Poller, deadline: Option<Instant>) -> bool {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // Entered with the poll lock held: SLEEPING -> POLLING, unless an
+        // `unpark` already made it NOTIFIED (then do not block at all).
+        let enter = || self.state.compare_exchange(SLEEPING, POLLING, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        let polled = p.try_poll(timeout, enter).is_some();
+        if polled || self.state.load(Ordering::SeqCst) != SLEEPING {
+            self.state.store(RUNNING, Ordering::SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Blocks until `unpark` or `deadline`.
     pub(crate) fn sleep(&self, deadline: Option<Instant>) {
         let mut g = self.lock.lock();
@@ -70,6 +90,12 @@ impl Parker {
 
     /// Wakes the worker if it sleeps (or is about to). Returns whether it did.
     pub(crate) fn unpark(&self) -> bool {
+        if self.state.compare_exchange(POLLING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            if let Some(p) = crate::net::poller::get() {
+                p.wake_poller();
+            }
+            return true;
+        }
         if self.state.compare_exchange(SLEEPING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             // Lock so the notify cannot fall between the sleeper's check and
             // its wait.
@@ -84,7 +110,7 @@ impl Parker {
     /// Rule 3, producer side: call after publishing work for this worker.
     pub(crate) fn unpark_if_sleeping(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.state.load(Ordering::Relaxed) == SLEEPING {
+        if matches!(self.state.load(Ordering::Relaxed), SLEEPING | POLLING) {
             self.unpark();
         }
     }

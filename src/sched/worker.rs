@@ -124,6 +124,14 @@ impl WorkerLocal {
                     continue;
                 }
             }
+            // Out of local work: ready sockets before stealing (Go's
+            // findrunnable does the same).
+            if crate::net::poller::poll_now() {
+                if let Some(co) = self.next_local() {
+                    self.run_co(co);
+                    continue;
+                }
+            }
             if let Some(co) = self.search() {
                 self.run_co(co);
                 continue;
@@ -179,6 +187,8 @@ impl WorkerLocal {
 
     /// Fairness pass (pick order step 1).
     fn poll_global(&self) -> Option<CoRef> {
+        // Rule 2 of net/poller.rs: a busy worker still polls I/O now and then.
+        crate::net::poller::poll_now();
         if let Some(co) = steal_one(&self.shared.inbox) {
             return Some(co);
         }
@@ -321,7 +331,12 @@ impl WorkerLocal {
         if n == self.rt.workers().len() && deadline.is_none() {
             self.rt.all_idle();
         }
-        parker.sleep(deadline);
+        // Rule 1 of net/poller.rs: if a coroutine waits on a socket, the
+        // sleeper that can take the poller blocks in it.
+        let slept = crate::net::poller::needed().is_some_and(|p| parker.sleep_polling(p, deadline));
+        if !slept {
+            parker.sleep(deadline);
+        }
         self.rt.idle.remove_sleeper(idx);
     }
 
