@@ -14,7 +14,8 @@
 //!     of a busy one, polls without blocking, so ready I/O is not starved.
 //!  3. The runtime monitor polls without blocking when nobody has polled for
 //!     10 ms (workers stuck in long-running coroutines).
-//!  Polling is skipped entirely while no coroutine waits on a socket.
+//!
+//! Polling is skipped entirely while no coroutine waits on a socket.
 //!
 //! Protocol per direction (edge-triggered readiness is a hint, the OS call
 //! decides):
