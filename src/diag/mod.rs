@@ -270,6 +270,12 @@ pub struct Stats {
     pub stack_bytes_committed: u64,
     /// `maybe_grow` segments in use (process-wide).
     pub stack_segments: u64,
+    /// Wake timers pending on this runtime's workers: coroutines in `sleep`
+    /// or in a call with a timeout.
+    pub wake_timers: u64,
+    /// Channel timers (`after`, `tick`, `Timer`, `Ticker`) armed and not yet
+    /// fired, stopped or dropped (process-wide).
+    pub chan_timers: u64,
 }
 
 /// Counters of the current runtime (inside a coroutine) or of the global
@@ -282,7 +288,9 @@ pub fn stats() -> Stats {
             s.spawned += w.spawned.load(Relaxed);
             s.steals += w.steals.load(Relaxed);
             s.context_switches += w.switches.load(Relaxed);
+            s.wake_timers += w.timers_pending.load(Relaxed) as u64;
         }
+        s.chan_timers = crate::time::armed_chan_timers() as u64;
         s.live = rt.live.load(Relaxed) as u64;
         let parked = rt
             .all_coroutines()

@@ -338,7 +338,7 @@ impl Shared {
             && self.blocking_jobs.load(Ordering::SeqCst) == 0
             && self.external_waits.load(Ordering::SeqCst) == 0
             && self.workers().iter().all(|w| w.timers_pending.load(Ordering::SeqCst) == 0)
-            && crate::time::driver_pending() == 0
+            && crate::time::armed_chan_timers() == 0
             && self.idle.num_sleeping.load(Ordering::SeqCst) == self.workers().len()
             && self.injector.is_empty()
             && self.session.lock().as_ref().is_some_and(|s| s.outcome.is_none())

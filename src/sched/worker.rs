@@ -36,12 +36,30 @@ const SEARCH_FOR: std::time::Duration = std::time::Duration::from_micros(200);
 /// Spin iterations a worker that may not search watches its inbox for.
 const INBOX_SPINS: u32 = 4096;
 
-/// A one-shot wake of a coroutine at a deadline. Stale entries (the coroutine
-/// was woken otherwise) only cause a spurious wake, which parking allows.
+/// A deadline in this worker's heap: the wake of a parked coroutine, or a
+/// channel timer (`time::after`, `Timer`, `Ticker`) armed on this worker.
+/// Stale entries (the coroutine was woken otherwise, the timer was stopped
+/// or reset) are skipped when they come up.
 struct WakeTimer {
     at: Instant,
     seq: u64,
-    co: CoRef,
+    what: Due,
+}
+
+enum Due {
+    /// Live while `co.timer_seq == seq` (only this worker writes it).
+    Wake(CoRef),
+    /// Live while the timer's armed seq equals `seq` (`time::ChanTimer`).
+    Chan(crate::time::ChanTimer),
+}
+
+impl WakeTimer {
+    fn live(&self) -> bool {
+        match &self.what {
+            Due::Wake(co) => co.timer_seq.get() == self.seq,
+            Due::Chan(t) => t.armed_seq() == self.seq,
+        }
+    }
 }
 impl PartialEq for WakeTimer {
     fn eq(&self, o: &Self) -> bool {
@@ -77,6 +95,8 @@ pub(crate) struct WorkerLocal {
     rng: Cell<u64>,
     timers: RefCell<BinaryHeap<Reverse<WakeTimer>>>,
     timer_seq: Cell<u64>,
+    /// Heap size that triggers the next compaction (stale entries).
+    compact_at: Cell<usize>,
     /// Victims' resume counters at our last look (`victim_stuck`).
     seen_resumes: RefCell<Vec<(u64, Option<Instant>)>>,
 }
@@ -98,11 +118,13 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         streak: Cell::new(0),
         timers: RefCell::new(BinaryHeap::new()),
         timer_seq: Cell::new(0),
+        compact_at: Cell::new(1024),
         seen_resumes: RefCell::new(Vec::new()),
     };
     super::set_worker(&local);
     crate::stack::worker_started();
     local.main_loop();
+    local.hand_off_timers();
     super::set_worker(std::ptr::null());
     crate::stack::worker_exiting();
 }
@@ -443,12 +465,35 @@ impl WorkerLocal {
         let seq = self.timer_seq.get() + 1;
         self.timer_seq.set(seq);
         co.timer_seq.set(seq);
-        let mut h = self.timers.borrow_mut();
-        h.push(Reverse(WakeTimer { at, seq, co }));
         self.shared.timers_pending.fetch_add(1, Ordering::SeqCst);
-        let live = self.shared.timers_pending.load(Ordering::Relaxed);
-        if h.len() > 1024 && h.len() > 4 * live {
-            h.retain(|t| t.0.co.timer_seq.get() == t.0.seq);
+        self.push_timer(WakeTimer { at, seq, what: Due::Wake(co) });
+    }
+
+    /// Arms channel timer `t` (generation `seq`) here: it fires from this
+    /// worker's loop, no lock shared with other workers (time/mod.rs).
+    pub(crate) fn add_chan_timer(&self, at: Instant, seq: u64, t: crate::time::ChanTimer) {
+        self.push_timer(WakeTimer { at, seq, what: Due::Chan(t) });
+    }
+
+    fn push_timer(&self, t: WakeTimer) {
+        let mut h = self.timers.borrow_mut();
+        h.push(Reverse(t));
+        if h.len() >= self.compact_at.get() {
+            // Amortised O(1): compact only when the heap has doubled.
+            h.retain(|t| t.0.live());
+            self.compact_at.set((2 * h.len()).max(1024));
+        }
+    }
+
+    /// A worker that exits (its runtime is dropped) passes its live channel
+    /// timers to the global driver, so their receivers still get them.
+    fn hand_off_timers(&self) {
+        for Reverse(t) in self.timers.take() {
+            if let Due::Chan(c) = t.what {
+                if c.armed_seq() == t.seq {
+                    crate::time::schedule_on_driver(t.at, t.seq, c);
+                }
+            }
         }
     }
 
@@ -469,11 +514,17 @@ impl WorkerLocal {
                     _ => None,
                 }
             };
+            // No borrow held: firing may arm the next tick of a ticker here.
             let Some(Reverse(t)) = t else { break };
-            if t.co.timer_seq.get() == t.seq {
-                t.co.timer_seq.set(0);
-                self.shared.timers_pending.fetch_sub(1, Ordering::SeqCst);
-                t.co.wake();
+            match t.what {
+                Due::Wake(co) => {
+                    if co.timer_seq.get() == t.seq {
+                        co.timer_seq.set(0);
+                        self.shared.timers_pending.fetch_sub(1, Ordering::SeqCst);
+                        co.wake();
+                    }
+                }
+                Due::Chan(c) => c.fire(t.at, t.seq, now),
             }
         }
     }
@@ -482,7 +533,7 @@ impl WorkerLocal {
     fn next_deadline(&self) -> Option<Instant> {
         let mut h = self.timers.borrow_mut();
         while let Some(t) = h.peek() {
-            if t.0.co.timer_seq.get() == t.0.seq {
+            if t.0.live() {
                 return Some(t.0.at);
             }
             h.pop();

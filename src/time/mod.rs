@@ -10,11 +10,25 @@
 //!    its earliest live entry. Heaps are per worker because a coroutine
 //!    never leaves its home worker, so arming and disarming never cross
 //!    threads.
-//!  * **Channel timers** (`after`, `tick`, `Timer`, `Ticker`): they may be
-//!    created, stopped and reset from any thread, so they live in one
-//!    driver heap behind a lock, served by a driver thread that sleeps until
-//!    the earliest deadline. (A weakness: one lock for all channel timers;
-//!    per-worker channel-timer heaps are the planned refinement.)
+//!  * **Channel timers** (`after`, `tick`, `Timer`, `Ticker`): an entry
+//!    goes on the heap of the worker that arms it (creation, `reset`, a
+//!    ticker's next tick), so arming from a coroutine takes no lock shared
+//!    with other workers; only the timer's own small lock (stop/reset may
+//!    come from any thread). Stopping never touches a heap: it bumps the
+//!    timer's generation (`armed_seq`), and the stale entry is skipped when
+//!    it comes up or compacted away when the heap has doubled. Timers armed
+//!    on plain threads, and live ones left on an exiting worker, go to a
+//!    fallback driver thread.
+//!
+//! Why per-worker heaps rather than a wheel: a coroutine never leaves its
+//! home worker, so its wake timers are armed and disarmed by one thread
+//! without atomics, insertion and removal of the earliest are O(log n) at
+//! 100 000+ pending timers, and each idle worker sleeps exactly until its
+//! own earliest deadline (in `epoll_wait` when it is the netpoller, see
+//! `net/poller.rs`): no periodic tick, ~0% CPU while everything sleeps.
+//! A busy worker fires its timers between coroutines (every 8th tick), so a
+//! coroutine that never parks delays its worker's timers, as it would in
+//! Go without preemption.
 //!
 //! Go 1.23 semantics: every arming of a timer gets a new `seq`; a firing
 //! delivers only if its `seq` is still current, and `stop`/`reset` drain a
@@ -31,7 +45,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -110,7 +124,48 @@ struct State {
 
 struct TimerInner {
     state: Mutex<State>,
+    /// `state.seq` while armed, else 0: lets a worker skip a stale heap entry
+    /// without taking the lock. Written only under `state`.
+    armed_seq: AtomicU64,
     tx: Sender<Instant>,
+}
+
+/// A channel timer as a worker's heap holds it (`sched/worker.rs`).
+pub(crate) struct ChanTimer(Arc<TimerInner>);
+
+impl ChanTimer {
+    /// The generation a heap entry must carry to be live (0: disarmed).
+    #[inline]
+    pub(crate) fn armed_seq(&self) -> u64 {
+        self.0.armed_seq.load(Ordering::Acquire)
+    }
+
+    /// The entry `(when, seq)` came due at `now`.
+    pub(crate) fn fire(self, when: Instant, seq: u64, now: Instant) {
+        fire(Entry { when, seq, timer: self.0 }, now);
+    }
+}
+
+/// Channel timers armed and not yet fired, stopped or dropped, in the whole
+/// process (the deadlock detector reads it). Exact: it changes only with
+/// `State::active`, under the timer's lock.
+static ARMED: AtomicUsize = AtomicUsize::new(0);
+
+/// Armed channel timers (see `ARMED`).
+pub(crate) fn armed_chan_timers() -> usize {
+    ARMED.load(Ordering::SeqCst)
+}
+
+fn set_active(inner: &TimerInner, st: &mut State, on: bool) {
+    if st.active != on {
+        if on {
+            ARMED.fetch_add(1, Ordering::SeqCst);
+        } else {
+            ARMED.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    st.active = on;
+    inner.armed_seq.store(if on { st.seq } else { 0 }, Ordering::Release);
 }
 
 struct Entry {
@@ -136,16 +191,10 @@ impl Ord for Entry {
     }
 }
 
+/// The fallback engine for timers armed off the workers.
 struct Driver {
     heap: Mutex<BinaryHeap<Reverse<Entry>>>,
     cv: Condvar,
-}
-
-static PENDING: AtomicUsize = AtomicUsize::new(0);
-
-/// Channel timers armed in the driver (the deadlock detector reads it).
-pub(crate) fn driver_pending() -> usize {
-    PENDING.load(Ordering::SeqCst)
 }
 
 fn driver() -> &'static Driver {
@@ -173,7 +222,6 @@ fn run_driver(d: &'static Driver) {
             drop(h);
             for e in due {
                 fire(e, now);
-                PENDING.fetch_sub(1, Ordering::SeqCst);
             }
             h = d.heap.lock();
             continue;
@@ -187,12 +235,22 @@ fn run_driver(d: &'static Driver) {
     }
 }
 
+/// Queues generation `seq` of `timer` to fire at `when`: on the calling
+/// worker's own heap if there is one (no shared lock), else on the driver.
 fn schedule(when: Instant, seq: u64, timer: Arc<TimerInner>) {
+    let mut timer = Some(timer);
+    crate::sched::with_worker(|w| w.add_chan_timer(when, seq, ChanTimer(timer.take().expect("once"))));
+    if let Some(t) = timer {
+        schedule_on_driver(when, seq, ChanTimer(t));
+    }
+}
+
+/// Queues a timer on the driver thread (plain threads, exiting workers).
+pub(crate) fn schedule_on_driver(when: Instant, seq: u64, timer: ChanTimer) {
     let d = driver();
-    PENDING.fetch_add(1, Ordering::SeqCst);
     let mut h = d.heap.lock();
     let earliest = h.peek().is_none_or(|e| when < e.0.when);
-    h.push(Reverse(Entry { when, seq, timer }));
+    h.push(Reverse(Entry { when, seq, timer: timer.0 }));
     drop(h);
     if earliest {
         d.cv.notify_one();
@@ -200,14 +258,15 @@ fn schedule(when: Instant, seq: u64, timer: Arc<TimerInner>) {
 }
 
 fn fire(e: Entry, now: Instant) {
-    let mut st = e.timer.state.lock();
+    let inner = &*e.timer;
+    let mut st = inner.state.lock();
     if st.seq != e.seq || !st.active {
         return; // stale: stopped or reset since
     }
-    match e.timer.tx.try_send(now) {
+    match inner.tx.try_send(now) {
         Ok(()) | Err(TrySendError::Full(_)) => {} // full: a slow reader drops this tick
         Err(TrySendError::Closed(_)) => {
-            st.active = false; // nobody can receive any more
+            set_active(inner, &mut st, false); // nobody can receive any more
             return;
         }
     }
@@ -226,7 +285,7 @@ fn fire(e: Entry, now: Instant) {
             drop(st);
             schedule(next, seq, e.timer.clone());
         }
-        None => st.active = false,
+        None => set_active(inner, &mut st, false),
     }
 }
 
@@ -251,13 +310,14 @@ pub struct Ticker {
 
 fn new_inner(period: Option<Duration>) -> (Arc<TimerInner>, Receiver<Instant>) {
     let (tx, rx) = chan(1);
-    (Arc::new(TimerInner { state: Mutex::new(State { seq: 0, active: false, period }), tx }), rx)
+    let state = Mutex::new(State { seq: 0, active: false, period });
+    (Arc::new(TimerInner { state, armed_seq: AtomicU64::new(0), tx }), rx)
 }
 
 /// Arms `inner` to fire after `d` (state locked by the caller).
 fn arm(inner: &Arc<TimerInner>, st: &mut State, d: Duration) {
     st.seq += 1;
-    st.active = true;
+    set_active(inner, st, true);
     // A deadline beyond `Instant`'s range never fires.
     if let Some(when) = Instant::now().checked_add(d) {
         schedule(when, st.seq, inner.clone());
@@ -265,9 +325,9 @@ fn arm(inner: &Arc<TimerInner>, st: &mut State, d: Duration) {
 }
 
 /// Disarms and drains a buffered stale value; was it armed or undelivered?
-fn disarm(st: &mut State, rx: &Receiver<Instant>) -> bool {
+fn disarm(inner: &TimerInner, st: &mut State, rx: &Receiver<Instant>) -> bool {
     let was = st.active;
-    st.active = false;
+    set_active(inner, st, false);
     st.seq += 1;
     let drained = rx.try_recv().is_ok();
     was || drained
@@ -295,14 +355,14 @@ impl Timer {
     /// received.
     pub fn stop(&self) -> bool {
         let mut st = self.inner.state.lock();
-        disarm(&mut st, &self.rx)
+        disarm(&self.inner, &mut st, &self.rx)
     }
 
     /// Re-arms the timer to fire after `d`; returns what `stop` would have.
     /// After it returns, no value from the old deadline is received.
     pub fn reset(&self, d: Duration) -> bool {
         let mut st = self.inner.state.lock();
-        let was = disarm(&mut st, &self.rx);
+        let was = disarm(&self.inner, &mut st, &self.rx);
         arm(&self.inner, &mut st, d);
         was
     }
@@ -332,7 +392,7 @@ impl Ticker {
     /// Stops the ticker; no tick from before the call is received after it.
     pub fn stop(&self) {
         let mut st = self.inner.state.lock();
-        disarm(&mut st, &self.rx);
+        disarm(&self.inner, &mut st, &self.rx);
     }
 
     /// Changes the period to `d` and restarts the ticker.
@@ -343,7 +403,7 @@ impl Ticker {
     pub fn reset(&self, d: Duration) {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
         let mut st = self.inner.state.lock();
-        disarm(&mut st, &self.rx);
+        disarm(&self.inner, &mut st, &self.rx);
         st.period = Some(d);
         arm(&self.inner, &mut st, d);
     }
@@ -351,13 +411,15 @@ impl Ticker {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        self.inner.state.lock().active = false;
+        let mut st = self.inner.state.lock();
+        set_active(&self.inner, &mut st, false);
     }
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.inner.state.lock().active = false;
+        let mut st = self.inner.state.lock();
+        set_active(&self.inner, &mut st, false);
     }
 }
 
