@@ -235,3 +235,78 @@ fn cancelled_waiter_passes_the_lock_on() {
     *m.lock() += 1000;
     assert!(*m.lock() >= 1000);
 }
+
+/// Go's TestMutexFairness: a party that keeps re-locking (and would always
+/// win the barging race) must not starve one that locks now and then: the
+/// starvation mode hands it the lock after 1 ms of waiting.
+#[test]
+fn mutex_starvation_mode_is_fair() {
+    for w in WORLDS {
+        let m = Arc::new(Mutex::new(()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let got = Arc::new(AtomicUsize::new(0));
+        let (m2, stop2, got2) = (m.clone(), stop.clone(), got.clone());
+        let t = std::time::Instant::now();
+        world(w, 2, move |i| {
+            if i == 0 {
+                while !stop2.load(Ordering::Relaxed) {
+                    let _g = m2.lock();
+                    goro::time::sleep(Duration::from_micros(100));
+                }
+            } else {
+                for _ in 0..10 {
+                    goro::time::sleep(Duration::from_micros(100));
+                    let _g = m2.lock();
+                    got2.fetch_add(1, Ordering::Relaxed);
+                }
+                stop2.store(true, Ordering::Relaxed);
+            }
+        });
+        assert_eq!(got.load(Ordering::Relaxed), 10, "world {w}");
+        assert!(t.elapsed() < Duration::from_secs(10), "world {w}: the occasional locker starved");
+    }
+}
+
+/// Normal mode under heavy contention from coroutines on several workers
+/// and plain threads at once: exclusion holds and no party is lost.
+#[test]
+fn mutex_contended_mixed_parties() {
+    let m = Arc::new(Mutex::new(0u64));
+    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    let m2 = m.clone();
+    rt.run(move || {
+        let hs: Vec<_> = (0..16)
+            .map(|_| {
+                let m = m2.clone();
+                goro::go(move || {
+                    for k in 0..5_000 {
+                        let mut g = m.lock();
+                        *g += 1;
+                        if k % 500 == 0 {
+                            drop(g);
+                            goro::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    })
+    .unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*m.lock(), 2 * 20_000 + 16 * 5_000);
+}

@@ -1,17 +1,31 @@
-//! `Mutex<T>`: one CAS to lock or unlock when uncontended; FIFO hand-off to
-//! parked waiters otherwise.
+//! `Mutex<T>`: one CAS to lock or unlock when uncontended; Go's two modes
+//! (`sync/mutex.go`) otherwise.
 //!
 //! `state` bits: LOCKED (someone owns it), QUEUED (the wait queue may be
 //! non-empty: unlock must take the slow path). QUEUED is set and cleared only
-//! under the queue lock; an unlock that sees it hands the lock to the first
-//! waiter without ever clearing LOCKED, so no barging past a granted waiter.
+//! under the queue lock.
+//!
+//! * **Normal mode**: unlock clears LOCKED and wakes the first waiter *to
+//!   retry*; it competes with newly arriving lockers, which may barge in
+//!   (they are running, on a core, with warm caches: much cheaper than
+//!   handing the lock to a parked coroutine and waiting for its worker). A
+//!   waiter that loses again queues at the front.
+//! * **Starvation mode**: once a waiter has waited over 1 ms, unlock hands
+//!   the lock directly to the first waiter (LOCKED is never cleared, so
+//!   nobody barges). The mode ends when a grantee is the last waiter or
+//!   waited under 1 ms.
+//!
+//! Lock order: the queue lock is taken with the state bits owned as above;
+//! nothing else is locked inside it.
 
 use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 
-use super::waitq::{Slot, WaitQueue};
+use super::waitq::{Slot, WaitQueue, Woken, ABANDONED_RETRY};
 use crate::diag::WaitReason;
 use crate::park::Waiter;
 
@@ -39,7 +53,8 @@ pub struct Mutex<T: ?Sized> {
     /// Coroutine id of the holder (0: a plain thread or unlocked), for
     /// diagnostics.
     holder: AtomicU64,
-    queue: WaitQueue<()>,
+    /// The wait queue; its state is the starvation flag.
+    queue: WaitQueue<bool>,
     data: UnsafeCell<T>,
 }
 
@@ -66,7 +81,7 @@ impl<T> Mutex<T> {
             state: AtomicU8::new(0),
             id: crate::diag::next_object_id(),
             holder: AtomicU64::new(0),
-            queue: WaitQueue::new(()),
+            queue: WaitQueue::new(false),
             data: UnsafeCell::new(v),
         }
     }
@@ -87,30 +102,68 @@ impl<T: ?Sized> Mutex<T> {
         MutexGuard { lock: self, _not_send: std::marker::PhantomData }
     }
 
+    /// One attempt to take the lock, keeping the QUEUED bit as it is.
+    #[inline]
+    fn try_acquire(&self) -> bool {
+        let s = self.state.load(Ordering::Relaxed);
+        s & LOCKED == 0 && self.state.compare_exchange(s, s | LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
     #[cold]
     fn lock_slow(&self) {
-        // A short bounded spin: the holder may be running on another worker.
-        for _ in 0..32 {
-            if self.state.compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                return;
-            }
-            std::hint::spin_loop();
-        }
-        let g = self.queue.lock();
-        // Announce a waiter, then check once more under the queue lock.
-        let prev = self.state.fetch_or(QUEUED, Ordering::Acquire);
-        if prev & LOCKED == 0 {
-            // It was free: take it. QUEUED stays set only if others wait.
-            let keep = if g.1.is_empty() { 0 } else { QUEUED };
-            self.state.store(LOCKED | keep, Ordering::Relaxed);
-            return;
-        }
-        let holder = self.holder.load(Ordering::Relaxed);
+        const STARVE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+        let mut since: Option<std::time::Instant> = None;
+        let mut retried = false;
         let _owner = crate::diag::deadlock::OwnerWait::new();
-        self.queue.wait(g, 0, WaitReason::MutexLock { lock: self.id, holder }, &|st, _| {
-            self.release_locked(&mut st.1).into_iter().collect()
-        });
-        // Granted: LOCKED was never cleared; we own it.
+        loop {
+            // A short bounded spin: the holder may be running on another worker.
+            for _ in 0..32 {
+                if self.try_acquire() {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+            let mut g = self.queue.lock();
+            // Announce a waiter (QUEUED), or take the lock if it is free.
+            loop {
+                let s = self.state.load(Ordering::Relaxed);
+                if s & LOCKED == 0 {
+                    let keep = if g.1.is_empty() { 0 } else { QUEUED };
+                    if self.state.compare_exchange(s, LOCKED | keep, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                        return;
+                    }
+                } else if self.state.compare_exchange(s, s | QUEUED, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                    break;
+                }
+            }
+            let start = *since.get_or_insert_with(std::time::Instant::now);
+            if retried && start.elapsed() >= STARVE_AFTER {
+                g.0 = true; // starvation mode: the next unlock hands off
+            }
+            let holder = self.holder.load(Ordering::Relaxed);
+            let reason = WaitReason::MutexLock { lock: self.id, holder };
+            let woken = self.queue.wait_ex(g, 0, retried, reason, &|st, want| {
+                if want == ABANDONED_RETRY {
+                    // Woken to retry, then unwound: pass the wake on.
+                    self.wake_next_if_free(st).into_iter().collect()
+                } else {
+                    self.release_locked(st).into_iter().collect()
+                }
+            });
+            match woken {
+                Woken::Granted => {
+                    // Handed over in starvation mode: LOCKED was never
+                    // cleared, we own it. Leave the mode if it is no longer
+                    // needed (Go's rule).
+                    if start.elapsed() < STARVE_AFTER {
+                        let mut g = self.queue.lock();
+                        g.0 = false;
+                    }
+                    return;
+                }
+                Woken::Retry => retried = true,
+            }
+        }
     }
 
     /// Locks if free, without waiting.
@@ -131,28 +184,51 @@ impl<T: ?Sized> Mutex<T> {
             return;
         }
         let mut g = self.queue.lock();
-        let w = self.release_locked(&mut g.1);
+        let w = self.release_locked(&mut g);
         drop(g);
         if let Some(w) = w {
             w.wake();
         }
     }
 
-    /// Hands the lock to the first waiter (LOCKED stays set), or unlocks.
-    /// Called with the queue lock held; returns whom to wake after unlocking.
-    fn release_locked(&self, q: &mut std::collections::VecDeque<std::sync::Arc<Slot>>) -> Option<Waiter> {
-        match q.pop_front() {
-            Some(slot) => {
-                if q.is_empty() {
-                    self.state.store(LOCKED, Ordering::Release);
-                }
-                Some(slot.grant())
+    /// Unlocks with waiters queued (queue lock held; we own LOCKED). Normal
+    /// mode: unlock and wake the first waiter to retry. Starvation mode:
+    /// hand the lock to the first waiter (LOCKED stays set). Returns whom to
+    /// wake after unlocking.
+    fn release_locked(&self, st: &mut (bool, VecDeque<Arc<Slot>>)) -> Option<Waiter> {
+        let (starving, q) = st;
+        let Some(slot) = q.pop_front() else {
+            *starving = false;
+            self.state.store(0, Ordering::Release);
+            return None;
+        };
+        let queued = if q.is_empty() { 0 } else { QUEUED };
+        if *starving {
+            if q.is_empty() {
+                *starving = false;
             }
-            None => {
-                self.state.store(0, Ordering::Release);
-                None
-            }
+            self.state.store(LOCKED | queued, Ordering::Release);
+            Some(slot.grant())
+        } else {
+            // Only we can change the state while LOCKED is set and we hold
+            // the queue lock, so a plain store is exact.
+            self.state.store(queued, Ordering::Release);
+            Some(slot.wake_to_retry())
         }
+    }
+
+    /// A party woken to retry left without retrying: if the lock is free,
+    /// wake the next waiter in its place.
+    fn wake_next_if_free(&self, st: &mut (bool, VecDeque<Arc<Slot>>)) -> Option<Waiter> {
+        if self.state.load(Ordering::Acquire) & LOCKED != 0 {
+            return None; // whoever holds it will wake the next one
+        }
+        let slot = st.1.pop_front()?;
+        if st.1.is_empty() {
+            // Nobody left in line: clear QUEUED (a CAS: a barger may hold it).
+            let _ = self.state.fetch_and(!QUEUED, Ordering::Relaxed);
+        }
+        Some(slot.wake_to_retry())
     }
 }
 

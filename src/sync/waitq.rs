@@ -4,6 +4,11 @@
 //! thing. A party that leaves the queue early (cancellation unwinding through
 //! `park`) removes itself; if it was already granted, it hands the grant back
 //! through the `on_abandon` callback so the next one gets it.
+//!
+//! A party may also be woken *to retry* instead of granted (the `Mutex`'s
+//! normal mode, like Go's): it left the queue and competes for the thing
+//! again. If it unwinds after such a wake, `on_abandon` runs as well, so the
+//! wake passes to the next party.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +23,8 @@ use crate::park::{self, Waiter};
 pub(crate) struct Slot {
     waiter: Waiter,
     granted: AtomicBool,
+    /// Woken to compete again, not granted (see the module note).
+    retry: AtomicBool,
     /// What it wants (a reader or a writer, a number of permits).
     pub(crate) want: usize,
 }
@@ -29,6 +36,23 @@ impl Slot {
         self.granted.store(true, Ordering::Release);
         self.waiter.clone()
     }
+
+    /// Takes the party out of line to compete again; returns whom to wake.
+    pub(crate) fn wake_to_retry(self: &Arc<Self>) -> Waiter {
+        self.retry.store(true, Ordering::Release);
+        self.waiter.clone()
+    }
+}
+
+/// What `on_abandon` gets as `want` when the party leaving had been woken
+/// to retry rather than granted.
+pub(crate) const ABANDONED_RETRY: usize = usize::MAX;
+
+/// How a wait ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Woken {
+    Granted,
+    Retry,
 }
 
 /// What a granted-then-abandoned waiter calls to pass its grant on: given the
@@ -55,13 +79,36 @@ impl<S> WaitQueue<S> {
     /// the waiters to wake.
     pub(crate) fn wait(
         &self,
-        mut g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
+        g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
         want: usize,
         reason: WaitReason,
         on_abandon: OnAbandon<'_, S>,
     ) {
-        let slot = Arc::new(Slot { waiter: Waiter::current(), granted: AtomicBool::new(false), want });
-        g.1.push_back(slot.clone());
+        let w = self.wait_ex(g, want, false, reason, on_abandon);
+        debug_assert_eq!(w, Woken::Granted);
+    }
+
+    /// Like `wait`, but the party may also be woken to retry, and may queue
+    /// at the front (a retrying party that lost again keeps its place).
+    pub(crate) fn wait_ex(
+        &self,
+        mut g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
+        want: usize,
+        front: bool,
+        reason: WaitReason,
+        on_abandon: OnAbandon<'_, S>,
+    ) -> Woken {
+        let slot = Arc::new(Slot {
+            waiter: Waiter::current(),
+            granted: AtomicBool::new(false),
+            retry: AtomicBool::new(false),
+            want,
+        });
+        if front {
+            g.1.push_front(slot.clone());
+        } else {
+            g.1.push_back(slot.clone());
+        }
         drop(g);
         struct Leave<'a, S> {
             q: &'a WaitQueue<S>,
@@ -79,8 +126,10 @@ impl<S> WaitQueue<S> {
                     g.1.remove(pos);
                     return;
                 }
-                if self.slot.granted.load(Ordering::Acquire) {
-                    let wake = (self.on_abandon)(&mut g, self.slot.want);
+                let granted = self.slot.granted.load(Ordering::Acquire);
+                if granted || self.slot.retry.load(Ordering::Acquire) {
+                    let want = if granted { self.slot.want } else { ABANDONED_RETRY };
+                    let wake = (self.on_abandon)(&mut g, want);
                     drop(g);
                     for w in wake {
                         w.wake();
@@ -89,9 +138,16 @@ impl<S> WaitQueue<S> {
             }
         }
         let mut leave = Leave { q: self, slot, on_abandon, done: false };
-        while !leave.slot.granted.load(Ordering::Acquire) {
+        let woken = loop {
+            if leave.slot.granted.load(Ordering::Acquire) {
+                break Woken::Granted;
+            }
+            if leave.slot.retry.load(Ordering::Acquire) {
+                break Woken::Retry;
+            }
             park::park(reason);
-        }
+        };
         leave.done = true;
+        woken
     }
 }
