@@ -191,3 +191,54 @@ fn plain_threads_block_normally() {
     (&c).write_all(b"abc").unwrap();
     assert_eq!(&t.join().unwrap(), b"abc");
 }
+
+/// A runtime whose workers are all busy with coroutines that never sleep
+/// still polls the network (every 61st scheduling tick): a reader parked on
+/// a socket gets its data while the spinners keep yielding.
+#[test]
+fn busy_workers_still_poll() {
+    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let got = rt
+        .run(|| {
+            let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = ln.local_addr().unwrap();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let spinners: Vec<_> = (0..4)
+                .map(|_| {
+                    let stop = stop.clone();
+                    goro::go(move || {
+                        let mut n = 0u64;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            n += 1;
+                            goro::yield_now();
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let reader = goro::go(move || {
+                let (s, _) = ln.accept().unwrap();
+                let mut buf = [0u8; 5];
+                (&s).read_exact(&mut buf).unwrap();
+                buf
+            });
+            // The writer is a plain thread: only polling can wake the reader.
+            let w = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                s.write_all(b"hello").unwrap();
+                s
+            });
+            let t = std::time::Instant::now();
+            let buf = reader.join().unwrap();
+            let waited = t.elapsed();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let spins: u64 = spinners.into_iter().map(|h| h.join().unwrap()).sum();
+            drop(w.join().unwrap());
+            assert!(spins > 0);
+            assert!(waited < Duration::from_secs(5), "the reader starved for {waited:?}");
+            buf
+        })
+        .unwrap();
+    assert_eq!(&got, b"hello");
+}
