@@ -184,7 +184,9 @@ impl<T> Case for RecvCase<'_, T> {
         let op = Op::new(sel.clone(), index, None);
         // SAFETY: forwarded contract: locked.
         let g = unsafe { inner(c) };
-        g.recvq.push_back(op.clone());
+        // SAFETY: the case holds the op until `select_cases` has dequeued
+        // it under this channel's lock (step 5 / `Cleanup`): invariant 6.
+        g.recvq.push_back(unsafe { imp::OpPtr::new(&op) });
         imp::wake_all(std::mem::take(&mut g.observers));
         self.op = Some(op);
     }
@@ -243,7 +245,8 @@ impl<T> Case for SendCase<'_, T> {
         let op = Op::new(sel.clone(), index, self.value.take());
         // SAFETY: forwarded contract: locked.
         let g = unsafe { inner(c) };
-        g.sendq.push_back(op.clone());
+        // SAFETY: as for the receive case.
+        g.sendq.push_back(unsafe { imp::OpPtr::new(&op) });
         self.op = Some(op);
     }
     unsafe fn dequeue_locked(&mut self) {

@@ -17,9 +17,19 @@
 //!     abort CAS won. So exactly one party touches a slot at a time.
 //!  5. No lock is held while waking: wakers are collected, the lock dropped,
 //!     then each woken (Go's closechan).
+//!  6. Queues hold [`OpPtr`]s, not references counted: the `Op` lives in its
+//!     owner's frame (a single op: on the parked coroutine's stack, like Go's
+//!     sudog pointing at the stack; a select: in its cases), with no
+//!     allocation per park. The owner keeps it alive until no queue holds it
+//!     and no winner is still at work on it: the winner's last access is the
+//!     Release store of `done` (it takes the waker before), and an owner that
+//!     returns without seeing `done` (abort, unwinding) first removes its op
+//!     under the channel lock, or, if its abort lost, takes the channel lock
+//!     once, which waits out the winner (all winners work under that lock).
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,10 +81,19 @@ impl Selector {
         self.state.compare_exchange(WAITING, v, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
-    /// The winner finished moving the value (invariant 4).
-    fn finish(&self) {
-        // Release: pairs with the Acquire in `wait`.
-        self.done.store(true, Ordering::Release);
+    /// The winner finished moving the value (invariant 4). This is the
+    /// winner's last access to the op (invariant 6): the owner may free it
+    /// as soon as the store is visible, so the store goes through a raw
+    /// pointer and nothing follows it (std's `Once` waiter queue does the
+    /// same with waiter nodes on their threads' stacks).
+    ///
+    /// # Safety
+    ///
+    /// `this` points to a live selector whose CAS the caller won.
+    unsafe fn finish(this: *const Selector) {
+        // SAFETY: live per the contract; `done` is an atomic, so the owner's
+        // concurrent loads are no data race. Release: pairs with `wait`.
+        unsafe { (*std::ptr::addr_of!((*this).done)).store(true, Ordering::Release) }
     }
 
     /// Who to wake once the channel lock is dropped.
@@ -132,15 +151,53 @@ unsafe impl<T: Send> Send for Op<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for Op<T> {}
 
+/// A queued op (invariant 6): dereferenced only under the lock of the
+/// channel whose queue held it.
+pub(crate) struct OpPtr<T>(NonNull<Op<T>>);
+
+// SAFETY: an `OpPtr` is a shared reference to an `Op<T>` whose owner keeps
+// it alive (invariant 6), and `Op<T>: Sync` for `T: Send`.
+unsafe impl<T: Send> Send for OpPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for OpPtr<T> {}
+
+impl<T> OpPtr<T> {
+    /// # Safety
+    ///
+    /// The caller (the op's owner) keeps `op` where it is and alive until
+    /// the pointer has left every queue and every winner (invariant 6).
+    pub(crate) unsafe fn new(op: &Op<T>) -> OpPtr<T> {
+        OpPtr(NonNull::from(op))
+    }
+
+    fn is(&self, op: &Op<T>) -> bool {
+        std::ptr::eq(self.0.as_ptr(), op)
+    }
+
+    fn sel_ptr(&self) -> *const Selector {
+        // SAFETY: live (invariant 6); taking a field's address reads nothing.
+        unsafe { (*self.0.as_ptr()).sel() as *const Selector }
+    }
+}
+
+impl<T> std::ops::Deref for OpPtr<T> {
+    type Target = Op<T>;
+    fn deref(&self) -> &Op<T> {
+        // SAFETY: invariant 6: the owner keeps the op alive while it is
+        // queued or being completed, and we hold the channel lock.
+        unsafe { self.0.as_ref() }
+    }
+}
+
 impl<T> Op<T> {
     /// An op that is case `case` of the select owning `sel`.
     pub(crate) fn new(sel: Arc<Selector>, case: usize, v: Option<T>) -> Arc<Op<T>> {
         Arc::new(Op { sel: SelRef::Shared(sel), case, slot: UnsafeCell::new(v) })
     }
 
-    /// A single operation with its own selector.
-    fn single(v: Option<T>) -> Arc<Op<T>> {
-        Arc::new(Op { sel: SelRef::Own(Selector::inline()), case: 0, slot: UnsafeCell::new(v) })
+    /// A single operation with its own selector, to live in its owner's frame.
+    fn single(v: Option<T>) -> Op<T> {
+        Op { sel: SelRef::Own(Selector::inline()), case: 0, slot: UnsafeCell::new(v) }
     }
 
     pub(crate) fn sel(&self) -> &Selector {
@@ -176,8 +233,8 @@ pub(crate) struct Inner<T> {
     pub(crate) closed: bool,
     /// The last Receiver is gone: sends fail.
     pub(crate) no_receivers: bool,
-    pub(crate) recvq: VecDeque<Arc<Op<T>>>,
-    pub(crate) sendq: VecDeque<Arc<Op<T>>>,
+    pub(crate) recvq: VecDeque<OpPtr<T>>,
+    pub(crate) sendq: VecDeque<OpPtr<T>>,
     /// Parties waiting for readiness only (dynamic `Select` send cases).
     pub(crate) observers: Vec<Waiter>,
 }
@@ -229,10 +286,12 @@ impl<T> Chan<T> {
         }
         while let Some(r) = g.recvq.pop_front() {
             if r.sel().claim(r.case) {
+                let w = r.sel().waker();
                 // SAFETY: invariant 4: we won r's selector and hold the lock.
                 unsafe { r.put(v) };
-                r.sel().finish();
-                return Ok(Some(r.sel().waker()));
+                // SAFETY: won just above; the last touch of `r` (invariant 6).
+                unsafe { Selector::finish(r.sel_ptr()) };
+                return Ok(Some(w));
             }
         }
         if g.buf.len() < self.cap {
@@ -256,21 +315,25 @@ impl<T> Chan<T> {
             // A slot freed: move a blocked sender's value in (invariant 2).
             while let Some(s) = g.sendq.pop_front() {
                 if s.sel().claim(s.case) {
+                    let w = s.sel().waker();
                     // SAFETY: invariant 4.
                     let sv = unsafe { s.take() }.expect("goro bug: a queued sender without a value");
                     g.buf.push_back(sv);
-                    s.sel().finish();
-                    return Ok((v, Some(s.sel().waker()), Vec::new()));
+                    // SAFETY: won just above; the last touch of `s` (invariant 6).
+                    unsafe { Selector::finish(s.sel_ptr()) };
+                    return Ok((v, Some(w), Vec::new()));
                 }
             }
             return Ok((v, None, std::mem::take(&mut g.observers)));
         }
         while let Some(s) = g.sendq.pop_front() {
             if s.sel().claim(s.case) {
+                let w = s.sel().waker();
                 // SAFETY: invariant 4.
                 let v = unsafe { s.take() }.expect("goro bug: a queued sender without a value");
-                s.sel().finish();
-                return Ok((v, Some(s.sel().waker()), Vec::new()));
+                // SAFETY: won just above; the last touch of `s` (invariant 6).
+                unsafe { Selector::finish(s.sel_ptr()) };
+                return Ok((v, Some(w), Vec::new()));
             }
         }
         if g.closed {
@@ -312,7 +375,9 @@ impl<T> Chan<T> {
             receivers: self.receivers.load(Ordering::Relaxed),
         };
         let op = Op::single(Some(v));
-        g.sendq.push_back(op.clone());
+        // SAFETY: `op` stays in this frame, unmoved, until it is off the
+        // queue and done with (the `Dequeue` guard and the paths below).
+        g.sendq.push_back(unsafe { OpPtr::new(&op) });
         let obs = std::mem::take(&mut g.observers);
         drop(g);
         wake_all(obs);
@@ -357,7 +422,8 @@ impl<T> Chan<T> {
             senders: self.senders.load(Ordering::Relaxed),
         };
         let op = Op::single(None);
-        g.recvq.push_back(op.clone());
+        // SAFETY: as in `send`.
+        g.recvq.push_back(unsafe { OpPtr::new(&op) });
         let obs = std::mem::take(&mut g.observers);
         drop(g);
         wake_all(obs);
@@ -378,7 +444,7 @@ impl<T> Chan<T> {
     }
 
     /// Removes `op` from its queue (after an abort).
-    pub(crate) fn dequeue(&self, op: &Arc<Op<T>>, send: bool) {
+    pub(crate) fn dequeue(&self, op: &Op<T>, send: bool) {
         let mut g = self.inner.lock();
         dequeue_locked(&mut g, op, send);
     }
@@ -416,20 +482,21 @@ impl<T> Chan<T> {
 
 /// Completes every still-waiting op with CLOSED_BIT (close, or the last
 /// receiver gone); returns whom to wake after the lock is dropped.
-fn fail_ops<T>(ops: impl Iterator<Item = Arc<Op<T>>>) -> Vec<Waiter> {
+fn fail_ops<T>(ops: impl Iterator<Item = OpPtr<T>>) -> Vec<Waiter> {
     let mut wake = Vec::new();
     for op in ops {
         if op.sel().claim(op.case | CLOSED_BIT) {
-            op.sel().finish();
             wake.push(op.sel().waker());
+            // SAFETY: won just above; the last touch of `op` (invariant 6).
+            unsafe { Selector::finish(op.sel_ptr()) };
         }
     }
     wake
 }
 
-pub(crate) fn dequeue_locked<T>(g: &mut Inner<T>, op: &Arc<Op<T>>, send: bool) {
+pub(crate) fn dequeue_locked<T>(g: &mut Inner<T>, op: &Op<T>, send: bool) {
     let q = if send { &mut g.sendq } else { &mut g.recvq };
-    if let Some(i) = q.iter().position(|o| Arc::ptr_eq(o, op)) {
+    if let Some(i) = q.iter().position(|o| o.is(op)) {
         q.remove(i);
     }
 }
@@ -445,7 +512,7 @@ pub(crate) fn wake_all(ws: Vec<Waiter>) {
 /// won, lets the winner's hand-off stand).
 struct Dequeue<'a, T> {
     chan: &'a Chan<T>,
-    op: &'a Arc<Op<T>>,
+    op: &'a Op<T>,
     send: bool,
 }
 
@@ -453,6 +520,10 @@ impl<T> Drop for Dequeue<'_, T> {
     fn drop(&mut self) {
         if self.op.sel().abort() {
             self.chan.dequeue(self.op, self.send);
+        } else {
+            // Won by someone who may still be at work under the lock:
+            // taking it once waits them out (invariant 6).
+            drop(self.chan.inner.lock());
         }
     }
 }
