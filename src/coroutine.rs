@@ -38,7 +38,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use corosensei::{Coroutine, Yielder};
@@ -101,7 +101,8 @@ pub(crate) struct CoInner {
     /// Who waits in `join` (at most one: `join` takes the handle).
     pub(crate) joiner: Mutex<Option<Waiter>>,
     /// What it waits on while parked (diagnostics).
-    pub(crate) wait: Mutex<WaitReason>,
+    /// What it waits on while parked (written only by the coroutine itself).
+    pub(crate) wait: ReasonCell,
     /// The corosensei coroutine (invariant 1).
     pub(crate) body: UnsafeCell<Option<Body>>,
     /// Its yielder, set on first resume (home thread only).
@@ -203,10 +204,14 @@ pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Insta
     if co.has_flag(F_CANCEL) && !std::thread::panicking() {
         cancel_unwind();
     }
-    if co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+    // A plain load first: the token is rare, and a failed CAS still costs a
+    // locked instruction.
+    if co.state.load(Ordering::Relaxed) == NOTIFIED
+        && co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    {
         return true; // a wake came first: consume the token
     }
-    *co.wait.lock() = reason;
+    co.wait.set_own(reason);
     if let Some(d) = deadline {
         sched::add_wake_timer(d, co);
     }
@@ -231,6 +236,55 @@ pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Insta
         }
     }
     true
+}
+
+/// A coroutine's wait reason: one writer (the coroutine, in `park_current`),
+/// any number of readers (diagnostics, on any thread).
+///
+/// The writer skips the write, and so the lock, when the reason has not
+/// changed since its last park (a coroutine looping on one channel); else a
+/// one-instruction spin lock (readers are rare and brief) guards the write.
+pub(crate) struct ReasonCell {
+    locked: AtomicBool,
+    v: UnsafeCell<WaitReason>,
+}
+
+// SAFETY: `v` is written only under `locked` (by its one writer) and read
+// by others only under `locked`; the writer's unlocked read cannot race,
+// since nobody else writes. `WaitReason` is plain `Copy` data.
+unsafe impl Sync for ReasonCell {}
+
+impl ReasonCell {
+    fn new() -> ReasonCell {
+        ReasonCell { locked: AtomicBool::new(false), v: UnsafeCell::new(WaitReason::None) }
+    }
+
+    fn lock(&self) {
+        while self.locked.swap(true, Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Records `r`. Only the coroutine owning this cell may call it.
+    fn set_own(&self, r: WaitReason) {
+        // SAFETY: we are the only writer, so this read races with no write.
+        if unsafe { *self.v.get() } == r {
+            return;
+        }
+        self.lock();
+        // SAFETY: under the lock; readers hold it while they copy.
+        unsafe { *self.v.get() = r };
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// The current reason (any thread).
+    pub(crate) fn get(&self) -> WaitReason {
+        self.lock();
+        // SAFETY: under the lock, so the writer is not writing.
+        let r = unsafe { *self.v.get() };
+        self.locked.store(false, Ordering::Release);
+        r
+    }
 }
 
 fn cancel_unwind() -> ! {
@@ -442,7 +496,7 @@ where
         flags: AtomicU8::new(flags),
         home: OnceLock::new(),
         joiner: Mutex::new(None),
-        wait: Mutex::new(WaitReason::None),
+        wait: ReasonCell::new(),
         body: UnsafeCell::new(Some(body)),
         yielder: Cell::new(std::ptr::null()),
         reg_key: Cell::new(usize::MAX),

@@ -77,6 +77,68 @@ impl Waiter {
     }
 }
 
+/// The calling party, borrowed: making it takes no reference count. It
+/// lives inside a wait record in the party's own frame (a channel op), so
+/// the party outlives it; [`WaiterRef::to_waiter`] makes the owned handle a
+/// waker needs once it drops its locks.
+#[doc(hidden)]
+pub struct WaiterRef {
+    repr: RefRepr,
+}
+
+enum RefRepr {
+    Coroutine(std::ptr::NonNull<crate::coroutine::CoInner>),
+    Thread(std::thread::Thread),
+}
+
+// SAFETY: the coroutine pointer is only used to take a new reference count
+// (atomic, thread-safe) while the coroutine is alive (see `to_waiter`).
+unsafe impl Send for WaiterRef {}
+// SAFETY: as above; `&WaiterRef` allows nothing more.
+unsafe impl Sync for WaiterRef {}
+
+impl WaiterRef {
+    /// The calling party. Keep the result in the caller's frame (or in
+    /// something the caller keeps until it returns).
+    pub(crate) fn current() -> WaiterRef {
+        match crate::sched::current_ptr() {
+            Some(p) => WaiterRef {
+                // SAFETY (non-null): `current_ptr` is `Arc::as_ptr` of the
+                // running coroutine.
+                repr: RefRepr::Coroutine(unsafe { std::ptr::NonNull::new_unchecked(p as *mut _) }),
+            },
+            None => WaiterRef { repr: RefRepr::Thread(std::thread::current()) },
+        }
+    }
+
+    /// An owned waiter for the same party.
+    pub(crate) fn to_waiter(&self) -> Waiter {
+        match &self.repr {
+            RefRepr::Coroutine(p) => {
+                // SAFETY: `p` came from `Arc::as_ptr` of a live `CoRef`, and
+                // the coroutine is still alive: this `WaiterRef` lives in its
+                // frame (or in a record it keeps until it returns), and a
+                // started coroutine is also held by its worker's registry
+                // until it finishes. So the count is >= 1 and we add one.
+                unsafe {
+                    std::sync::Arc::increment_strong_count(p.as_ptr() as *const crate::coroutine::CoInner);
+                    Waiter { repr: Repr::Coroutine(std::sync::Arc::from_raw(p.as_ptr() as *const _)) }
+                }
+            }
+            RefRepr::Thread(t) => Waiter { repr: Repr::Thread(t.clone()) },
+        }
+    }
+}
+
+impl fmt::Debug for WaiterRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            RefRepr::Coroutine(p) => write!(f, "WaiterRef(coroutine {:p})", p.as_ptr()),
+            RefRepr::Thread(t) => write!(f, "WaiterRef({:?})", t.id()),
+        }
+    }
+}
+
 impl fmt::Debug for Waiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Waiter({:?})", self.id())

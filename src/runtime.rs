@@ -159,7 +159,7 @@ impl DeadlockReport {
             .iter()
             .filter(|c| c.state.load(Ordering::Acquire) == PARKED)
             .map(|c| {
-                let wait = *c.wait.lock();
+                let wait = c.wait.get();
                 BlockedCoroutine {
                     id: c.id,
                     name: c.name.as_deref().map(str::to_string),

@@ -63,7 +63,7 @@ pub(crate) enum Kind {
 pub struct Selector {
     state: AtomicUsize,
     done: AtomicBool,
-    waiter: Waiter,
+    waiter: crate::park::WaiterRef,
 }
 
 impl Selector {
@@ -73,7 +73,11 @@ impl Selector {
 
     /// A selector embedded in a single operation's `Op` (one allocation).
     fn inline() -> Selector {
-        Selector { state: AtomicUsize::new(WAITING), done: AtomicBool::new(false), waiter: Waiter::current() }
+        Selector {
+            state: AtomicUsize::new(WAITING),
+            done: AtomicBool::new(false),
+            waiter: crate::park::WaiterRef::current(),
+        }
     }
 
     /// Invariant 3: the one CAS.
@@ -98,7 +102,7 @@ impl Selector {
 
     /// Who to wake once the channel lock is dropped.
     fn waker(&self) -> Waiter {
-        self.waiter.clone()
+        self.waiter.to_waiter()
     }
 
     /// Gives up (timeout, cancellation). False if someone already won.

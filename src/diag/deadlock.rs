@@ -62,7 +62,7 @@ pub enum PartialDeadlockPolicy {
 }
 
 fn edge(c: &CoRef) -> Option<u64> {
-    match *c.wait.lock() {
+    match c.wait.get() {
         WaitReason::Join { id } => Some(id),
         WaitReason::MutexLock { holder, .. } if holder != 0 => Some(holder),
         _ => None,
@@ -121,7 +121,7 @@ pub(crate) fn find_cycles(rt: &Shared) -> Vec<Vec<CoRef>> {
 pub(crate) fn describe(cycle: &[CoRef]) -> String {
     let mut s = String::from("goro: partial deadlock: these coroutines wait on each other in a cycle:\n");
     for c in cycle {
-        let _ = writeln!(s, "  coroutine {} [{}] spawned at {}", c.label(), *c.wait.lock(), c.spawned_at);
+        let _ = writeln!(s, "  coroutine {} [{}] spawned at {}", c.label(), c.wait.get(), c.spawned_at);
     }
     s
 }
@@ -173,7 +173,7 @@ pub(crate) fn dump_runtime(rt: &Shared) -> String {
     let _ = writeln!(s, "goro: runtime {:?}: {} started coroutines", rt.config.name, all.len());
     for c in all {
         let st = c.state.load(Ordering::Acquire);
-        let what = if st == PARKED { c.wait.lock().to_string() } else { "runnable".to_string() };
+        let what = if st == PARKED { c.wait.get().to_string() } else { "runnable".to_string() };
         let _ = writeln!(s, "  coroutine {} [{}] spawned at {}", c.label(), what, c.spawned_at);
     }
     s

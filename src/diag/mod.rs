@@ -229,7 +229,7 @@ pub fn coroutines() -> Vec<CoroutineInfo> {
                     name: c.name.as_deref().map(str::to_string),
                     state,
                     spawned_at: c.spawned_at.to_string(),
-                    wait: *c.wait.lock(),
+                    wait: c.wait.get(),
                     stack_size: c.stack_size,
                 }
             })
