@@ -102,11 +102,12 @@ impl WaiterRef {
     /// something the caller keeps until it returns).
     pub(crate) fn current() -> WaiterRef {
         match crate::sched::current_ptr() {
-            Some(p) => WaiterRef {
-                // SAFETY (non-null): `current_ptr` is `Arc::as_ptr` of the
-                // running coroutine.
-                repr: RefRepr::Coroutine(unsafe { std::ptr::NonNull::new_unchecked(p as *mut _) }),
-            },
+            Some(p) => {
+                // SAFETY: non-null: `current_ptr` filters out null, and is
+                // `Arc::as_ptr` of the running coroutine.
+                let p = unsafe { std::ptr::NonNull::new_unchecked(p as *mut _) };
+                WaiterRef { repr: RefRepr::Coroutine(p) }
+            }
             None => WaiterRef { repr: RefRepr::Thread(std::thread::current()) },
         }
     }
