@@ -17,6 +17,10 @@
 //!     "aborted".
 //!  5. Relock and dequeue the losing ops, unlock, collect the winner's result.
 //!
+//! Before step 1, an optimistic pass tries each case whose channel's
+//! readiness hint is set, locking only that channel (most selects in a busy
+//! program find a case ready; this saves locking the others).
+//!
 //! Holding every lock during 2–3 means readiness cannot change between the
 //! poll and the enqueue, and a select never meets its own ops while polling
 //! (a send and a receive on one channel in one select never pair up).
@@ -64,6 +68,11 @@ pub trait Case {
     fn complete(&mut self, closed: bool);
     /// For reports.
     fn describe(&self) -> SelectCase;
+    /// Might this case complete now? A racy hint read without locking (the
+    /// optimistic pass); `false` only skips the lone try of this case.
+    fn maybe_ready(&self) -> bool {
+        true
+    }
 }
 
 /// Access to the locked state of a channel.
@@ -96,6 +105,8 @@ fn raw_lock<T>(c: &Chan<T>) -> RawGuard {
 /// `g` is the state of this select's `raw_lock` of `c`.
 unsafe fn raw_unlock<T>(c: &Chan<T>, g: RawGuard) {
     use parking_lot::lock_api::RawMutex as _;
+    // SAFETY: we hold the lock (contract), so reading the state is exclusive.
+    c.store_hint(unsafe { inner(c) });
     // SAFETY: per the contract, we hold the lock and hand back its state.
     unsafe { c.inner.raw().unlock(g) };
 }
@@ -208,6 +219,9 @@ impl<T> Case for RecvCase<'_, T> {
     fn describe(&self) -> SelectCase {
         SelectCase { chan: self.rx.chan.as_ref().map_or(0, |c| c.id), send: false }
     }
+    fn maybe_ready(&self) -> bool {
+        self.rx.chan.as_ref().is_some_and(|c| c.hint() & imp::HINT_RECV != 0)
+    }
 }
 
 impl<T> Case for SendCase<'_, T> {
@@ -269,6 +283,9 @@ impl<T> Case for SendCase<'_, T> {
     }
     fn describe(&self) -> SelectCase {
         SelectCase { chan: self.tx.chan.id, send: true }
+    }
+    fn maybe_ready(&self) -> bool {
+        self.value.is_some() && self.tx.chan.hint() & imp::HINT_SEND != 0
     }
 }
 
@@ -422,6 +439,28 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
         poll.swap(i, j);
     }
     let poll: &[usize] = poll;
+    // Optimistic pass: try the cases whose hint says ready, one channel lock
+    // at a time, in the same random order. The first ready case in a random
+    // order is uniformly chosen, as in step 2; a case that looked ready and
+    // was not costs one lock. Only if none completes do we lock everything.
+    if n > 1 {
+        for &i in poll {
+            if !cases[i].maybe_ready() {
+                continue;
+            }
+            let Some(g) = cases[i].lock() else { continue };
+            // SAFETY: case i's channel is locked just above, by this select.
+            let r = unsafe { cases[i].poll_locked() };
+            // SAFETY: `g` is that acquisition.
+            unsafe { cases[i].unlock(g) };
+            if let Some(w) = r {
+                if let Some(w) = w {
+                    w.wake();
+                }
+                return Some(i);
+            }
+        }
+    }
     let held = lock_all(cases, order);
     for &i in poll {
         // SAFETY: every channel is locked (step 1).
@@ -542,11 +581,11 @@ impl<T> DynSend for SendReady<'_, T> {
         Arc::as_ptr(&self.tx.chan) as usize
     }
     fn ready(&self) -> bool {
-        let mut g = self.tx.chan.inner.lock();
+        let mut g = self.tx.chan.lock();
         self.tx.chan.send_ready_locked(&mut g)
     }
     fn observe(&self, w: &Waiter) {
-        self.tx.chan.inner.lock().observers.push(w.clone());
+        self.tx.chan.lock().observers.push(w.clone());
     }
 }
 

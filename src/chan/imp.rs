@@ -30,7 +30,7 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -253,6 +253,42 @@ pub(crate) struct Chan<T> {
     pub(crate) receivers: AtomicUsize,
     /// Mirror of `inner.closed`, for lock-free `is_closed`.
     pub(crate) closed: AtomicBool,
+    /// Readiness hint for select's fast path (`HINT_*`), stored at every
+    /// unlock. Racy by design: select only uses it to skip locking a
+    /// channel in its optimistic pass, then re-checks everything under the
+    /// locks before it parks.
+    hint: AtomicU8,
+}
+
+/// A receive could complete (buffered values, queued senders, or closed).
+pub(crate) const HINT_RECV: u8 = 1;
+/// A send could complete (queued receivers, buffer room, closed, or a
+/// never-blocking kind).
+pub(crate) const HINT_SEND: u8 = 2;
+
+/// The lock of a channel; stores the readiness hint when dropped.
+pub(crate) struct ChanGuard<'a, T> {
+    chan: &'a Chan<T>,
+    g: parking_lot::MutexGuard<'a, Inner<T>>,
+}
+
+impl<T> std::ops::Deref for ChanGuard<'_, T> {
+    type Target = Inner<T>;
+    fn deref(&self) -> &Inner<T> {
+        &self.g
+    }
+}
+
+impl<T> std::ops::DerefMut for ChanGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut Inner<T> {
+        &mut self.g
+    }
+}
+
+impl<T> Drop for ChanGuard<'_, T> {
+    fn drop(&mut self) {
+        self.chan.store_hint(&self.g);
+    }
 }
 
 /// Someone to wake after the lock is dropped.
@@ -280,7 +316,32 @@ impl<T> Chan<T> {
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
             closed: AtomicBool::new(false),
+            hint: AtomicU8::new(if cap > 0 || kind != Kind::Normal { HINT_SEND } else { 0 }),
         }
+    }
+
+    /// Locks the channel.
+    pub(crate) fn lock(&self) -> ChanGuard<'_, T> {
+        ChanGuard { chan: self, g: self.inner.lock() }
+    }
+
+    /// Recomputes the readiness hint (with the lock held).
+    pub(crate) fn store_hint(&self, g: &Inner<T>) {
+        let mut h = 0;
+        if !g.buf.is_empty() || !g.sendq.is_empty() || g.closed {
+            h |= HINT_RECV;
+        }
+        if !g.recvq.is_empty() || g.buf.len() < self.cap || g.closed || g.no_receivers || self.kind != Kind::Normal {
+            h |= HINT_SEND;
+        }
+        // Relaxed: a hint; the lock orders everything that matters.
+        self.hint.store(h, Ordering::Relaxed);
+    }
+
+    /// The readiness hint (`HINT_*` bits), without locking.
+    #[inline]
+    pub(crate) fn hint(&self) -> u8 {
+        self.hint.load(Ordering::Relaxed)
     }
 
     /// Non-blocking send with the lock held. `Ok(wake)` on success.
@@ -357,7 +418,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         let v = match self.try_send_locked(&mut g, v) {
             Ok(w) => {
                 drop(g);
@@ -403,7 +464,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         match self.try_recv_locked(&mut g) {
             Ok((v, w, obs)) => {
                 drop(g);
@@ -449,13 +510,13 @@ impl<T> Chan<T> {
 
     /// Removes `op` from its queue (after an abort).
     pub(crate) fn dequeue(&self, op: &Op<T>, send: bool) {
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         dequeue_locked(&mut g, op, send);
     }
 
     /// Closes for everyone. True if this call closed it.
     pub(crate) fn close(&self) -> bool {
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         if g.closed {
             return false;
         }
@@ -471,7 +532,7 @@ impl<T> Chan<T> {
 
     /// The last Receiver is gone: fail blocked and future sends.
     pub(crate) fn disconnect_receivers(&self) {
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         g.no_receivers = true;
         let mut wake = fail_ops(g.sendq.drain(..));
         wake.append(&mut g.observers);
@@ -480,7 +541,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.inner.lock().buf.len()
+        self.lock().buf.len()
     }
 }
 
@@ -527,7 +588,7 @@ impl<T> Drop for Dequeue<'_, T> {
         } else {
             // Won by someone who may still be at work under the lock:
             // taking it once waits them out (invariant 6).
-            drop(self.chan.inner.lock());
+            drop(self.chan.lock());
         }
     }
 }

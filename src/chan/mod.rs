@@ -113,7 +113,7 @@ impl<T> Sender<T> {
     ///
     /// `Full(v)` if it would block, `Closed(v)` if closed.
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
-        let mut g = self.chan.inner.lock();
+        let mut g = self.chan.lock();
         let w = self.chan.try_send_locked(&mut g, v)?;
         drop(g);
         if let Some(w) = w {
@@ -180,7 +180,7 @@ impl<T> Receiver<T> {
     /// `Empty` if nothing is there, `Closed` if closed and drained.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let Some(c) = &self.chan else { return Err(TryRecvError::Empty) };
-        let mut g = c.inner.lock();
+        let mut g = c.lock();
         let (v, w, obs) = c.try_recv_locked(&mut g)?;
         drop(g);
         if let Some(w) = w {
