@@ -33,8 +33,10 @@ use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, PAR
 /// How long a worker searches for work (pure spinning: a `yield` could
 /// give the core away for milliseconds on a busy machine) before sleeping.
 const SEARCH_FOR: std::time::Duration = std::time::Duration::from_micros(200);
-/// Spin iterations a worker that may not search watches its inbox for.
-const INBOX_SPINS: u32 = 4096;
+/// How long a worker that may not search watches its own inbox before it
+/// sleeps: a coroutine homed here, parked on a partner that runs on another
+/// worker, is usually woken within microseconds, and a futex wake costs more.
+const INBOX_WATCH: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// A deadline in this worker's heap: the wake of a parked coroutine, or a
 /// channel timer (`time::after`, `Timer`, `Ticker`) armed on this worker.
@@ -231,13 +233,21 @@ impl WorkerLocal {
             if let Some(co) = self.steal_round() {
                 return Some(co);
             }
-            for _ in 0..INBOX_SPINS {
-                if !self.shared.inbox.is_empty() {
-                    return steal_one(&self.shared.inbox);
+            let start = Instant::now();
+            loop {
+                for _ in 0..64 {
+                    if !self.shared.inbox.is_empty() {
+                        return steal_one(&self.shared.inbox);
+                    }
+                    std::hint::spin_loop();
                 }
-                std::hint::spin_loop();
+                if start.elapsed() >= INBOX_WATCH
+                    || self.rt.shutdown.load(Ordering::Relaxed)
+                    || self.next_deadline().is_some_and(|d| d <= Instant::now())
+                {
+                    return None;
+                }
             }
-            return None;
         }
         let mut found = None;
         let start = Instant::now();
