@@ -57,7 +57,7 @@ pub trait Case {
     /// # Safety
     ///
     /// The channel is locked by this select.
-    unsafe fn enqueue_locked(&mut self, sel: &Arc<Selector>, index: usize);
+    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize);
     /// Removes this case's op, if queued.
     ///
     /// # Safety
@@ -114,7 +114,7 @@ unsafe fn raw_unlock<T>(c: &Chan<T>, g: RawGuard) {
 /// A receive case: `recv(rx) -> res`.
 pub struct RecvCase<'a, T> {
     rx: &'a Receiver<T>,
-    op: Option<Arc<Op<T>>>,
+    op: Option<Op<T>>,
     out: Option<Result<T, RecvError>>,
 }
 
@@ -122,7 +122,7 @@ pub struct RecvCase<'a, T> {
 pub struct SendCase<'a, T> {
     tx: &'a Sender<T>,
     value: Option<T>,
-    op: Option<Arc<Op<T>>>,
+    op: Option<Op<T>>,
     out: Option<Result<(), SendError<T>>>,
 }
 
@@ -190,21 +190,24 @@ impl<T> Case for RecvCase<'_, T> {
             Err(TryRecvError::Empty) => None,
         }
     }
-    unsafe fn enqueue_locked(&mut self, sel: &Arc<Selector>, index: usize) {
+    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) {
         let Some(c) = self.rx.chan.as_ref() else { return };
-        let op = Op::new(sel.clone(), index, None);
+        // SAFETY: the select's selector outlives its ops (`select_cases`
+        // dequeues them all before it returns).
+        let op = self.op.insert(unsafe { Op::new(sel, index, None) });
         // SAFETY: forwarded contract: locked.
         let g = unsafe { inner(c) };
-        // SAFETY: the case holds the op until `select_cases` has dequeued
-        // it under this channel's lock (step 5 / `Cleanup`): invariant 6.
-        g.recvq.push_back(unsafe { imp::OpPtr::new(&op) });
+        // SAFETY: the op stays in this case, which the select borrows (so it
+        // cannot move), until `select_cases` has dequeued it under this
+        // channel's lock (step 5 / `Cleanup`): invariant 6.
+        g.recvq.push_back(unsafe { imp::OpPtr::new(op) });
         imp::wake_all(std::mem::take(&mut g.observers));
-        self.op = Some(op);
     }
     unsafe fn dequeue_locked(&mut self) {
-        if let (Some(c), Some(op)) = (self.rx.chan.as_ref(), self.op.take()) {
+        if let (Some(c), Some(op)) = (self.rx.chan.as_ref(), self.op.as_ref()) {
             // SAFETY: forwarded contract: locked.
-            imp::dequeue_locked(unsafe { inner(c) }, &op, false);
+            imp::dequeue_locked(unsafe { inner(c) }, op, false);
+            self.op = None;
         }
     }
     fn complete(&mut self, closed: bool) {
@@ -254,22 +257,23 @@ impl<T> Case for SendCase<'_, T> {
             }
         }
     }
-    unsafe fn enqueue_locked(&mut self, sel: &Arc<Selector>, index: usize) {
+    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) {
         let c = &self.tx.chan;
-        let op = Op::new(sel.clone(), index, self.value.take());
+        // SAFETY: as for the receive case.
+        let op = self.op.insert(unsafe { Op::new(sel, index, self.value.take()) });
         // SAFETY: forwarded contract: locked.
         let g = unsafe { inner(c) };
         // SAFETY: as for the receive case.
-        g.sendq.push_back(unsafe { imp::OpPtr::new(&op) });
-        self.op = Some(op);
+        g.sendq.push_back(unsafe { imp::OpPtr::new(op) });
     }
     unsafe fn dequeue_locked(&mut self) {
-        if let Some(op) = self.op.take() {
+        if let Some(op) = self.op.as_ref() {
             // SAFETY: forwarded contract: locked.
-            imp::dequeue_locked(unsafe { inner(&self.tx.chan) }, &op, true);
+            imp::dequeue_locked(unsafe { inner(&self.tx.chan) }, op, true);
             // Our selector is done or aborted: nobody else touches the slot.
             // SAFETY: imp.rs invariant 4.
             self.value = unsafe { op.take() };
+            self.op = None;
         }
     }
     fn complete(&mut self, closed: bool) {
@@ -500,7 +504,7 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
     struct Cleanup<'c, 'x, 'a> {
         cases: &'c mut [&'x mut (dyn Case + 'a)],
         order: &'c [usize],
-        sel: &'c Arc<Selector>,
+        sel: &'c Selector,
         armed: bool,
     }
     impl Drop for Cleanup<'_, '_, '_> {

@@ -31,7 +31,6 @@ use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -67,12 +66,9 @@ pub struct Selector {
 }
 
 impl Selector {
-    pub(crate) fn new() -> Arc<Selector> {
-        Arc::new(Selector::inline())
-    }
-
-    /// A selector embedded in a single operation's `Op` (one allocation).
-    fn inline() -> Selector {
+    /// A selector for the calling party, to live in its frame (a select's
+    /// own, or embedded in a single operation's `Op`).
+    pub(crate) fn new() -> Selector {
         Selector {
             state: AtomicUsize::new(WAITING),
             done: AtomicBool::new(false),
@@ -139,7 +135,9 @@ impl Selector {
 /// cases of one select.
 enum SelRef {
     Own(Selector),
-    Shared(Arc<Selector>),
+    /// The select's selector, in its frame: it outlives the select's ops
+    /// (the select dequeues them all before returning, invariant 6).
+    Shared(NonNull<Selector>),
 }
 
 /// One pending operation on one channel.
@@ -195,19 +193,24 @@ impl<T> std::ops::Deref for OpPtr<T> {
 
 impl<T> Op<T> {
     /// An op that is case `case` of the select owning `sel`.
-    pub(crate) fn new(sel: Arc<Selector>, case: usize, v: Option<T>) -> Arc<Op<T>> {
-        Arc::new(Op { sel: SelRef::Shared(sel), case, slot: UnsafeCell::new(v) })
+    ///
+    /// # Safety
+    ///
+    /// `sel` outlives the op (and stays where it is).
+    pub(crate) unsafe fn new(sel: &Selector, case: usize, v: Option<T>) -> Op<T> {
+        Op { sel: SelRef::Shared(NonNull::from(sel)), case, slot: UnsafeCell::new(v) }
     }
 
     /// A single operation with its own selector, to live in its owner's frame.
     fn single(v: Option<T>) -> Op<T> {
-        Op { sel: SelRef::Own(Selector::inline()), case: 0, slot: UnsafeCell::new(v) }
+        Op { sel: SelRef::Own(Selector::new()), case: 0, slot: UnsafeCell::new(v) }
     }
 
     pub(crate) fn sel(&self) -> &Selector {
         match &self.sel {
             SelRef::Own(s) => s,
-            SelRef::Shared(s) => s,
+            // SAFETY: the selector outlives the op (`Op::new`'s contract).
+            SelRef::Shared(s) => unsafe { s.as_ref() },
         }
     }
 
