@@ -193,9 +193,10 @@ pub(crate) fn current_id() -> Option<u64> {
     sched::with_current(|co| co.id)
 }
 
-/// Parks the running coroutine (see `park.rs`). Returns `false` if the
+/// Parks the running coroutine (see `park.rs`), recording `reason` unless it
+/// is `None` (keep the reason recorded before). Returns `false` if the
 /// caller is not a coroutine (then the caller blocks its thread instead).
-pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Instant>) -> bool {
+pub(crate) fn park_current(reason: Option<WaitReason>, deadline: Option<std::time::Instant>) -> bool {
     let Some(co) = sched::current_ptr() else { return false };
     // SAFETY: `current_ptr` is the coroutine running on this thread; the
     // worker keeps a reference to it for as long as it runs.
@@ -206,7 +207,9 @@ pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Insta
     if co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
         return true; // a wake came first: consume the token
     }
-    *co.wait.lock() = reason;
+    if let Some(reason) = reason {
+        *co.wait.lock() = reason;
+    }
     if let Some(d) = deadline {
         sched::add_wake_timer(d, co);
     }
@@ -286,6 +289,7 @@ impl<T> JoinHandle<T> {
     ///
     /// Parks the calling coroutine, or blocks the calling OS thread.
     pub fn join(self) -> std::thread::Result<T> {
+        crate::park::note_thread();
         if !self.co.is_done() {
             *self.co.joiner.lock() = Some(Waiter::current());
             let _owner = crate::diag::deadlock::OwnerWait::new();
@@ -416,6 +420,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    crate::park::note_thread();
     let size = stack_size.unwrap_or(if flags & F_MAIN != 0 { rt.config.main_stack_size } else { rt.config.stack_size });
     let stack = Stack::new(size)?;
     let stack_size = stack.size();

@@ -317,3 +317,68 @@ fn sigquit_dumps_every_coroutine() {
     assert!(out.status.success(), "{:?} {err}", out.status);
     assert!(err.contains("\"quit-me\" [recv on chan#"), "{err}");
 }
+
+/// A feeder thread that sends, then stays away from goro (std sleep) for
+/// twice the grace period, then sends again and exits.
+fn feeder(tx: goro::Sender<i32>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        tx.send(1).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        tx.send(2).unwrap();
+    })
+}
+
+#[test]
+fn plain_thread_that_used_goro_and_sleeps_is_not_a_deadlock() {
+    // Buffered: the first send completes without waking or parking anyone.
+    let v = rt()
+        .run(|| {
+            let (tx, rx) = chan::<i32>(1);
+            let _t = feeder(tx);
+            goro::time::sleep(Duration::from_millis(50));
+            (rx.recv().unwrap(), rx.recv().unwrap())
+        })
+        .unwrap();
+    assert_eq!(v, (1, 2));
+    // Unbuffered: the first send hands off to main, which then waits again.
+    let v = rt()
+        .run(|| {
+            let (tx, rx) = chan::<i32>(0);
+            let _t = feeder(tx);
+            (rx.recv().unwrap(), rx.recv().unwrap())
+        })
+        .unwrap();
+    assert_eq!(v, (1, 2));
+}
+
+#[test]
+fn deadlock_is_reported_after_the_plain_feeder_exits() {
+    let rep = report_of(rt().run(|| {
+        let (tx, rx) = chan::<i32>(1);
+        let t = feeder(tx);
+        assert_eq!((rx.recv().unwrap(), rx.recv().unwrap()), (1, 2));
+        goro::blocking(move || t.join().unwrap());
+        let (_keep, stuck) = chan::<u8>(0);
+        stuck.recv().unwrap()
+    }));
+    let main = &rep.blocked[0];
+    assert!(main.is_main);
+    assert!(matches!(main.wait, WaitReason::Recv { cap: 0, .. }), "verdict came too early: {rep}");
+}
+
+#[test]
+fn plain_thread_parked_in_goro_does_not_prevent_a_verdict() {
+    let rep = report_of(rt().run(|| {
+        let (_keep_a, a) = chan::<u8>(0);
+        let (keep_b, b) = chan::<u8>(0);
+        // This thread has used goro and now waits in goro, untimed: it is not
+        // active, so it cannot feed anyone.
+        std::thread::spawn(move || {
+            let _keep = keep_b;
+            let _ = b.recv();
+        });
+        goro::time::sleep(Duration::from_millis(50));
+        a.recv().unwrap()
+    }));
+    assert!(rep.blocked[0].is_main && rep.to_string().contains("recv on chan#"), "{rep}");
+}

@@ -4,6 +4,17 @@
 //! found cycle does ([`PartialDeadlockPolicy`]), `dump()`, and the SIGQUIT
 //! dump thread.
 //!
+//! The *global* rule lives in `sched::Shared::{looks_deadlocked,
+//! check_stall}` and is documented for users on `Runtime::run`: all workers
+//! asleep, no timer, blocking job or socket wait, and zero *active* plain
+//! threads, stable for a 500 ms grace period with nothing resumed and no
+//! plain thread woken. A plain thread (not a worker or other goro thread)
+//! registers on its first goro call and is active except while parked in an
+//! untimed goro wait (`park.rs` keeps the count; the waker re-counts it
+//! before it runs). Threads that never called goro are covered by the grace
+//! period only. A registered thread blocked outside goro for ever prevents
+//! every verdict: a false negative by design, never a false positive.
+//!
 //! A *partial* deadlock is a cycle of coroutines each waiting on something
 //! whose owner is known: `join` of a coroutine (exact), or a `Mutex` held by
 //! a coroutine (the holder recorded when the wait began). The rest of the

@@ -67,6 +67,7 @@ fn poller() -> io::Result<&'static Poller> {
 }
 
 fn run(mut poll: Poll, p: &'static Poller) {
+    crate::park::mark_internal_thread();
     let mut events = Events::with_capacity(1024);
     loop {
         if let Err(e) = poll.poll(&mut events, None) {

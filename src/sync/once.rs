@@ -43,6 +43,7 @@ impl Once {
         if self.state.load(Ordering::Acquire) == DONE {
             return;
         }
+        crate::park::note_thread();
         if self.state.compare_exchange(NEW, RUNNING, Ordering::Acquire, Ordering::Acquire).is_ok() {
             struct Finish<'a>(&'a Once);
             impl Drop for Finish<'_> {

@@ -113,6 +113,7 @@ impl<T> RwLock<T> {
 impl<T: ?Sized> RwLock<T> {
     /// Shared access, parking while a writer holds or waits.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         if !g.0.writer && g.1.is_empty() {
             g.0.readers += 1;
@@ -124,6 +125,7 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Exclusive access, parking while others hold it.
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         if !g.0.writer && g.0.readers == 0 && g.1.is_empty() {
             g.0.writer = true;
@@ -135,6 +137,7 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Shared access if available now.
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         if g.0.writer || !g.1.is_empty() {
             return None;
@@ -145,6 +148,7 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Exclusive access if available now.
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         if g.0.writer || g.0.readers != 0 || !g.1.is_empty() {
             return None;

@@ -56,6 +56,7 @@ impl Semaphore {
 
     /// Takes a permit, parking until one is free.
     pub fn acquire(&self) -> SemaphorePermit<'_> {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         if g.0 > 0 && g.1.is_empty() {
             g.0 -= 1;
@@ -67,6 +68,7 @@ impl Semaphore {
 
     /// Takes a permit if one is free now.
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         if g.0 > 0 && g.1.is_empty() {
             g.0 -= 1;
@@ -83,6 +85,7 @@ impl Semaphore {
 
     /// Adds `n` permits.
     pub fn add_permits(&self, n: usize) {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         g.0 += n;
         let wake = grant(&mut g);
