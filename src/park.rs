@@ -79,6 +79,24 @@ impl Waiter {
         }
     }
 
+    /// The coroutine id behind this waiter, or 0 for a thread (lock holder
+    /// and wait-for bookkeeping).
+    pub(crate) fn coroutine_id(&self) -> u64 {
+        match &self.repr {
+            Repr::Coroutine(co) => co.id(),
+            _ => 0,
+        }
+    }
+
+    /// Records what a waiting coroutine waits on (shown by diagnostics, read
+    /// by the partial-deadlock search). For the waits that park with
+    /// [`park_recorded`], which keeps this record. No-op for threads.
+    pub(crate) fn set_wait(&self, reason: WaitReason) {
+        if let Repr::Coroutine(co) = &self.repr {
+            *co.wait.lock() = reason;
+        }
+    }
+
     /// Wakes the party (or leaves a token for its next park).
     pub(crate) fn wake(&self) {
         match &self.repr {
@@ -113,6 +131,15 @@ impl fmt::Debug for Waiter {
 pub(crate) fn park(reason: WaitReason) {
     if !crate::coroutine::park_current(Some(reason), None) {
         park_thread(reason, None);
+    }
+}
+
+/// Like [`park`], but a coroutine keeps the wait reason recorded with
+/// [`Waiter::set_wait`] (which others may refresh while it waits: see
+/// `sync/waitq.rs`). `kind` only tells a thread's park what it waits on.
+pub(crate) fn park_recorded(kind: WaitReason) {
+    if !crate::coroutine::park_current(None, None) {
+        park_thread(kind, None);
     }
 }
 

@@ -382,3 +382,57 @@ fn plain_thread_parked_in_goro_does_not_prevent_a_verdict() {
     }));
     assert!(rep.blocked[0].is_main && rep.to_string().contains("recv on chan#"), "{rep}");
 }
+
+type Body = Box<dyn FnOnce() + Send>;
+
+/// Runs named bodies as coroutines under the Panic policy and returns the
+/// panic texts of those whose join failed.
+fn partial_panics() -> Runtime {
+    Runtime::builder().workers(2).on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic).build().unwrap()
+}
+
+fn run_all_partial(bodies: Vec<(&'static str, Body)>) -> Vec<String> {
+    partial_panics()
+        .run(move || {
+            let hs: Vec<_> = bodies.into_iter().map(|(n, f)| goro::Builder::new().name(n).spawn(f).unwrap()).collect();
+            hs.into_iter().filter_map(|h| h.join().err().map(panic_text)).collect::<Vec<_>>()
+        })
+        .unwrap()
+}
+
+#[test]
+fn partial_search_ignores_a_former_mutex_holder() {
+    // "h" hands the mutex to "a" (first in line) and then waits for "b";
+    // "b", queued behind "a", waits for "a", not for its former holder "h".
+    let (m, m2) = (std::sync::Arc::new(Mutex::new(())), std::sync::Arc::new(Mutex::new(())));
+    let (hm, hm2, am, bm, bm2) = (m.clone(), m2.clone(), m.clone(), m, m2);
+    let sleep = |ms| goro::time::sleep(Duration::from_millis(ms));
+    let failed = run_all_partial(vec![
+        (
+            "h",
+            Box::new(move || {
+                let g = hm.lock();
+                sleep(60);
+                drop(g);
+                let _g2 = hm2.lock();
+            }),
+        ),
+        (
+            "a",
+            Box::new(move || {
+                sleep(15);
+                let _g = am.lock();
+                sleep(2500);
+            }),
+        ),
+        (
+            "b",
+            Box::new(move || {
+                let _g2 = bm2.lock();
+                sleep(30);
+                let _g = bm.lock();
+            }),
+        ),
+    ]);
+    assert!(failed.is_empty(), "false partial deadlock: {failed:?}");
+}

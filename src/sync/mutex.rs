@@ -5,14 +5,19 @@
 //! non-empty: unlock must take the slow path). QUEUED is set and cleared only
 //! under the queue lock; an unlock that sees it hands the lock to the first
 //! waiter without ever clearing LOCKED, so no barging past a granted waiter.
+//!
+//! Wait records (for reports and the partial-deadlock search): the first
+//! waiter in line waits for the holder (`holder` when it queued, then the
+//! grantee of each hand-off), every other waiter for the one queued just
+//! ahead of it, which must own the lock first (see `diag::LockWait`).
 
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use super::waitq::{Slot, WaitQueue};
-use crate::diag::WaitReason;
+use super::waitq::{Left, Slot, WaitQueue};
+use crate::diag::{LockWait, WaitReason};
 use crate::park::Waiter;
 
 const LOCKED: u8 = 1;
@@ -105,10 +110,26 @@ impl<T: ?Sized> Mutex<T> {
             self.state.store(LOCKED | keep, Ordering::Relaxed);
             return;
         }
-        let holder = self.holder.load(Ordering::Relaxed);
+        // The holder's id is stored after it locked and cleared before it
+        // unlocks, so this is the holder or 0, never a former holder.
+        let wait_for = match g.1.back() {
+            Some(ahead) => LockWait::behind(ahead.coroutine_id()),
+            None => LockWait::exclusive(self.holder.load(Ordering::Relaxed), false),
+        };
         let _owner = crate::diag::deadlock::OwnerWait::new();
-        self.queue.wait(g, 0, WaitReason::MutexLock { lock: self.id, holder }, &|st, _| {
-            self.release_locked(&mut st.1).into_iter().collect()
+        self.queue.wait(g, 0, WaitReason::MutexLock { lock: self.id, wait_for }, &|st, _, left| match left {
+            Left::Granted => self.release_locked(&mut st.1).into_iter().collect(),
+            Left::Queued(at) => {
+                if let Some(next) = st.1.get(at) {
+                    let wait_for = match at.checked_sub(1).and_then(|i| st.1.get(i)) {
+                        Some(ahead) => LockWait::behind(ahead.coroutine_id()),
+                        // It was first: its successor now waits for the holder.
+                        None => LockWait::exclusive(self.holder.load(Ordering::Relaxed), false),
+                    };
+                    next.set_wait(WaitReason::MutexLock { lock: self.id, wait_for });
+                }
+                Vec::new()
+            }
         });
         // Granted: LOCKED was never cleared; we own it.
     }
@@ -143,8 +164,13 @@ impl<T: ?Sized> Mutex<T> {
     fn release_locked(&self, q: &mut std::collections::VecDeque<std::sync::Arc<Slot>>) -> Option<Waiter> {
         match q.pop_front() {
             Some(slot) => {
-                if q.is_empty() {
-                    self.state.store(LOCKED, Ordering::Release);
+                match q.front() {
+                    None => self.state.store(LOCKED, Ordering::Release),
+                    // The next in line now waits for the grantee.
+                    Some(next) => next.set_wait(WaitReason::MutexLock {
+                        lock: self.id,
+                        wait_for: LockWait::exclusive(slot.coroutine_id(), true),
+                    }),
                 }
                 Some(slot.grant())
             }

@@ -66,7 +66,7 @@ impl Once {
         if self.state.load(Ordering::Acquire) == DONE {
             return;
         }
-        self.queue.wait(g, 0, WaitReason::Once, &|_, _| Vec::new());
+        self.queue.wait(g, 0, WaitReason::Once, &|_, _, _| Vec::new());
     }
 }
 

@@ -10,8 +10,8 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use super::waitq::{Slot, WaitQueue};
-use crate::diag::WaitReason;
+use super::waitq::{Left, Slot, WaitQueue};
+use crate::diag::{LockWait, WaitReason};
 use crate::park::Waiter;
 
 const READ: usize = 0;
@@ -94,6 +94,15 @@ fn release(st: &mut (State, VecDeque<Arc<Slot>>), want: usize) -> Vec<Waiter> {
     grant(st)
 }
 
+/// A waiter unwinds out of `read`/`write` (waitq's `on_leave`).
+fn on_leave(st: &mut (State, VecDeque<Arc<Slot>>), slot: &Slot, left: Left) -> Vec<Waiter> {
+    match left {
+        Left::Granted => release(st, slot.want),
+        // A writer that leaves the front may unblock readers behind it.
+        Left::Queued(_) => grant(st),
+    }
+}
+
 impl<T> RwLock<T> {
     /// A new unlocked lock holding `v`.
     pub fn new(v: T) -> Self {
@@ -118,7 +127,8 @@ impl<T: ?Sized> RwLock<T> {
         if !g.0.writer && g.1.is_empty() {
             g.0.readers += 1;
         } else {
-            self.queue.wait(g, READ, WaitReason::RwLockRead { lock: self.id }, &release);
+            let wait_for = LockWait::default();
+            self.queue.wait(g, READ, WaitReason::RwLockRead { lock: self.id, wait_for }, &on_leave);
         }
         RwLockReadGuard { lock: self, _not_send: std::marker::PhantomData }
     }
@@ -130,7 +140,8 @@ impl<T: ?Sized> RwLock<T> {
         if !g.0.writer && g.0.readers == 0 && g.1.is_empty() {
             g.0.writer = true;
         } else {
-            self.queue.wait(g, WRITE, WaitReason::RwLockWrite { lock: self.id }, &release);
+            let wait_for = LockWait::default();
+            self.queue.wait(g, WRITE, WaitReason::RwLockWrite { lock: self.id, wait_for }, &on_leave);
         }
         RwLockWriteGuard { lock: self, _not_send: std::marker::PhantomData }
     }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use super::waitq::{Slot, WaitQueue};
+use super::waitq::{Left, Slot, WaitQueue};
 use crate::diag::WaitReason;
 use crate::park::Waiter;
 
@@ -61,7 +61,10 @@ impl Semaphore {
         if g.0 > 0 && g.1.is_empty() {
             g.0 -= 1;
         } else {
-            self.queue.wait(g, 1, WaitReason::Semaphore, &release);
+            self.queue.wait(g, 1, WaitReason::Semaphore, &|st, _, left| match left {
+                Left::Granted => release(st, 1),
+                Left::Queued(_) => Vec::new(),
+            });
         }
         SemaphorePermit { sem: self }
     }

@@ -70,7 +70,7 @@ impl WaitGroup {
             return;
         }
         let counter = g.0;
-        self.inner.wait(g, 0, WaitReason::WaitGroup { counter }, &|_, _| Vec::new());
+        self.inner.wait(g, 0, WaitReason::WaitGroup { counter }, &|_, _, _| Vec::new());
     }
 
     /// The counter now.

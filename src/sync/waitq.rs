@@ -2,8 +2,15 @@
 //! (a lock, a permit). The granter flips `granted` under the queue lock, then
 //! wakes the party after unlocking; the party sees `granted` and owns the
 //! thing. A party that leaves the queue early (cancellation unwinding through
-//! `park`) removes itself; if it was already granted, it hands the grant back
-//! through the `on_abandon` callback so the next one gets it.
+//! `park`) removes itself and calls the owner's `on_leave` under the lock:
+//! if it was already granted, the owner passes the grant on; if it was still
+//! queued, the owner may let the parties behind it move up.
+//!
+//! Wait records: a queued coroutine's `WaitReason` is written under the
+//! queue lock, by the party itself when it queues and afterwards by the
+//! owner (`Slot::set_wait`) when whom it waits for changes, and the party
+//! parks with `park_recorded`, which keeps it. So the record always reflects
+//! the queue as of its last change (locks use this for wait-for edges).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,11 +36,31 @@ impl Slot {
         self.granted.store(true, Ordering::Release);
         self.waiter.clone()
     }
+
+    /// The waiting coroutine's id (0: a plain thread).
+    pub(crate) fn coroutine_id(&self) -> u64 {
+        self.waiter.coroutine_id()
+    }
+
+    /// Rewrites what the waiting party waits on. Only under the queue lock,
+    /// and only for a slot still queued (module note).
+    pub(crate) fn set_wait(&self, reason: WaitReason) {
+        self.waiter.set_wait(reason);
+    }
 }
 
-/// What a granted-then-abandoned waiter calls to pass its grant on: given the
-/// locked state and queue and what it wanted, returns whom to wake.
-pub(crate) type OnAbandon<'a, S> = &'a dyn Fn(&mut (S, VecDeque<Arc<Slot>>), usize) -> Vec<Waiter>;
+/// How a party left the queue early.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Left {
+    /// It had been granted: the owner must pass the grant on.
+    Granted,
+    /// It was still queued, at this index (now taken by its successor).
+    Queued(usize),
+}
+
+/// What a party that leaves early makes its owner do: given the locked state
+/// and queue, the leaving slot and how it left, returns whom to wake.
+pub(crate) type OnLeave<'a, S> = &'a dyn Fn(&mut (S, VecDeque<Arc<Slot>>), &Slot, Left) -> Vec<Waiter>;
 
 /// A FIFO of slots, guarded by the owner's state lock `S`.
 pub(crate) struct WaitQueue<S> {
@@ -49,24 +76,24 @@ impl<S> WaitQueue<S> {
         self.inner.lock()
     }
 
-    /// Queues the caller (the queue lock `g` is held and released here), then
-    /// parks until granted. `on_abandon` runs (with the lock held) if the
-    /// caller unwinds after it was granted, to pass the grant on; it returns
-    /// the waiters to wake.
+    /// Queues the caller (the queue lock `g` is held and released here) with
+    /// `reason` as its wait record, then parks until granted. `on_leave`
+    /// runs (with the lock held) if the caller unwinds before it returns.
     pub(crate) fn wait(
         &self,
         mut g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
         want: usize,
         reason: WaitReason,
-        on_abandon: OnAbandon<'_, S>,
+        on_leave: OnLeave<'_, S>,
     ) {
         let slot = Arc::new(Slot { waiter: Waiter::current(), granted: AtomicBool::new(false), want });
+        slot.set_wait(reason);
         g.1.push_back(slot.clone());
         drop(g);
         struct Leave<'a, S> {
             q: &'a WaitQueue<S>,
             slot: Arc<Slot>,
-            on_abandon: OnAbandon<'a, S>,
+            on_leave: OnLeave<'a, S>,
             done: bool,
         }
         impl<S> Drop for Leave<'_, S> {
@@ -75,22 +102,24 @@ impl<S> WaitQueue<S> {
                     return;
                 }
                 let mut g = self.q.inner.lock();
-                if let Some(pos) = g.1.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
-                    g.1.remove(pos);
-                    return;
-                }
-                if self.slot.granted.load(Ordering::Acquire) {
-                    let wake = (self.on_abandon)(&mut g, self.slot.want);
-                    drop(g);
-                    for w in wake {
-                        w.wake();
+                let left = match g.1.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+                    Some(pos) => {
+                        g.1.remove(pos);
+                        Left::Queued(pos)
                     }
+                    None if self.slot.granted.load(Ordering::Acquire) => Left::Granted,
+                    None => return,
+                };
+                let wake = (self.on_leave)(&mut g, &self.slot, left);
+                drop(g);
+                for w in wake {
+                    w.wake();
                 }
             }
         }
-        let mut leave = Leave { q: self, slot, on_abandon, done: false };
+        let mut leave = Leave { q: self, slot, on_leave, done: false };
         while !leave.slot.granted.load(Ordering::Acquire) {
-            park::park(reason);
+            park::park_recorded(reason);
         }
         leave.done = true;
     }
