@@ -258,7 +258,7 @@ impl RuntimeBuilder {
     }
 
     /// What to do when coroutines wait on each other in a cycle (joins,
-    /// `Mutex`es) while the rest of the program runs on: report on stderr
+    /// `Mutex`es, `RwLock`s) while the rest of the program runs on: report on stderr
     /// (default), make their blocked calls panic with the report, or ignore.
     pub fn on_partial_deadlock(mut self, policy: crate::diag::PartialDeadlockPolicy) -> Self {
         self.partial_policy = policy;

@@ -16,15 +16,15 @@
 //! every verdict: a false negative by design, never a false positive.
 //!
 //! A *partial* deadlock is a cycle of coroutines each waiting on something
-//! whose owner is known: `join` of a coroutine (exact), or a `Mutex`
-//! (`diag::LockWait`: the holder if first in line, else the party queued
-//! just ahead; the lock rewrites the record under its queue lock whenever
-//! that changes). The rest of the program may run on, so the global rule
-//! never sees it. Each such wait needs *every* one of its targets to move,
-//! so any cycle of wait-for edges is a deadlock (no knot needed). A wait
-//! may have several edges (`LockWait` can list several holders), so a pass
-//! finds the strongly connected components (Tarjan, linear) and reports
-//! each one that has a cycle. Plain
+//! whose owner is known: `join` of a coroutine (exact), or a `Mutex` or
+//! `RwLock` (`diag::LockWait`: the holders if first in line, else the party
+//! queued just ahead; the lock rewrites the record under its queue lock
+//! whenever that changes). The rest of the program may run on, so the
+//! global rule never sees it. Each such wait needs *every* one of its
+//! targets to move (a writer needs all read holders to leave), so any cycle
+//! of wait-for edges is a deadlock (no knot needed). A writer waiting on
+//! several readers has several edges, so a pass finds the strongly connected
+//! components (Tarjan, linear) and reports each one that has a cycle. Plain
 //! threads are unknown owners: they have no node, so they break cycles
 //! (false negatives only). A record can be stale only between a grant and
 //! the wake that follows the unlock (the grantee is still parked for a
@@ -44,7 +44,7 @@ use std::sync::atomic::AtomicUsize;
 use super::WaitReason;
 
 /// Parties parked right now on a wait whose owner is known (`join`,
-/// `Mutex::lock`), process-wide. The monitor skips
+/// `Mutex::lock`, `RwLock::{read, write}`), process-wide. The monitor skips
 /// the cycle search while it is zero, so programs that never block on those
 /// pay nothing.
 pub(crate) static OWNER_WAITS: AtomicUsize = AtomicUsize::new(0);
