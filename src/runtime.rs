@@ -140,6 +140,24 @@ impl BlockedCoroutine {
             (w, _) => w.to_string(),
         }
     }
+
+    /// The text identical waiters are grouped by: a lock waiter queued
+    /// behind another party drops that party's id, so a queue of 10 000 on
+    /// one lock is one line.
+    fn group_text(&self) -> String {
+        match self.wait {
+            WaitReason::MutexLock { lock, wait_for } if wait_for.ahead.is_some() => {
+                format!("Mutex.lock (mutex#{lock}) queued")
+            }
+            WaitReason::RwLockRead { lock, wait_for } if wait_for.ahead.is_some() => {
+                format!("RwLock.read (rwlock#{lock}) queued")
+            }
+            WaitReason::RwLockWrite { lock, wait_for } if wait_for.ahead.is_some() => {
+                format!("RwLock.write (rwlock#{lock}) queued")
+            }
+            _ => self.wait_text(),
+        }
+    }
 }
 
 /// What the deadlock detector found: every blocked coroutine and what it
@@ -186,28 +204,34 @@ impl DeadlockReport {
 impl fmt::Display for DeadlockReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Group by (name, spawn site, wait text) so 10 000 identical workers
-        // are one line.
-        let mut groups: Vec<(String, String, String, Vec<u64>, bool)> = Vec::new();
+        // are one line; a lone member shows its full wait text.
+        struct Group<'a> {
+            first: &'a BlockedCoroutine,
+            key: String,
+            ids: Vec<u64>,
+        }
+        let mut groups: Vec<Group<'_>> = Vec::new();
         for b in &self.blocked {
-            let name = b.name.clone().unwrap_or_default();
-            let wait = b.wait_text();
-            match groups.iter_mut().find(|g| g.0 == name && g.1 == b.spawned_at && g.2 == wait && !b.is_main) {
-                Some(g) => g.3.push(b.id),
-                None => groups.push((name, b.spawned_at.clone(), wait, vec![b.id], b.is_main)),
+            let key = b.group_text();
+            let same = |g: &&mut Group<'_>| {
+                !b.is_main && g.first.name == b.name && g.first.spawned_at == b.spawned_at && g.key == key
+            };
+            match groups.iter_mut().find(same) {
+                Some(g) => g.ids.push(b.id),
+                None => groups.push(Group { first: b, key, ids: vec![b.id] }),
             }
         }
-        for (name, at, wait, ids, main) in groups {
-            let who = if main {
-                "main".to_string()
-            } else if name.is_empty() {
-                String::new()
-            } else {
-                format!("\"{name}\"")
+        for g in groups {
+            let at = &g.first.spawned_at;
+            let who = match &g.first.name {
+                _ if g.first.is_main => "main".to_string(),
+                Some(name) if !name.is_empty() => format!("\"{name}\""),
+                _ => String::new(),
             };
-            if ids.len() == 1 {
-                writeln!(f, "  coroutine #{} {who} [{wait}] spawned at {at}", ids[0])?;
+            if let [id] = g.ids[..] {
+                writeln!(f, "  coroutine #{id} {who} [{}] spawned at {at}", g.first.wait_text())?;
             } else {
-                writeln!(f, "  {} coroutines {who} [{wait}] spawned at {at} (ids #{}..)", ids.len(), ids[0])?;
+                writeln!(f, "  {} coroutines {who} [{}] spawned at {at} (ids #{}..)", g.ids.len(), g.key, g.ids[0])?;
             }
         }
         Ok(())

@@ -606,3 +606,25 @@ fn partial_search_follows_released_read_holds() {
     ]);
     assert!(failed.is_empty(), "false partial deadlock: {failed:?}");
 }
+
+#[test]
+fn a_long_lock_queue_is_grouped() {
+    let rep = report_of(rt().run(|| {
+        let m = std::sync::Arc::new(Mutex::new(0));
+        let l: Lock = Default::default();
+        let _g = m.lock();
+        let _w = l.write();
+        for _ in 0..1000 {
+            let (m, l) = (m.clone(), l.clone());
+            goro::Builder::new().name("locker").spawn(move || *m.lock() += 1).unwrap();
+            goro::Builder::new().name("reader").spawn(move || *l.read()).unwrap();
+        }
+        let (_keep, rx) = chan::<()>(0);
+        rx.recv().unwrap()
+    }));
+    let text = rep.to_string();
+    assert!(text.lines().count() < 10, "not grouped: {}", &text[..text.len().min(800)]);
+    assert!(text.contains("\"locker\" [Mutex.lock (mutex#") && text.contains(") held by #"), "{text}");
+    assert!(text.contains("coroutines \"locker\" [Mutex.lock (mutex#") && text.contains(") queued]"), "{text}");
+    assert!(text.contains("coroutines \"reader\" [RwLock.read (rwlock#"), "{text}");
+}
