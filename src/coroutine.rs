@@ -194,9 +194,10 @@ pub(crate) fn current_id() -> Option<u64> {
     sched::with_current(|co| co.id)
 }
 
-/// Parks the running coroutine (see `park.rs`). Returns `false` if the
+/// Parks the running coroutine (see `park.rs`), recording `reason` unless it
+/// is `None` (keep the reason recorded before). Returns `false` if the
 /// caller is not a coroutine (then the caller blocks its thread instead).
-pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Instant>) -> bool {
+pub(crate) fn park_current(reason: Option<WaitReason>, deadline: Option<std::time::Instant>) -> bool {
     let Some(co) = sched::current_ptr() else { return false };
     // SAFETY: `current_ptr` is the coroutine running on this thread; the
     // worker keeps a reference to it for as long as it runs.
@@ -211,7 +212,9 @@ pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Insta
     {
         return true; // a wake came first: consume the token
     }
-    co.wait.set_own(reason);
+    if let Some(reason) = reason {
+        co.wait.set(reason);
+    }
     if let Some(d) = deadline {
         sched::add_wake_timer(d, co);
     }
@@ -238,20 +241,19 @@ pub(crate) fn park_current(reason: WaitReason, deadline: Option<std::time::Insta
     true
 }
 
-/// A coroutine's wait reason: one writer (the coroutine, in `park_current`),
-/// any number of readers (diagnostics, on any thread).
-///
-/// The writer skips the write, and so the lock, when the reason has not
-/// changed since its last park (a coroutine looping on one channel); else a
-/// one-instruction spin lock (readers are rare and brief) guards the write.
+/// A coroutine's wait reason: written by the coroutine as it parks (and by
+/// a lock refreshing its waiters' records, see `sync/waitq.rs`), read by
+/// diagnostics on any thread. A one-instruction spin lock (an exchange to
+/// lock, a plain store to unlock) guards it: every holder only copies a
+/// small `Copy` value, so nobody spins for long, and the park path pays one
+/// locked instruction instead of a mutex's two.
 pub(crate) struct ReasonCell {
     locked: AtomicBool,
     v: UnsafeCell<WaitReason>,
 }
 
-// SAFETY: `v` is written only under `locked` (by its one writer) and read
-// by others only under `locked`; the writer's unlocked read cannot race,
-// since nobody else writes. `WaitReason` is plain `Copy` data.
+// SAFETY: `v` is only read or written with `locked` held; `WaitReason` is
+// plain `Copy` data.
 unsafe impl Sync for ReasonCell {}
 
 impl ReasonCell {
@@ -259,31 +261,24 @@ impl ReasonCell {
         ReasonCell { locked: AtomicBool::new(false), v: UnsafeCell::new(WaitReason::None) }
     }
 
-    fn lock(&self) {
+    fn with<R>(&self, f: impl FnOnce(&mut WaitReason) -> R) -> R {
         while self.locked.swap(true, Ordering::Acquire) {
             std::hint::spin_loop();
         }
-    }
-
-    /// Records `r`. Only the coroutine owning this cell may call it.
-    fn set_own(&self, r: WaitReason) {
-        // SAFETY: we are the only writer, so this read races with no write.
-        if unsafe { *self.v.get() } == r {
-            return;
-        }
-        self.lock();
-        // SAFETY: under the lock; readers hold it while they copy.
-        unsafe { *self.v.get() = r };
-        self.locked.store(false, Ordering::Release);
-    }
-
-    /// The current reason (any thread).
-    pub(crate) fn get(&self) -> WaitReason {
-        self.lock();
-        // SAFETY: under the lock, so the writer is not writing.
-        let r = unsafe { *self.v.get() };
+        // SAFETY: under the lock: exclusive access.
+        let r = f(unsafe { &mut *self.v.get() });
         self.locked.store(false, Ordering::Release);
         r
+    }
+
+    /// Records `r`.
+    pub(crate) fn set(&self, r: WaitReason) {
+        self.with(|v| *v = r);
+    }
+
+    /// The current reason.
+    pub(crate) fn get(&self) -> WaitReason {
+        self.with(|v| *v)
     }
 }
 
@@ -340,6 +335,7 @@ impl<T> JoinHandle<T> {
     ///
     /// Parks the calling coroutine, or blocks the calling OS thread.
     pub fn join(self) -> std::thread::Result<T> {
+        crate::park::note_thread();
         if !self.co.is_done() {
             *self.co.joiner.lock() = Some(Waiter::current());
             let _owner = crate::diag::deadlock::OwnerWait::new();
@@ -470,6 +466,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    crate::park::note_thread();
     let size = stack_size.unwrap_or(if flags & F_MAIN != 0 { rt.config.main_stack_size } else { rt.config.stack_size });
     let stack = Stack::new(size)?;
     let stack_size = stack.size();

@@ -58,7 +58,7 @@ pub use chan::{
     SendError, SendTimeoutError, Sender, TryIter, TryRecvError, TrySelectError, TrySendError,
 };
 pub use coroutine::{go, yield_now, Builder, Cancelled, JoinHandle};
-pub use diag::{coroutines, num_coroutines, stats, CoroutineInfo, CoroutineState, Stats, WaitReason};
+pub use diag::{coroutines, num_coroutines, stats, CoroutineInfo, CoroutineState, LockWait, Stats, WaitReason};
 pub use runtime::{run, BlockedCoroutine, DeadlockReport, RunError, Runtime, RuntimeBuilder};
 pub use sched::blocking::blocking;
 pub use select::{Select, SelectedOperation};

@@ -1,7 +1,8 @@
 //! Parking: the only way anything in goro waits.
 //!
 //! Owns: [`Waiter`], a handle to something that can block (a coroutine or a
-//! plain OS thread), and every suspend/resume of one.
+//! plain OS thread), every suspend/resume of one, and the registry of plain
+//! threads that the deadlock rule reads (`ACTIVE_PLAIN_THREADS`).
 //!
 //! Protocol (std's `thread::park` token semantics, for coroutines too):
 //!  1. `park(reason)` blocks the caller until a `wake()` arrives for it. A wake
@@ -19,10 +20,25 @@
 //! blocks the thread (`std::thread::park`). Both kinds of waiter can be mixed
 //! freely on one queue.
 //!
+//! Plain threads (neither a worker nor another goro-internal thread) register
+//! on their first goro call (`note_thread`: one thread-local byte test; the
+//! coroutine path never reaches it where the call already branches on
+//! "coroutine or thread", and pays that one test where it does not). A
+//! registered thread counts in `ACTIVE_PLAIN_THREADS` except while it is
+//! parked in an untimed goro wait (not `Blocking`, not I/O): the thread takes
+//! itself out of the count before parking, and whoever wakes it puts it back
+//! (`PlainThread::idle` decides which of the two does, by one swap), so a
+//! thread that was woken but has not been scheduled yet already counts.
+//! Every such return to activity bumps `PLAIN_WAKEUPS`. A thread-local
+//! destructor unregisters the thread when it exits.
+//!
 //! Lock order: no goro-internal lock may be held across `park()`; wake after
 //! unlocking (collect waiters, drop the lock, then wake).
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::diag::WaitReason;
@@ -40,6 +56,9 @@ pub struct Waiter {
 #[derive(Clone)]
 enum Repr {
     Coroutine(crate::coroutine::CoRef),
+    /// A registered plain thread (counted by the deadlock rule).
+    Plain(Arc<PlainThread>),
+    /// A goro-internal thread, or one that is exiting.
     Thread(std::thread::Thread),
 }
 
@@ -56,7 +75,25 @@ impl Waiter {
     pub(crate) fn current() -> Waiter {
         match crate::coroutine::current() {
             Some(co) => Waiter { repr: Repr::Coroutine(co) },
-            None => Waiter { repr: Repr::Thread(std::thread::current()) },
+            None => thread_waiter(),
+        }
+    }
+
+    /// The coroutine id behind this waiter, or 0 for a thread (lock holder
+    /// and wait-for bookkeeping).
+    pub(crate) fn coroutine_id(&self) -> u64 {
+        match &self.repr {
+            Repr::Coroutine(co) => co.id(),
+            _ => 0,
+        }
+    }
+
+    /// Records what a waiting coroutine waits on (shown by diagnostics, read
+    /// by the partial-deadlock search). For the waits that park with
+    /// [`park_recorded`], which keeps this record. No-op for threads.
+    pub(crate) fn set_wait(&self, reason: WaitReason) {
+        if let Repr::Coroutine(co) = &self.repr {
+            co.wait.set(reason);
         }
     }
 
@@ -64,6 +101,10 @@ impl Waiter {
     pub(crate) fn wake(&self) {
         match &self.repr {
             Repr::Coroutine(co) => co.wake(),
+            Repr::Plain(p) => {
+                p.set_active();
+                p.thread.unpark();
+            }
             Repr::Thread(t) => t.unpark(),
         }
     }
@@ -72,6 +113,7 @@ impl Waiter {
     pub(crate) fn id(&self) -> WaiterId {
         match &self.repr {
             Repr::Coroutine(co) => WaiterId::Coroutine(co.id()),
+            Repr::Plain(p) => WaiterId::Thread(p.thread.id()),
             Repr::Thread(t) => WaiterId::Thread(t.id()),
         }
     }
@@ -88,7 +130,8 @@ pub struct WaiterRef {
 
 enum RefRepr {
     Coroutine(std::ptr::NonNull<crate::coroutine::CoInner>),
-    Thread(std::thread::Thread),
+    /// A thread: its owned waiter (threads are rare on the hot path).
+    Thread(Waiter),
 }
 
 // SAFETY: the coroutine pointer is only used to take a new reference count
@@ -108,7 +151,7 @@ impl WaiterRef {
                 let p = unsafe { std::ptr::NonNull::new_unchecked(p as *mut _) };
                 WaiterRef { repr: RefRepr::Coroutine(p) }
             }
-            None => WaiterRef { repr: RefRepr::Thread(std::thread::current()) },
+            None => WaiterRef { repr: RefRepr::Thread(thread_waiter()) },
         }
     }
 
@@ -126,7 +169,7 @@ impl WaiterRef {
                     Waiter { repr: Repr::Coroutine(std::sync::Arc::from_raw(p.as_ptr() as *const _)) }
                 }
             }
-            RefRepr::Thread(t) => Waiter { repr: Repr::Thread(t.clone()) },
+            RefRepr::Thread(w) => w.clone(),
         }
     }
 }
@@ -135,7 +178,7 @@ impl fmt::Debug for WaiterRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             RefRepr::Coroutine(p) => write!(f, "WaiterRef(coroutine {:p})", p.as_ptr()),
-            RefRepr::Thread(t) => write!(f, "WaiterRef({:?})", t.id()),
+            RefRepr::Thread(w) => write!(f, "WaiterRef({w:?})"),
         }
     }
 }
@@ -150,8 +193,17 @@ impl fmt::Debug for Waiter {
 /// spuriously, a wake before the park is not lost). `reason` is what
 /// diagnostics and the deadlock report show while it waits.
 pub(crate) fn park(reason: WaitReason) {
-    if !crate::coroutine::park_current(reason, None) {
-        std::thread::park();
+    if !crate::coroutine::park_current(Some(reason), None) {
+        park_thread(reason, None);
+    }
+}
+
+/// Like [`park`], but a coroutine keeps the wait reason recorded with
+/// [`Waiter::set_wait`] (which others may refresh while it waits: see
+/// `sync/waitq.rs`). `kind` only tells a thread's park what it waits on.
+pub(crate) fn park_recorded(kind: WaitReason) {
+    if !crate::coroutine::park_current(None, None) {
+        park_thread(kind, None);
     }
 }
 
@@ -161,12 +213,149 @@ pub(crate) fn park_deadline(reason: WaitReason, deadline: Option<Instant>) {
     match deadline {
         None => park(reason),
         Some(d) => {
-            if !crate::coroutine::park_current(reason, Some(d)) {
-                let now = Instant::now();
-                if d > now {
-                    std::thread::park_timeout(d - now);
-                }
+            if !crate::coroutine::park_current(Some(reason), Some(d)) {
+                park_thread(reason, Some(d));
             }
         }
+    }
+}
+
+/// The thread side of a park. An untimed wait on goro parties takes a
+/// registered plain thread out of the active count for its duration; a
+/// timed one, `goro::blocking` and I/O do not (the thread will go on by
+/// itself, or something outside goro will wake it).
+fn park_thread(reason: WaitReason, deadline: Option<Instant>) {
+    let _idle = match (deadline, reason) {
+        (None, WaitReason::Blocking | WaitReason::Io { .. }) | (Some(_), _) => None,
+        (None, _) => Idle::enter(),
+    };
+    match deadline {
+        None => std::thread::park(),
+        Some(d) => {
+            let now = Instant::now();
+            if d > now {
+                std::thread::park_timeout(d - now);
+            }
+        }
+    }
+}
+
+/// Registered plain threads not parked in an untimed goro wait. A global
+/// deadlock needs this to be zero (see `sched::Shared::looks_deadlocked`).
+pub(crate) static ACTIVE_PLAIN_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Bumped each time a registered plain thread becomes active again (woken
+/// from an untimed goro wait), so the detector sees activity that began and
+/// ended between two of its looks.
+pub(crate) static PLAIN_WAKEUPS: AtomicU64 = AtomicU64::new(0);
+
+/// `KIND` values: what this thread is to the deadlock rule.
+const UNKNOWN: u8 = 0; // has made no goro call yet
+const INTERNAL: u8 = 1; // a worker or other goro thread: never counted
+const PLAIN: u8 = 2; // registered: counted in ACTIVE_PLAIN_THREADS
+const GONE: u8 = 3; // exiting (its registration is dropped): never counted again
+
+thread_local! {
+    /// One of the `KIND` values above. `const` and without a destructor, so
+    /// reading it is a single load.
+    static KIND: Cell<u8> = const { Cell::new(UNKNOWN) };
+    /// The registration of a plain thread; its destructor unregisters.
+    static RECORD: RefCell<Option<Registration>> = const { RefCell::new(None) };
+}
+
+/// A registered plain thread, shared with the waiters it leaves on queues.
+pub(crate) struct PlainThread {
+    thread: std::thread::Thread,
+    /// Parked in an untimed goro wait and taken out of the active count.
+    /// Whoever swaps it back to false (a waker, or the thread itself when
+    /// its park returns) puts the thread back into the count: exactly once.
+    idle: AtomicBool,
+}
+
+impl PlainThread {
+    fn set_active(&self) {
+        // SeqCst on all three: the detector reads the counters with SeqCst
+        // together with the workers' sleep count and timer counts.
+        if self.idle.swap(false, Ordering::SeqCst) {
+            ACTIVE_PLAIN_THREADS.fetch_add(1, Ordering::SeqCst);
+            PLAIN_WAKEUPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+struct Registration(Arc<PlainThread>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // The thread is exiting, so it is not parked: it is counted once.
+        KIND.with(|k| k.set(GONE));
+        ACTIVE_PLAIN_THREADS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Notes that the calling thread makes a goro call: a plain thread's first
+/// one registers it. Costs one thread-local byte test afterwards.
+#[inline]
+pub(crate) fn note_thread() {
+    if KIND.with(Cell::get) == UNKNOWN {
+        register();
+    }
+}
+
+#[cold]
+fn register() {
+    if crate::sched::with_worker(|_| ()).is_some() {
+        KIND.with(|k| k.set(INTERNAL));
+        return;
+    }
+    // During thread-local teardown no new registration can be kept.
+    let ok = RECORD.try_with(|r| {
+        let rec = Arc::new(PlainThread { thread: std::thread::current(), idle: AtomicBool::new(false) });
+        ACTIVE_PLAIN_THREADS.fetch_add(1, Ordering::SeqCst);
+        *r.borrow_mut() = Some(Registration(rec));
+    });
+    KIND.with(|k| k.set(if ok.is_ok() { PLAIN } else { GONE }));
+}
+
+/// Marks the calling thread as part of goro (workers, the monitor, the timer
+/// driver, the poller, the blocking pool): never counted as a plain thread.
+pub(crate) fn mark_internal_thread() {
+    KIND.with(|k| k.set(INTERNAL));
+}
+
+fn registered() -> Option<Arc<PlainThread>> {
+    if KIND.with(Cell::get) != PLAIN {
+        return None;
+    }
+    RECORD.try_with(|r| r.borrow().as_ref().map(|g| g.0.clone())).ok().flatten()
+}
+
+fn thread_waiter() -> Waiter {
+    note_thread();
+    match registered() {
+        Some(p) => Waiter { repr: Repr::Plain(p) },
+        None => Waiter { repr: Repr::Thread(std::thread::current()) },
+    }
+}
+
+/// A registered plain thread parked in an untimed goro wait, out of the
+/// active count until it is woken or the park returns.
+struct Idle(Arc<PlainThread>);
+
+impl Idle {
+    fn enter() -> Option<Idle> {
+        note_thread();
+        let p = registered()?;
+        // Flag first, then leave the count: a waker that swaps the flag in
+        // between adds the thread back before it left, never after.
+        p.idle.store(true, Ordering::SeqCst);
+        ACTIVE_PLAIN_THREADS.fetch_sub(1, Ordering::SeqCst);
+        Some(Idle(p))
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        self.0.set_active();
     }
 }

@@ -140,6 +140,24 @@ impl BlockedCoroutine {
             (w, _) => w.to_string(),
         }
     }
+
+    /// The text identical waiters are grouped by: a lock waiter queued
+    /// behind another party drops that party's id, so a queue of 10 000 on
+    /// one lock is one line.
+    fn group_text(&self) -> String {
+        match self.wait {
+            WaitReason::MutexLock { lock, wait_for } if wait_for.ahead.is_some() => {
+                format!("Mutex.lock (mutex#{lock}) queued")
+            }
+            WaitReason::RwLockRead { lock, wait_for } if wait_for.ahead.is_some() => {
+                format!("RwLock.read (rwlock#{lock}) queued")
+            }
+            WaitReason::RwLockWrite { lock, wait_for } if wait_for.ahead.is_some() => {
+                format!("RwLock.write (rwlock#{lock}) queued")
+            }
+            _ => self.wait_text(),
+        }
+    }
 }
 
 /// What the deadlock detector found: every blocked coroutine and what it
@@ -186,28 +204,34 @@ impl DeadlockReport {
 impl fmt::Display for DeadlockReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Group by (name, spawn site, wait text) so 10 000 identical workers
-        // are one line.
-        let mut groups: Vec<(String, String, String, Vec<u64>, bool)> = Vec::new();
+        // are one line; a lone member shows its full wait text.
+        struct Group<'a> {
+            first: &'a BlockedCoroutine,
+            key: String,
+            ids: Vec<u64>,
+        }
+        let mut groups: Vec<Group<'_>> = Vec::new();
         for b in &self.blocked {
-            let name = b.name.clone().unwrap_or_default();
-            let wait = b.wait_text();
-            match groups.iter_mut().find(|g| g.0 == name && g.1 == b.spawned_at && g.2 == wait && !b.is_main) {
-                Some(g) => g.3.push(b.id),
-                None => groups.push((name, b.spawned_at.clone(), wait, vec![b.id], b.is_main)),
+            let key = b.group_text();
+            let same = |g: &&mut Group<'_>| {
+                !b.is_main && g.first.name == b.name && g.first.spawned_at == b.spawned_at && g.key == key
+            };
+            match groups.iter_mut().find(same) {
+                Some(g) => g.ids.push(b.id),
+                None => groups.push(Group { first: b, key, ids: vec![b.id] }),
             }
         }
-        for (name, at, wait, ids, main) in groups {
-            let who = if main {
-                "main".to_string()
-            } else if name.is_empty() {
-                String::new()
-            } else {
-                format!("\"{name}\"")
+        for g in groups {
+            let at = &g.first.spawned_at;
+            let who = match &g.first.name {
+                _ if g.first.is_main => "main".to_string(),
+                Some(name) if !name.is_empty() => format!("\"{name}\""),
+                _ => String::new(),
             };
-            if ids.len() == 1 {
-                writeln!(f, "  coroutine #{} {who} [{wait}] spawned at {at}", ids[0])?;
+            if let [id] = g.ids[..] {
+                writeln!(f, "  coroutine #{id} {who} [{}] spawned at {at}", g.first.wait_text())?;
             } else {
-                writeln!(f, "  {} coroutines {who} [{wait}] spawned at {at} (ids #{}..)", ids.len(), ids[0])?;
+                writeln!(f, "  {} coroutines {who} [{}] spawned at {at} (ids #{}..)", g.ids.len(), g.key, g.ids[0])?;
             }
         }
         Ok(())
@@ -258,7 +282,7 @@ impl RuntimeBuilder {
     }
 
     /// What to do when coroutines wait on each other in a cycle (joins,
-    /// mutexes) while the rest of the program runs on: report on stderr
+    /// `Mutex`es, `RwLock`s) while the rest of the program runs on: report on stderr
     /// (default), make their blocked calls panic with the report, or ignore.
     pub fn on_partial_deadlock(mut self, policy: crate::diag::PartialDeadlockPolicy) -> Self {
         self.partial_policy = policy;
@@ -412,7 +436,64 @@ impl Runtime {
     /// # Errors
     ///
     /// [`RunError::Panic`] if main panicked, [`RunError::Deadlock`] if the
-    /// detector found that nothing could run again while main was blocked.
+    /// detector found that nothing could run again while main was blocked
+    /// (the rule below).
+    ///
+    /// # The deadlock rule
+    ///
+    /// With [`RuntimeBuilder::detect_deadlocks`] on (the default), the session
+    /// ends with [`RunError::Deadlock`] once all of these have held without a
+    /// break for the *grace period* of 500 ms, during which no coroutine of
+    /// this runtime was resumed and no registered plain thread (below) was
+    /// woken from a goro wait:
+    ///
+    /// 1. every worker of this runtime is asleep with nothing queued (so main
+    ///    and every other started coroutine is parked);
+    /// 2. no timer is pending: no coroutine of this runtime in `sleep` or a
+    ///    `*_timeout` call, and no channel timer (`after`, `tick`, `Timer`,
+    ///    `Ticker`) armed anywhere in the process;
+    /// 3. no `goro::blocking` job of this runtime is running, and none of its
+    ///    coroutines waits on a socket or on another runtime's `run`;
+    /// 4. no *active* plain thread exists.
+    ///
+    /// A *plain thread* is any OS thread that is not a goro thread (workers of
+    /// any runtime, the blocking pool, goro's timer, poller and monitor
+    /// threads). It is *registered* from its first goro call: a channel
+    /// operation (`send`, `recv`, their `try_` and `_timeout` forms, `close`,
+    /// `select!`, `Select`), a `goro::sync` lock, wait or acquire,
+    /// `WaitGroup::add`/`done`, a `call_once` that finds its `Once` not yet
+    /// complete, `JoinHandle::join`, `goro::time::{sleep, after, tick}`,
+    /// starting or resetting a `Timer` or `Ticker`, `go`/`spawn`, or `run`. A registered thread is active at all times except while it
+    /// is parked inside an untimed goro wait: a blocking `send`, `recv` or
+    /// select without timeout, `lock`, `read`, `write`, `acquire`,
+    /// `WaitGroup::wait`, `Once::call_once`, `join`, or `run` itself. Waits
+    /// with a timeout, `goro::time::sleep`, `goro::blocking` and socket waits
+    /// keep it active (it will go on by itself). It is unregistered when it
+    /// exits. The thread that calls `run` is parked in `run` for the whole
+    /// session, so it never holds off its own runtime's verdict.
+    ///
+    /// What a program that feeds channels from plain threads must know:
+    ///
+    /// * Once a feeder thread has made one goro call, it holds off the verdict
+    ///   for as long as it runs outside goro: between two sends it may
+    ///   compute, sleep or block on std I/O for as long as it likes.
+    /// * A thread that has not made any goro call yet is covered only by the
+    ///   grace period: if all coroutines wait on it and it makes its first
+    ///   goro call more than 500 ms later, the session is reported as
+    ///   deadlocked. Make a goro call first (e.g. send early, or start the
+    ///   thread from code that already did), or let the waiting coroutine use
+    ///   a timeout.
+    /// * A registered thread that then blocks elsewhere for ever (a std
+    ///   `Mutex`, a std channel, `std::thread::JoinHandle::join`, stdin)
+    ///   keeps every runtime of the process from a verdict. This is a false
+    ///   negative by design: the detector never reports a deadlock while a
+    ///   thread that has used goro could still act.
+    /// * Runtimes do not see into each other. Another runtime's coroutines
+    ///   feeding this one are covered only by the grace period, like threads
+    ///   that have not called goro yet; and a plain thread parked in a goro
+    ///   wait that only another runtime can end (e.g. in that runtime's
+    ///   `run`) counts as not active. Programs that make runtimes talk to
+    ///   each other should turn detection off or use timeouts.
     ///
     /// # Panics
     ///
@@ -531,7 +612,13 @@ impl Drop for Runtime {
 ///
 /// * A panic in `f` is resumed in the caller.
 /// * A deadlock panics with a message whose first line is
-///   `all coroutines are asleep - deadlock!`, followed by the report.
+///   `all coroutines are asleep - deadlock!`, followed by the report. The
+///   rule is [`Runtime::run`]'s: every coroutine parked, no timer, blocking
+///   job or socket wait pending, and no *active* plain thread, for a grace
+///   period of 500 ms. A plain thread that has made a goro call counts as
+///   active until it exits, except while it is parked in an untimed goro
+///   wait (the thread calling `run` is, for the whole session); one that has
+///   not made any goro call yet is covered only by the grace period.
 /// * A bad `GORO_WORKERS` panics with the reason.
 ///
 /// ```
@@ -578,6 +665,7 @@ fn monitor(rt: std::sync::Weak<Shared>) {
     let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
     let mut nap = Duration::from_millis(10);
     let mut partial_tick = 0u64;
+    park::mark_internal_thread();
     loop {
         // park_timeout: `Runtime::drop` unparks us so shutdown never waits a nap.
         std::thread::park_timeout(nap);

@@ -427,6 +427,7 @@ fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[usize], winner: Opti
 /// (its result is stored in it), or `None` if `mode` gave up.
 #[doc(hidden)]
 pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<usize> {
+    crate::park::note_thread();
     let n = cases.len();
     // Lock order: by channel address, `never` cases left out.
     let mut order_buf = Idx::new(n);
@@ -642,6 +643,7 @@ impl<'a> Select<'a> {
     }
 
     fn run(&mut self, mode: Mode) -> Option<SelectedOperation<'a>> {
+        crate::park::note_thread();
         let deadline = match mode {
             Mode::Until(d) => d,
             _ => None,

@@ -317,3 +317,314 @@ fn sigquit_dumps_every_coroutine() {
     assert!(out.status.success(), "{:?} {err}", out.status);
     assert!(err.contains("\"quit-me\" [recv on chan#"), "{err}");
 }
+
+/// A feeder thread that sends, then stays away from goro (std sleep) for
+/// twice the grace period, then sends again and exits.
+fn feeder(tx: goro::Sender<i32>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        tx.send(1).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        tx.send(2).unwrap();
+    })
+}
+
+#[test]
+fn plain_thread_that_used_goro_and_sleeps_is_not_a_deadlock() {
+    // Buffered: the first send completes without waking or parking anyone.
+    let v = rt()
+        .run(|| {
+            let (tx, rx) = chan::<i32>(1);
+            let _t = feeder(tx);
+            goro::time::sleep(Duration::from_millis(50));
+            (rx.recv().unwrap(), rx.recv().unwrap())
+        })
+        .unwrap();
+    assert_eq!(v, (1, 2));
+    // Unbuffered: the first send hands off to main, which then waits again.
+    let v = rt()
+        .run(|| {
+            let (tx, rx) = chan::<i32>(0);
+            let _t = feeder(tx);
+            (rx.recv().unwrap(), rx.recv().unwrap())
+        })
+        .unwrap();
+    assert_eq!(v, (1, 2));
+}
+
+#[test]
+fn deadlock_is_reported_after_the_plain_feeder_exits() {
+    let rep = report_of(rt().run(|| {
+        let (tx, rx) = chan::<i32>(1);
+        let t = feeder(tx);
+        assert_eq!((rx.recv().unwrap(), rx.recv().unwrap()), (1, 2));
+        goro::blocking(move || t.join().unwrap());
+        let (_keep, stuck) = chan::<u8>(0);
+        stuck.recv().unwrap()
+    }));
+    let main = &rep.blocked[0];
+    assert!(main.is_main);
+    assert!(matches!(main.wait, WaitReason::Recv { cap: 0, .. }), "verdict came too early: {rep}");
+}
+
+#[test]
+fn plain_thread_parked_in_goro_does_not_prevent_a_verdict() {
+    let rep = report_of(rt().run(|| {
+        let (_keep_a, a) = chan::<u8>(0);
+        let (keep_b, b) = chan::<u8>(0);
+        // This thread has used goro and now waits in goro, untimed: it is not
+        // active, so it cannot feed anyone.
+        std::thread::spawn(move || {
+            let _keep = keep_b;
+            let _ = b.recv();
+        });
+        goro::time::sleep(Duration::from_millis(50));
+        a.recv().unwrap()
+    }));
+    assert!(rep.blocked[0].is_main && rep.to_string().contains("recv on chan#"), "{rep}");
+}
+
+fn partial_panics() -> Runtime {
+    Runtime::builder().workers(2).on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic).build().unwrap()
+}
+
+type Lock = std::sync::Arc<goro::sync::RwLock<u32>>;
+
+/// Spawns two named coroutines, lets unrelated work finish while they run,
+/// and returns (ids, the panic texts of their joins).
+fn pair_with_rest(
+    a: (&str, impl FnOnce() + Send + 'static),
+    b: (&str, impl FnOnce() + Send + 'static),
+) -> ((u64, u64), Vec<String>) {
+    partial_panics()
+        .run({
+            let (an, af) = (a.0.to_string(), a.1);
+            let (bn, bf) = (b.0.to_string(), b.1);
+            move || {
+                let a = goro::Builder::new().name(an).spawn(af).unwrap();
+                let b = goro::Builder::new().name(bn).spawn(bf).unwrap();
+                let ids = (a.id(), b.id());
+                // Unrelated work finishes while the two are stuck.
+                let rest: u64 = (0..100u64).map(|i| goro::go(move || i).join().unwrap()).sum();
+                assert_eq!(rest, 4950);
+                let msgs = [a.join(), b.join()].into_iter().filter_map(|r| r.err().map(panic_text)).collect();
+                (ids, msgs)
+            }
+        })
+        .unwrap()
+}
+
+#[test]
+fn partial_rwlock_write_inversion() {
+    let (l1, l2): (Lock, Lock) = Default::default();
+    let (a1, a2, b1, b2) = (l1.clone(), l2.clone(), l1, l2);
+    let ((a, b), msgs) = pair_with_rest(
+        ("writes-12", move || {
+            let _g1 = a1.write();
+            goro::time::sleep(Duration::from_millis(50));
+            let _g2 = a2.write();
+        }),
+        ("writes-21", move || {
+            let _g2 = b2.write();
+            goro::time::sleep(Duration::from_millis(50));
+            let _g1 = b1.write();
+        }),
+    );
+    let msg = msgs.first().expect("the cycle's blocked writes panic");
+    assert!(msg.contains("partial deadlock"), "{msg}");
+    assert!(msg.contains("\"writes-12\"") && msg.contains("\"writes-21\""), "{msg}");
+    assert!(msg.contains(&format!("#{a} \"writes-12\" [RwLock.write (rwlock#")), "{msg}");
+    assert!(msg.contains(&format!(") held by #{b}]")) && msg.contains(&format!(") held by #{a}]")), "{msg}");
+}
+
+#[test]
+fn partial_mutex_rwlock_mixed_inversion() {
+    let m = std::sync::Arc::new(Mutex::new(0));
+    let l: Lock = Default::default();
+    let (am, al, bm, bl) = (m.clone(), l.clone(), m, l);
+    let ((a, b), msgs) = pair_with_rest(
+        ("mutex-then-write", move || {
+            let _g = am.lock();
+            goro::time::sleep(Duration::from_millis(50));
+            let _w = al.write();
+        }),
+        ("read-then-mutex", move || {
+            let _r = bl.read();
+            goro::time::sleep(Duration::from_millis(50));
+            let _g = bm.lock();
+        }),
+    );
+    let msg = msgs.first().expect("the cycle's blocked calls panic");
+    assert!(msg.contains("partial deadlock"), "{msg}");
+    assert!(msg.contains("RwLock.write (rwlock#") && msg.contains(&format!("held by readers #{b}]")), "{msg}");
+    assert!(msg.contains("Mutex.lock (mutex#") && msg.contains(&format!("held by #{a}]")), "{msg}");
+}
+
+#[test]
+fn partial_read_again_behind_a_waiting_writer() {
+    // Writers are preferred: a read lock taken again while a writer waits
+    // queues behind that writer, which waits for the first read hold.
+    let l: Lock = Default::default();
+    let (rl, wl) = (l.clone(), l);
+    let ((r, w), msgs) = pair_with_rest(
+        ("reads-twice", move || {
+            let _r1 = rl.read();
+            goro::time::sleep(Duration::from_millis(80));
+            let _r2 = rl.read();
+        }),
+        ("writer", move || {
+            goro::time::sleep(Duration::from_millis(20));
+            let _w = wl.write();
+        }),
+    );
+    let msg = msgs.first().expect("the cycle's blocked calls panic");
+    assert!(msg.contains("RwLock.read (rwlock#") && msg.contains(&format!("queued behind #{w}]")), "{msg}");
+    assert!(msg.contains(&format!("held by readers #{r}]")), "{msg}");
+}
+
+#[test]
+fn rwlock_wait_names_its_holders() {
+    let rep = report_of(rt().run(|| {
+        let l: Lock = Default::default();
+        let (tx, rx) = chan::<()>(0);
+        let _keep = tx;
+        let readers: Vec<u64> = (0..2)
+            .map(|i| {
+                let (l, rx) = (l.clone(), rx.clone());
+                goro::Builder::new()
+                    .name(format!("reader-{i}"))
+                    .spawn(move || {
+                        let _r = l.read();
+                        let _ = rx.recv();
+                    })
+                    .unwrap()
+                    .id()
+            })
+            .collect();
+        goro::time::sleep(Duration::from_millis(50));
+        let _w = l.write();
+        readers
+    }));
+    let main = &rep.blocked[0];
+    assert!(matches!(main.wait, WaitReason::RwLockWrite { .. }), "{:?}", main.wait);
+    let text = rep.to_string();
+    assert!(text.contains("RwLock.write (rwlock#") && text.contains("held by readers #"), "{text}");
+    let ids: Vec<u64> = rep
+        .blocked
+        .iter()
+        .filter(|b| b.name.as_deref().is_some_and(|n| n.starts_with("reader-")))
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(ids.len(), 2, "{text}");
+    for id in ids {
+        assert!(main.wait_text().contains(&format!("#{id}")), "{text}");
+    }
+}
+
+type Body = Box<dyn FnOnce() + Send>;
+
+/// Runs named bodies as coroutines under the Panic policy and returns the
+/// panic texts of those whose join failed.
+fn run_all_partial(bodies: Vec<(&'static str, Body)>) -> Vec<String> {
+    partial_panics()
+        .run(move || {
+            let hs: Vec<_> = bodies.into_iter().map(|(n, f)| goro::Builder::new().name(n).spawn(f).unwrap()).collect();
+            hs.into_iter().filter_map(|h| h.join().err().map(panic_text)).collect::<Vec<_>>()
+        })
+        .unwrap()
+}
+
+#[test]
+fn partial_search_ignores_a_former_mutex_holder() {
+    // "h" hands the mutex to "a" (first in line) and then waits for "b";
+    // "b", queued behind "a", waits for "a", not for its former holder "h".
+    let (m, m2) = (std::sync::Arc::new(Mutex::new(())), std::sync::Arc::new(Mutex::new(())));
+    let (hm, hm2, am, bm, bm2) = (m.clone(), m2.clone(), m.clone(), m, m2);
+    let sleep = |ms| goro::time::sleep(Duration::from_millis(ms));
+    let failed = run_all_partial(vec![
+        (
+            "h",
+            Box::new(move || {
+                let g = hm.lock();
+                sleep(60);
+                drop(g);
+                let _g2 = hm2.lock();
+            }),
+        ),
+        (
+            "a",
+            Box::new(move || {
+                sleep(15);
+                let _g = am.lock();
+                sleep(2500);
+            }),
+        ),
+        (
+            "b",
+            Box::new(move || {
+                let _g2 = bm2.lock();
+                sleep(30);
+                let _g = bm.lock();
+            }),
+        ),
+    ]);
+    assert!(failed.is_empty(), "false partial deadlock: {failed:?}");
+}
+
+#[test]
+fn partial_search_follows_released_read_holds() {
+    // "w" waits to write while "r1" and "r2" read; "r1" leaves and then waits
+    // for a mutex "w" holds. "w" now waits only for "r2", which is busy.
+    let m = std::sync::Arc::new(Mutex::new(()));
+    let l: Lock = Default::default();
+    let (wm, wl, r1m, r1l, r2l) = (m.clone(), l.clone(), m, l.clone(), l);
+    let sleep = |ms| goro::time::sleep(Duration::from_millis(ms));
+    let failed = run_all_partial(vec![
+        (
+            "r1",
+            Box::new(move || {
+                let r = r1l.read();
+                sleep(60);
+                drop(r);
+                let _g = r1m.lock();
+            }),
+        ),
+        (
+            "r2",
+            Box::new(move || {
+                let _r = r2l.read();
+                sleep(2500);
+            }),
+        ),
+        (
+            "w",
+            Box::new(move || {
+                let _g = wm.lock();
+                sleep(30);
+                let _w = wl.write();
+            }),
+        ),
+    ]);
+    assert!(failed.is_empty(), "false partial deadlock: {failed:?}");
+}
+
+#[test]
+fn a_long_lock_queue_is_grouped() {
+    let rep = report_of(rt().run(|| {
+        let m = std::sync::Arc::new(Mutex::new(0));
+        let l: Lock = Default::default();
+        let _g = m.lock();
+        let _w = l.write();
+        for _ in 0..1000 {
+            let (m, l) = (m.clone(), l.clone());
+            goro::Builder::new().name("locker").spawn(move || *m.lock() += 1).unwrap();
+            goro::Builder::new().name("reader").spawn(move || *l.read()).unwrap();
+        }
+        let (_keep, rx) = chan::<()>(0);
+        rx.recv().unwrap()
+    }));
+    let text = rep.to_string();
+    assert!(text.lines().count() < 10, "not grouped: {}", &text[..text.len().min(800)]);
+    assert!(text.contains("\"locker\" [Mutex.lock (mutex#") && text.contains(") held by #"), "{text}");
+    assert!(text.contains("coroutines \"locker\" [Mutex.lock (mutex#") && text.contains(") queued]"), "{text}");
+    assert!(text.contains("coroutines \"reader\" [RwLock.read (rwlock#"), "{text}");
+}

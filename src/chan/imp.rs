@@ -421,6 +421,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+        park::note_thread();
         let mut g = self.lock();
         let v = match self.try_send_locked(&mut g, v) {
             Ok(w) => {
@@ -467,6 +468,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        park::note_thread();
         let mut g = self.lock();
         match self.try_recv_locked(&mut g) {
             Ok((v, w, obs)) => {
@@ -519,6 +521,7 @@ impl<T> Chan<T> {
 
     /// Closes for everyone. True if this call closed it.
     pub(crate) fn close(&self) -> bool {
+        park::note_thread();
         let mut g = self.lock();
         if g.closed {
             return false;

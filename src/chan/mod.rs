@@ -113,6 +113,7 @@ impl<T> Sender<T> {
     ///
     /// `Full(v)` if it would block, `Closed(v)` if closed.
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
+        crate::park::note_thread();
         let mut g = self.chan.lock();
         let w = self.chan.try_send_locked(&mut g, v)?;
         drop(g);
@@ -180,6 +181,7 @@ impl<T> Receiver<T> {
     /// `Empty` if nothing is there, `Closed` if closed and drained.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let Some(c) = &self.chan else { return Err(TryRecvError::Empty) };
+        crate::park::note_thread();
         let mut g = c.lock();
         let (v, w, obs) = c.try_recv_locked(&mut g)?;
         drop(g);

@@ -4,19 +4,37 @@
 //! found cycle does ([`PartialDeadlockPolicy`]), `dump()`, and the SIGQUIT
 //! dump thread.
 //!
-//! A *partial* deadlock is a cycle of coroutines each waiting on something
-//! whose owner is known: `join` of a coroutine (exact), or a `Mutex` held by
-//! a coroutine (the holder recorded when the wait began). The rest of the
-//! program may run on, so Go's global rule never sees it. The wait-for graph
-//! has at most one edge per parked coroutine, so cycles are found in one
-//! linear pass. To avoid acting on a stale mutex holder, a cycle must be seen
-//! on two consecutive monitor passes, with every member still parked and the
-//! runtime's resume count of its members unchanged... (the members are
-//! parked, so they cannot have run: a cycle seen twice is a cycle).
+//! The *global* rule lives in `sched::Shared::{looks_deadlocked,
+//! check_stall}` and is documented for users on `Runtime::run`: all workers
+//! asleep, no timer, blocking job or socket wait, and zero *active* plain
+//! threads, stable for a 500 ms grace period with nothing resumed and no
+//! plain thread woken. A plain thread (not a worker or other goro thread)
+//! registers on its first goro call and is active except while parked in an
+//! untimed goro wait (`park.rs` keeps the count; the waker re-counts it
+//! before it runs). Threads that never called goro are covered by the grace
+//! period only. A registered thread blocked outside goro for ever prevents
+//! every verdict: a false negative by design, never a false positive.
 //!
-//! Cost: nothing on the hot path; the monitor runs this every ~100 ms.
+//! A *partial* deadlock is a cycle of coroutines each waiting on something
+//! whose owner is known: `join` of a coroutine (exact), or a `Mutex` or
+//! `RwLock` (`diag::LockWait`: the holders if first in line, else the party
+//! queued just ahead; the lock rewrites the record under its queue lock
+//! whenever that changes). The rest of the program may run on, so the
+//! global rule never sees it. Each such wait needs *every* one of its
+//! targets to move (a writer needs all read holders to leave), so any cycle
+//! of wait-for edges is a deadlock (no knot needed). A writer waiting on
+//! several readers has several edges, so a pass finds the strongly connected
+//! components (Tarjan, linear) and reports each one that has a cycle. Plain
+//! threads are unknown owners: they have no node, so they break cycles
+//! (false negatives only). A record can be stale only between a grant and
+//! the wake that follows the unlock (the grantee is still parked for a
+//! moment), so a cycle is acted on only when seen on two consecutive passes
+//! with every member parked.
+//!
+//! Cost: nothing on the hot path; the monitor runs this every ~100 ms, and
+//! only while some party waits on a join or a lock (`OWNER_WAITS`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
@@ -26,8 +44,9 @@ use std::sync::atomic::AtomicUsize;
 use super::WaitReason;
 
 /// Parties parked right now on a wait whose owner is known (`join`,
-/// `Mutex::lock`), process-wide. The monitor skips the cycle search while it
-/// is zero, so programs that never block on those pay nothing.
+/// `Mutex::lock`, `RwLock::{read, write}`), process-wide. The monitor skips
+/// the cycle search while it is zero, so programs that never block on those
+/// pay nothing.
 pub(crate) static OWNER_WAITS: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts one owner-known wait while alive (also when unwinding).
@@ -61,11 +80,14 @@ pub enum PartialDeadlockPolicy {
     Ignore,
 }
 
-fn edge(c: &CoRef) -> Option<u64> {
-    match c.wait.get() {
-        WaitReason::Join { id } => Some(id),
-        WaitReason::MutexLock { holder, .. } if holder != 0 => Some(holder),
-        _ => None,
+/// The coroutines a wait waits for: its wait-for edges.
+fn edges(w: &WaitReason) -> Vec<u64> {
+    match w {
+        WaitReason::Join { id } => vec![*id],
+        WaitReason::MutexLock { wait_for, .. }
+        | WaitReason::RwLockRead { wait_for, .. }
+        | WaitReason::RwLockWrite { wait_for, .. } => wait_for.edges().collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -73,48 +95,109 @@ fn edge(c: &CoRef) -> Option<u64> {
 /// cycles (as member lists) that were also seen on the previous pass.
 pub(crate) fn find_cycles(rt: &Shared) -> Vec<Vec<CoRef>> {
     let all = rt.all_coroutines();
-    let parked: HashMap<u64, &CoRef> = all
-        .iter()
-        .filter(|c| c.state.load(Ordering::Acquire) == PARKED && edge(c).is_some())
-        .map(|c| (c.id, c))
-        .collect();
-    let mut done: HashSet<u64> = HashSet::new();
-    let mut cycles: Vec<Vec<u64>> = Vec::new();
-    for &start in parked.keys() {
-        if done.contains(&start) {
+    // Nodes: parked coroutines with an owner-known wait, not yet handled.
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut nodes: Vec<(&CoRef, Vec<u64>)> = Vec::new();
+    for c in &all {
+        if c.state.load(Ordering::Acquire) != PARKED || c.has_flag(F_PARTIAL) {
             continue;
         }
-        let mut path: Vec<u64> = Vec::new();
-        let mut at = start;
-        loop {
-            if let Some(pos) = path.iter().position(|&x| x == at) {
-                let mut cyc = path[pos..].to_vec();
-                cyc.sort_unstable();
-                cycles.push(cyc);
-                break;
-            }
-            if done.contains(&at) {
-                break;
-            }
-            let Some(c) = parked.get(&at) else { break };
-            if c.has_flag(F_PARTIAL) {
-                break; // already handled
-            }
-            path.push(at);
-            match edge(c) {
-                Some(next) => at = next,
-                None => break,
-            }
+        let out = edges(&c.wait.get());
+        if !out.is_empty() {
+            index.insert(c.id, nodes.len());
+            nodes.push((c, out));
         }
-        done.extend(path);
     }
+    let adj: Vec<Vec<usize>> =
+        nodes.iter().map(|(_, out)| out.iter().filter_map(|id| index.get(id).copied()).collect()).collect();
+    let cycles: Vec<Vec<u64>> = strongly_connected(&adj)
+        .into_iter()
+        .filter(|comp| comp.len() > 1 || adj[comp[0]].contains(&comp[0]))
+        .map(|comp| {
+            let mut ids: Vec<u64> = comp.iter().map(|&i| nodes[i].0.id).collect();
+            ids.sort_unstable();
+            ids
+        })
+        .collect();
     let mut prev = rt.partial_seen.lock();
     let confirmed: Vec<Vec<u64>> = cycles.iter().filter(|c| prev.contains(*c)).cloned().collect();
     *prev = cycles;
     confirmed
         .into_iter()
-        .map(|cyc| cyc.iter().filter_map(|id| parked.get(id).map(|c| (*c).clone())).collect())
+        .map(|cyc| cyc.iter().filter_map(|id| index.get(id).map(|&i| nodes[i].0.clone())).collect())
         .collect()
+}
+
+/// The strongly connected components of a graph given as adjacency lists
+/// (Tarjan's algorithm, with an explicit stack: the graph may have
+/// thousands of nodes).
+fn strongly_connected(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    const UNSEEN: usize = usize::MAX;
+    struct Walk {
+        /// Visit order of each node (UNSEEN before), and the lowest order
+        /// reachable from it through the current search tree.
+        order: Vec<usize>,
+        low: Vec<usize>,
+        on_stack: Vec<bool>,
+        stack: Vec<usize>,
+        /// The recursion, made explicit: (node, next edge to follow).
+        calls: Vec<(usize, usize)>,
+        next: usize,
+    }
+    impl Walk {
+        fn visit(&mut self, v: usize) {
+            self.order[v] = self.next;
+            self.low[v] = self.next;
+            self.next += 1;
+            self.stack.push(v);
+            self.on_stack[v] = true;
+            self.calls.push((v, 0));
+        }
+    }
+    let n = adj.len();
+    let mut t = Walk {
+        order: vec![UNSEEN; n],
+        low: vec![0; n],
+        on_stack: vec![false; n],
+        stack: Vec::new(),
+        calls: Vec::new(),
+        next: 0,
+    };
+    let mut out = Vec::new();
+    for root in 0..n {
+        if t.order[root] != UNSEEN {
+            continue;
+        }
+        t.visit(root);
+        while let Some((v, e)) = t.calls.pop() {
+            if let Some(&w) = adj[v].get(e) {
+                t.calls.push((v, e + 1));
+                if t.order[w] == UNSEEN {
+                    t.visit(w);
+                } else if t.on_stack[w] {
+                    t.low[v] = t.low[v].min(t.order[w]);
+                }
+                continue;
+            }
+            // All of v's edges followed: v roots a component, or passes its
+            // low point up to its caller.
+            if t.low[v] == t.order[v] {
+                let mut comp = Vec::new();
+                while let Some(w) = t.stack.pop() {
+                    t.on_stack[w] = false;
+                    comp.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                out.push(comp);
+            }
+            if let Some(&(u, _)) = t.calls.last() {
+                t.low[u] = t.low[u].min(t.low[v]);
+            }
+        }
+    }
+    out
 }
 
 /// Describes a cycle for the report.
@@ -225,4 +308,25 @@ pub(crate) fn dump_on_sigquit(rt: &Arc<Shared>) {
         }
         fds[1]
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strongly_connected;
+
+    #[test]
+    fn components_with_cycles() {
+        // 0 -> 1 -> 2 -> 0 (a cycle), 3 -> 0 (waits on it), 4 -> 4 (itself),
+        // 5 -> 3 and 5 -> 4 (several edges), 6 (alone).
+        let adj = vec![vec![1], vec![2], vec![0], vec![0], vec![4], vec![3, 4], vec![]];
+        let mut comps: Vec<Vec<usize>> = strongly_connected(&adj)
+            .into_iter()
+            .map(|mut c| {
+                c.sort_unstable();
+                c
+            })
+            .collect();
+        comps.sort();
+        assert_eq!(comps, vec![vec![0, 1, 2], vec![3], vec![4], vec![5], vec![6]]);
+    }
 }

@@ -6,8 +6,10 @@
 //!
 //! `WaitReason` is `Copy` so that recording it on every park costs a few
 //! stores (Go's `gopark` wait reasons: unique and descriptive). Richer detail
-//! that is only needed for a report (names, holders) is looked up when the
-//! report is made, not when parking.
+//! that is only needed for a report (names) is looked up when the report is
+//! made, not when parking. Lock waits carry whom they wait for
+//! ([`LockWait`]); the lock rewrites that record under its queue lock while
+//! the party waits (`sync/waitq.rs`).
 
 use std::fmt;
 
@@ -67,19 +69,22 @@ pub enum WaitReason {
     MutexLock {
         /// Lock object id.
         lock: u64,
-        /// Coroutine id of the holder when the wait began (0: a plain thread
-        /// or unknown).
-        holder: u64,
+        /// Whom it waits for.
+        wait_for: LockWait,
     },
     /// `RwLock::read`.
     RwLockRead {
         /// Lock object id.
         lock: u64,
+        /// Whom it waits for.
+        wait_for: LockWait,
     },
     /// `RwLock::write`.
     RwLockWrite {
         /// Lock object id.
         lock: u64,
+        /// Whom it waits for.
+        wait_for: LockWait,
     },
     /// `Semaphore::acquire`.
     Semaphore,
@@ -98,6 +103,81 @@ pub enum WaitReason {
     Blocking,
     /// Anything else, named.
     Other(&'static str),
+}
+
+/// Whom a party waiting for a `Mutex` or `RwLock` waits for, by coroutine id.
+///
+/// Lock queues are FIFO, so a waiter waits either for the holders (if it is
+/// first in line) or for the party just ahead of it, which must have had the
+/// lock first. The lock keeps this up to date while the party waits: the
+/// first in line is refreshed whenever a holder leaves, and a waiter whose
+/// predecessor gives up is pointed at the next one. The partial-deadlock
+/// search follows these as wait-for edges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockWait {
+    /// `None`: first in line, waiting for `holders`. `Some(id)`: queued
+    /// behind coroutine `id` (0: behind a plain thread).
+    pub ahead: Option<u64>,
+    /// First in line only: the holders it waits for. The exclusive holder
+    /// (a `Mutex`, or an `RwLock` writer) or up to four read holders; 0
+    /// marks an unused entry.
+    pub holders: [u64; 4],
+    /// First in line only: holds known to exist but not listed (plain
+    /// threads, or read holds beyond four).
+    pub unlisted: u32,
+    /// The holders hold an `RwLock` for reading (else exclusively).
+    pub shared: bool,
+}
+
+impl LockWait {
+    /// Queued behind `id` (0: a plain thread).
+    pub(crate) fn behind(id: u64) -> LockWait {
+        LockWait { ahead: Some(id), ..LockWait::default() }
+    }
+
+    /// First in line, waiting for one exclusive holder (0: not known).
+    pub(crate) fn exclusive(holder: u64, zero_is_thread: bool) -> LockWait {
+        LockWait { holders: [holder, 0, 0, 0], unlisted: (holder == 0 && zero_is_thread) as u32, ..LockWait::default() }
+    }
+
+    /// The coroutines this party waits for.
+    pub(crate) fn edges(&self) -> impl Iterator<Item = u64> + '_ {
+        let holders: &[u64] = match self.ahead {
+            Some(_) => &[],
+            None => &self.holders,
+        };
+        self.ahead.into_iter().chain(holders.iter().copied()).filter(|&id| id != 0)
+    }
+}
+
+impl fmt::Display for LockWait {
+    /// The tail of a lock wait's text: ` held by #9`, ` held by readers #3,
+    /// #5 and 1 more`, ` queued behind #12`, or nothing if no holder is known.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ahead {
+            Some(0) => return f.write_str(" queued behind a plain thread"),
+            Some(id) => return write!(f, " queued behind #{id}"),
+            None => {}
+        }
+        let listed = || self.holders.iter().filter(|&&id| id != 0);
+        match (self.shared, listed().next()) {
+            (false, Some(id)) => write!(f, " held by #{id}"),
+            (false, None) if self.unlisted > 0 => f.write_str(" held by a plain thread"),
+            (false, None) => Ok(()),
+            (true, None) if self.unlisted > 0 => write!(f, " held by {} unlisted readers", self.unlisted),
+            (true, None) => Ok(()),
+            (true, Some(_)) => {
+                f.write_str(" held by readers ")?;
+                for (i, id) in listed().enumerate() {
+                    write!(f, "{}#{id}", if i == 0 { "" } else { ", " })?;
+                }
+                if self.unlisted > 0 {
+                    write!(f, " and {} more", self.unlisted)?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// One case of a select, as shown in a report.
@@ -138,10 +218,9 @@ impl fmt::Display for WaitReason {
             }
             WaitReason::Join { id } => write!(f, "join of #{id}"),
             WaitReason::WaitGroup { counter } => write!(f, "WaitGroup.wait (counter {counter})"),
-            WaitReason::MutexLock { lock, holder: 0 } => write!(f, "Mutex.lock (mutex#{lock})"),
-            WaitReason::MutexLock { lock, holder } => write!(f, "Mutex.lock (mutex#{lock}) held by #{holder}"),
-            WaitReason::RwLockRead { lock } => write!(f, "RwLock.read (rwlock#{lock})"),
-            WaitReason::RwLockWrite { lock } => write!(f, "RwLock.write (rwlock#{lock})"),
+            WaitReason::MutexLock { lock, wait_for } => write!(f, "Mutex.lock (mutex#{lock}){wait_for}"),
+            WaitReason::RwLockRead { lock, wait_for } => write!(f, "RwLock.read (rwlock#{lock}){wait_for}"),
+            WaitReason::RwLockWrite { lock, wait_for } => write!(f, "RwLock.write (rwlock#{lock}){wait_for}"),
             WaitReason::Semaphore => f.write_str("Semaphore.acquire"),
             WaitReason::Once => f.write_str("Once.call_once"),
             WaitReason::Sleep => f.write_str("sleep"),

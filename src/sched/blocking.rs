@@ -66,6 +66,7 @@ fn submit(job: Job) {
 }
 
 fn pool_thread() {
+    crate::park::mark_internal_thread();
     let p = pool();
     let mut st = p.state.lock();
     loop {

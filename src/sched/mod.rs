@@ -95,13 +95,23 @@ pub(crate) struct Shared {
     /// Parties parked in external waits the detector cannot see through
     /// (timers on plain threads, I/O): while nonzero, no deadlock verdict.
     pub(crate) external_waits: AtomicUsize,
-    /// When everything was last seen asleep, and the resume count then
-    /// (the detector's grace period; see `all_idle`).
-    pub(crate) stall: Mutex<Option<(Instant, u64)>>,
+    /// When everything was last seen asleep, and the resume count and plain
+    /// thread wake-ups then (the detector's grace period; see `check_stall`).
+    pub(crate) stall: Mutex<Option<Stall>>,
     /// Cycles seen on the last partial-deadlock pass (member ids, sorted).
     pub(crate) partial_seen: Mutex<Vec<Vec<u64>>>,
     /// Reports for coroutines whose blocked call must panic (policy Panic).
     pub(crate) partial_reports: Mutex<std::collections::HashMap<u64, std::sync::Arc<str>>>,
+}
+
+/// A stretch during which the runtime looked deadlocked.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stall {
+    pub(crate) since: Instant,
+    /// `Shared::progress()` then.
+    pub(crate) resumes: u64,
+    /// `park::PLAIN_WAKEUPS` then.
+    pub(crate) wakeups: u64,
 }
 
 /// The part of a worker other threads may touch.
@@ -331,10 +341,12 @@ impl Shared {
     /// Are all the conditions of a global deadlock true right now? Every
     /// worker asleep with nothing queued, no timer pending, no
     /// `goro::blocking` job or external wait (I/O, another runtime) in
-    /// flight, a session running and not yet decided.
+    /// flight, no registered plain thread active (outside an untimed goro
+    /// wait; see `park.rs`), a session running and not yet decided.
     fn looks_deadlocked(&self) -> bool {
         self.config.detect_deadlocks
             && !self.cancelling.load(Ordering::Acquire)
+            && crate::park::ACTIVE_PLAIN_THREADS.load(Ordering::SeqCst) == 0
             && self.blocking_jobs.load(Ordering::SeqCst) == 0
             && self.external_waits.load(Ordering::SeqCst) == 0
             && self.workers().iter().all(|w| w.timers_pending.load(Ordering::SeqCst) == 0)
@@ -353,25 +365,45 @@ impl Shared {
     /// period (the monitor confirms it, see `check_stall`).
     pub(crate) fn all_idle(&self) {
         if self.looks_deadlocked() {
-            let mut st = self.stall.lock();
-            if st.is_none() {
-                *st = Some((Instant::now(), self.progress()));
-            }
+            self.start_stall();
         }
     }
 
-    /// Called by the monitor. The deadlock rule: a session is deadlocked when
-    /// `looks_deadlocked` has held continuously, with no coroutine resumed,
-    /// for `DEADLOCK_GRACE`. The grace period lets plain OS threads that will
-    /// still send (but are not blocked in goro right now) show themselves.
+    fn start_stall(&self) {
+        let mut st = self.stall.lock();
+        if st.is_none() {
+            *st = Some(Stall {
+                since: Instant::now(),
+                resumes: self.progress(),
+                wakeups: crate::park::PLAIN_WAKEUPS.load(Ordering::SeqCst),
+            });
+        }
+    }
+
+    /// Called by the monitor. The deadlock rule (documented for users on
+    /// `Runtime::run`): a session is deadlocked when `looks_deadlocked` has
+    /// held continuously for `DEADLOCK_GRACE`, with no coroutine resumed and
+    /// no registered plain thread woken meanwhile. The grace period lets
+    /// plain OS threads that have not called goro yet (and will) show
+    /// themselves. The monitor also starts a stall itself, because the last
+    /// condition to become true may be a plain thread parking, which no
+    /// worker sees.
     pub(crate) fn check_stall(&self) {
         const DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
-        let Some((since, p)) = *self.stall.lock() else { return };
-        if !self.looks_deadlocked() || self.progress() != p {
+        let Some(stall) = *self.stall.lock() else {
+            if self.looks_deadlocked() {
+                self.start_stall();
+            }
+            return;
+        };
+        if !self.looks_deadlocked()
+            || self.progress() != stall.resumes
+            || crate::park::PLAIN_WAKEUPS.load(Ordering::SeqCst) != stall.wakeups
+        {
             *self.stall.lock() = None;
             return;
         }
-        if since.elapsed() < DEADLOCK_GRACE {
+        if stall.since.elapsed() < DEADLOCK_GRACE {
             return;
         }
         *self.stall.lock() = None;

@@ -124,6 +124,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         seen_resumes: RefCell::new(Vec::new()),
     };
     super::set_worker(&local);
+    crate::park::mark_internal_thread();
     crate::stack::worker_started();
     local.main_loop();
     local.hand_off_timers();

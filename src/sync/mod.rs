@@ -32,6 +32,11 @@ pub use waitgroup::WaitGroup;
 
 /// The id diagnostics show for the caller: its coroutine id, or 0 for a
 /// plain thread.
+/// Being the plain-thread branch, it also registers a plain thread with the
+/// deadlock rule (`park::note_thread`).
 pub(crate) fn holder_id() -> u64 {
-    crate::coroutine::current_id().unwrap_or(0)
+    crate::coroutine::current_id().unwrap_or_else(|| {
+        crate::park::note_thread();
+        0
+    })
 }

@@ -10,13 +10,18 @@
 //!   (they are running, on a core, with warm caches: much cheaper than
 //!   handing the lock to a parked coroutine and waiting for its worker). A
 //!   waiter that loses again queues at the front.
-//! * **Starvation mode**: once a waiter has waited over 1 ms, unlock hands
-//!   the lock directly to the first waiter (LOCKED is never cleared, so
-//!   nobody barges). The mode ends when a grantee is the last waiter or
-//!   waited under 1 ms.
+//! * **Starvation mode** (the queue state's flag): once a waiter that
+//!   retried has waited over 1 ms, unlock hands the lock directly to the
+//!   first waiter (LOCKED is never cleared, so nobody barges). The mode ends
+//!   when a grantee is the last waiter or waited under 1 ms.
 //!
-//! Lock order: the queue lock is taken with the state bits owned as above;
-//! nothing else is locked inside it.
+//! Wait records (for reports and the partial-deadlock search): the first
+//! waiter in line waits for the holder (`holder` when it queued, then the
+//! grantee of each hand-off), every other waiter for the one queued just
+//! ahead of it, which must get the lock first (see `diag::LockWait`). While
+//! the first waiter is out of line retrying, the next one waits for it.
+//!
+//! Lock order: the queue lock, then nothing.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -25,8 +30,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use super::waitq::{Slot, WaitQueue, Woken, ABANDONED_RETRY};
-use crate::diag::WaitReason;
+use super::waitq::{Left, Slot, WaitQueue, Woken};
+use crate::diag::{LockWait, WaitReason};
 use crate::park::Waiter;
 
 const LOCKED: u8 = 1;
@@ -109,6 +114,17 @@ impl<T: ?Sized> Mutex<T> {
         s & LOCKED == 0 && self.state.compare_exchange(s, s | LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
+    fn reason(&self, wait_for: LockWait) -> WaitReason {
+        WaitReason::MutexLock { lock: self.id, wait_for }
+    }
+
+    /// The record of a waiter that is first in line: the holder. The
+    /// holder's id is stored after it locked and cleared before it unlocks,
+    /// so this is the holder or 0, never a former holder.
+    fn first_in_line(&self) -> LockWait {
+        LockWait::exclusive(self.holder.load(Ordering::Relaxed), false)
+    }
+
     #[cold]
     fn lock_slow(&self) {
         const STARVE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
@@ -140,24 +156,41 @@ impl<T: ?Sized> Mutex<T> {
             if retried && start.elapsed() >= STARVE_AFTER {
                 g.0 = true; // starvation mode: the next unlock hands off
             }
-            let holder = self.holder.load(Ordering::Relaxed);
-            let reason = WaitReason::MutexLock { lock: self.id, holder };
-            let woken = self.queue.wait_ex(g, 0, retried, reason, &|st, want| {
-                if want == ABANDONED_RETRY {
-                    // Woken to retry, then unwound: pass the wake on.
-                    self.wake_next_if_free(st).into_iter().collect()
-                } else {
-                    self.release_locked(st).into_iter().collect()
+            // A retrying party that lost goes back to the front; the old
+            // first in line now waits for it.
+            let wait_for = if retried {
+                if let Some(next) = g.1.front() {
+                    next.set_wait(self.reason(LockWait::behind(super::holder_id())));
+                }
+                self.first_in_line()
+            } else {
+                match g.1.back() {
+                    Some(ahead) => LockWait::behind(ahead.coroutine_id()),
+                    None => self.first_in_line(),
+                }
+            };
+            let woken = self.queue.wait_ex(g, 0, retried, self.reason(wait_for), &|st, _, left| match left {
+                Left::Granted => self.release_locked(st).into_iter().collect(),
+                Left::Retried => self.wake_next_if_free(st).into_iter().collect(),
+                Left::Queued(at) => {
+                    if let Some(next) = st.1.get(at) {
+                        let wait_for = match at.checked_sub(1).and_then(|i| st.1.get(i)) {
+                            Some(ahead) => LockWait::behind(ahead.coroutine_id()),
+                            // It was first: its successor now waits for the holder.
+                            None => self.first_in_line(),
+                        };
+                        next.set_wait(self.reason(wait_for));
+                    }
+                    Vec::new()
                 }
             });
             match woken {
                 Woken::Granted => {
                     // Handed over in starvation mode: LOCKED was never
                     // cleared, we own it. Leave the mode if it is no longer
-                    // needed (Go's rule).
+                    // needed (Go's rule; the last waiter also ends it).
                     if start.elapsed() < STARVE_AFTER {
-                        let mut g = self.queue.lock();
-                        g.0 = false;
+                        self.queue.lock().0 = false;
                     }
                     return;
                 }
@@ -204,12 +237,19 @@ impl<T: ?Sized> Mutex<T> {
         };
         let queued = if q.is_empty() { 0 } else { QUEUED };
         if *starving {
-            if q.is_empty() {
-                *starving = false;
+            match q.front() {
+                None => *starving = false,
+                // The next in line now waits for the grantee.
+                Some(next) => next.set_wait(self.reason(LockWait::exclusive(slot.coroutine_id(), true))),
             }
             self.state.store(LOCKED | queued, Ordering::Release);
             Some(slot.grant())
         } else {
+            // The next in line waits for the one retrying (it goes first if
+            // it wins, and back to the front if it loses).
+            if let Some(next) = q.front() {
+                next.set_wait(self.reason(LockWait::behind(slot.coroutine_id())));
+            }
             // Only we can change the state while LOCKED is set and we hold
             // the queue lock, so a plain store is exact.
             self.state.store(queued, Ordering::Release);
@@ -225,8 +265,8 @@ impl<T: ?Sized> Mutex<T> {
         }
         let slot = st.1.pop_front()?;
         if st.1.is_empty() {
-            // Nobody left in line: clear QUEUED (a CAS: a barger may hold it).
-            let _ = self.state.fetch_and(!QUEUED, Ordering::Relaxed);
+            // Nobody left in line: clear QUEUED (an RMW: a barger may hold it).
+            self.state.fetch_and(!QUEUED, Ordering::Relaxed);
         }
         Some(slot.wake_to_retry())
     }

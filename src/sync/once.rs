@@ -43,6 +43,7 @@ impl Once {
         if self.state.load(Ordering::Acquire) == DONE {
             return;
         }
+        crate::park::note_thread();
         if self.state.compare_exchange(NEW, RUNNING, Ordering::Acquire, Ordering::Acquire).is_ok() {
             struct Finish<'a>(&'a Once);
             impl Drop for Finish<'_> {
@@ -65,7 +66,7 @@ impl Once {
         if self.state.load(Ordering::Acquire) == DONE {
             return;
         }
-        self.queue.wait(g, 0, WaitReason::Once, &|_, _| Vec::new());
+        self.queue.wait(g, 0, WaitReason::Once, &|_, _, _| Vec::new());
     }
 }
 

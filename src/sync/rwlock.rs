@@ -3,6 +3,22 @@
 //! the lock at once only if nobody is queued, so a waiting writer is not
 //! starved by a stream of readers; a release grants the longest-waiting
 //! writer, or every reader at the front of the queue.
+//!
+//! Holders, for reports and the partial-deadlock search: the writer's
+//! coroutine id, and the ids of up to `LISTED` read holds (a fixed array, no
+//! allocation; plain-thread holds and holds beyond `LISTED` are only
+//! counted). Listed ids are always a sub-multiset of the real read holds: an
+//! entry is added with a read hold and removed with that hold (the guard
+//! keeps its id). All of it is touched under the queue lock the lock takes
+//! anyway.
+//!
+//! Whom a waiter waits for (`diag::LockWait`): the first in line waits for
+//! the holders (a reader only ever waits there for a writer; a writer for the
+//! writer or all readers), refreshed by every release; anyone else waits
+//! for the party queued just ahead, which must be granted first. So a reader
+//! queued behind a waiting writer waits for that writer: writers are
+//! preferred, and a read lock taken again while a writer waits is a real
+//! deadlock (Go's RWMutex has the same rule), which the search reports.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -10,20 +26,78 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use super::waitq::{Slot, WaitQueue};
-use crate::diag::WaitReason;
+use super::waitq::{Left, Slot, WaitQueue};
+use crate::diag::{LockWait, WaitReason};
 use crate::park::Waiter;
 
 const READ: usize = 0;
 const WRITE: usize = 1;
 
+/// Read holds listed by coroutine id; more are only counted.
+const LISTED: usize = 4;
+
 struct State {
+    /// Read holds, by anyone.
     readers: usize,
+    /// Held for writing.
     writer: bool,
+    /// The writer's coroutine id (0: no writer, or a plain thread).
+    writer_id: u64,
+    /// Coroutine ids of up to `LISTED` read holds; 0 marks a free entry. A
+    /// coroutine holding twice may appear twice.
+    reader_ids: [u64; LISTED],
 }
+
+impl State {
+    fn add_reader(&mut self, id: u64) {
+        self.readers += 1;
+        if id != 0 {
+            if let Some(e) = self.reader_ids.iter_mut().find(|e| **e == 0) {
+                *e = id;
+            }
+        }
+    }
+
+    fn remove_reader(&mut self, id: u64) {
+        self.readers -= 1;
+        if id != 0 {
+            if let Some(e) = self.reader_ids.iter_mut().find(|e| **e == id) {
+                *e = 0;
+            }
+        }
+    }
+
+    fn set_writer(&mut self, id: u64) {
+        self.writer = true;
+        self.writer_id = id;
+    }
+
+    /// Whom the first in line waits for: the holders.
+    fn holders(&self) -> LockWait {
+        if self.writer {
+            return LockWait::exclusive(self.writer_id, true);
+        }
+        let mut w = LockWait { shared: true, ..LockWait::default() };
+        let mut n = 0;
+        for &id in self.reader_ids.iter().filter(|&&id| id != 0) {
+            w.holders[n] = id;
+            n += 1;
+        }
+        w.unlisted = (self.readers - n) as u32;
+        w
+    }
+}
+
+type Locked = (State, VecDeque<Arc<Slot>>);
 
 /// A reader-writer lock whose waits park the coroutine (or block the
 /// thread). No poisoning.
+///
+/// Fair (FIFO): a reader that arrives while a writer waits queues behind
+/// that writer. So, as with Go's `RWMutex`, taking a read lock again while
+/// holding one deadlocks if a writer has queued in between; the runtime's
+/// partial-deadlock search reports such cycles (see
+/// [`RuntimeBuilder::on_partial_deadlock`](crate::RuntimeBuilder::on_partial_deadlock)).
 ///
 /// ```
 /// let l = goro::sync::RwLock::new(5);
@@ -49,6 +123,8 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
+    /// The holder's coroutine id (0: a plain thread), to unlist it.
+    holder: u64,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -64,42 +140,12 @@ unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
 // SAFETY: as above.
 unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
 
-/// Grants what can be granted from the front of the queue; returns whom to
-/// wake.
-fn grant(st: &mut (State, VecDeque<Arc<Slot>>)) -> Vec<Waiter> {
-    let mut wake = Vec::new();
-    while let Some(front) = st.1.front() {
-        if front.want == WRITE {
-            if st.0.readers == 0 && !st.0.writer {
-                st.0.writer = true;
-                wake.push(st.1.pop_front().expect("front exists").grant());
-            }
-            break;
-        }
-        if st.0.writer {
-            break;
-        }
-        st.0.readers += 1;
-        wake.push(st.1.pop_front().expect("front exists").grant());
-    }
-    wake
-}
-
-fn release(st: &mut (State, VecDeque<Arc<Slot>>), want: usize) -> Vec<Waiter> {
-    if want == WRITE {
-        st.0.writer = false;
-    } else {
-        st.0.readers -= 1;
-    }
-    grant(st)
-}
-
 impl<T> RwLock<T> {
     /// A new unlocked lock holding `v`.
     pub fn new(v: T) -> Self {
         RwLock {
             id: crate::diag::next_object_id(),
-            queue: WaitQueue::new(State { readers: 0, writer: false }),
+            queue: WaitQueue::new(State { readers: 0, writer: false, writer_id: 0, reader_ids: [0; LISTED] }),
             data: UnsafeCell::new(v),
         }
     }
@@ -113,43 +159,55 @@ impl<T> RwLock<T> {
 impl<T: ?Sized> RwLock<T> {
     /// Shared access, parking while a writer holds or waits.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        let id = super::holder_id();
         let mut g = self.queue.lock();
         if !g.0.writer && g.1.is_empty() {
-            g.0.readers += 1;
+            g.0.add_reader(id);
         } else {
-            self.queue.wait(g, READ, WaitReason::RwLockRead { lock: self.id }, &release);
+            let wait_for = self.wait_for(&g);
+            let _owner = crate::diag::deadlock::OwnerWait::new();
+            self.queue.wait(g, READ, WaitReason::RwLockRead { lock: self.id, wait_for }, &|st, slot, left| {
+                self.on_leave(st, slot, left)
+            });
         }
-        RwLockReadGuard { lock: self, _not_send: std::marker::PhantomData }
+        RwLockReadGuard { lock: self, holder: id, _not_send: std::marker::PhantomData }
     }
 
     /// Exclusive access, parking while others hold it.
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        let id = super::holder_id();
         let mut g = self.queue.lock();
         if !g.0.writer && g.0.readers == 0 && g.1.is_empty() {
-            g.0.writer = true;
+            g.0.set_writer(id);
         } else {
-            self.queue.wait(g, WRITE, WaitReason::RwLockWrite { lock: self.id }, &release);
+            let wait_for = self.wait_for(&g);
+            let _owner = crate::diag::deadlock::OwnerWait::new();
+            self.queue.wait(g, WRITE, WaitReason::RwLockWrite { lock: self.id, wait_for }, &|st, slot, left| {
+                self.on_leave(st, slot, left)
+            });
         }
         RwLockWriteGuard { lock: self, _not_send: std::marker::PhantomData }
     }
 
     /// Shared access if available now.
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
+        let id = super::holder_id();
         let mut g = self.queue.lock();
         if g.0.writer || !g.1.is_empty() {
             return None;
         }
-        g.0.readers += 1;
-        Some(RwLockReadGuard { lock: self, _not_send: std::marker::PhantomData })
+        g.0.add_reader(id);
+        Some(RwLockReadGuard { lock: self, holder: id, _not_send: std::marker::PhantomData })
     }
 
     /// Exclusive access if available now.
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+        let id = super::holder_id();
         let mut g = self.queue.lock();
         if g.0.writer || g.0.readers != 0 || !g.1.is_empty() {
             return None;
         }
-        g.0.writer = true;
+        g.0.set_writer(id);
         Some(RwLockWriteGuard { lock: self, _not_send: std::marker::PhantomData })
     }
 
@@ -158,9 +216,76 @@ impl<T: ?Sized> RwLock<T> {
         self.data.get_mut()
     }
 
-    fn unlock(&self, want: usize) {
+    /// Whom a party about to queue waits for (the queue is locked).
+    fn wait_for(&self, st: &Locked) -> LockWait {
+        match st.1.back() {
+            Some(ahead) => LockWait::behind(ahead.coroutine_id()),
+            None => st.0.holders(),
+        }
+    }
+
+    /// Grants what can be granted from the front of the queue, and points
+    /// the new first in line at the holders; returns whom to wake.
+    fn grant(&self, st: &mut Locked) -> Vec<Waiter> {
+        let mut wake = Vec::new();
+        while let Some(front) = st.1.front() {
+            if front.want == WRITE {
+                if st.0.readers == 0 && !st.0.writer {
+                    st.0.set_writer(front.coroutine_id());
+                    wake.push(st.1.pop_front().expect("front exists").grant());
+                }
+                break;
+            }
+            if st.0.writer {
+                break;
+            }
+            st.0.add_reader(front.coroutine_id());
+            wake.push(st.1.pop_front().expect("front exists").grant());
+        }
+        if let Some(front) = st.1.front() {
+            let wait_for = st.0.holders();
+            front.set_wait(match front.want {
+                WRITE => WaitReason::RwLockWrite { lock: self.id, wait_for },
+                _ => WaitReason::RwLockRead { lock: self.id, wait_for },
+            });
+        }
+        wake
+    }
+
+    /// Releases one hold (a read hold of coroutine `id`, or the write hold).
+    fn release(&self, st: &mut Locked, want: usize, id: u64) -> Vec<Waiter> {
+        if want == WRITE {
+            st.0.writer = false;
+            st.0.writer_id = 0;
+        } else {
+            st.0.remove_reader(id);
+        }
+        self.grant(st)
+    }
+
+    /// A waiter unwinds out of `read`/`write` (waitq's `on_leave`).
+    fn on_leave(&self, st: &mut Locked, slot: &Slot, left: Left) -> Vec<Waiter> {
+        match left {
+            Left::Granted => self.release(st, slot.want, slot.coroutine_id()),
+            Left::Queued(at) => {
+                if let (Some(next), Some(ahead)) = (st.1.get(at), at.checked_sub(1).and_then(|i| st.1.get(i))) {
+                    let wait_for = LockWait::behind(ahead.coroutine_id());
+                    next.set_wait(match next.want {
+                        WRITE => WaitReason::RwLockWrite { lock: self.id, wait_for },
+                        _ => WaitReason::RwLockRead { lock: self.id, wait_for },
+                    });
+                }
+                // A writer that leaves the front may unblock readers behind it;
+                // either way the new first in line waits for the holders.
+                self.grant(st)
+            }
+            Left::Retried => Vec::new(), // never woken to retry: only grants
+        }
+    }
+
+    fn unlock(&self, want: usize, id: u64) {
         let mut g = self.queue.lock();
-        let wake = release(&mut g, want);
+        let wake = self.release(&mut g, want, id);
         drop(g);
         for w in wake {
             w.wake();
@@ -170,13 +295,13 @@ impl<T: ?Sized> RwLock<T> {
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.unlock(READ);
+        self.lock.unlock(READ, self.holder);
     }
 }
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.unlock(WRITE);
+        self.lock.unlock(WRITE, 0);
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use super::waitq::{Slot, WaitQueue};
+use super::waitq::{Left, Slot, WaitQueue};
 use crate::diag::WaitReason;
 use crate::park::Waiter;
 
@@ -56,17 +56,22 @@ impl Semaphore {
 
     /// Takes a permit, parking until one is free.
     pub fn acquire(&self) -> SemaphorePermit<'_> {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         if g.0 > 0 && g.1.is_empty() {
             g.0 -= 1;
         } else {
-            self.queue.wait(g, 1, WaitReason::Semaphore, &release);
+            self.queue.wait(g, 1, WaitReason::Semaphore, &|st, _, left| match left {
+                Left::Granted => release(st, 1),
+                Left::Queued(_) | Left::Retried => Vec::new(),
+            });
         }
         SemaphorePermit { sem: self }
     }
 
     /// Takes a permit if one is free now.
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         if g.0 > 0 && g.1.is_empty() {
             g.0 -= 1;
@@ -83,6 +88,7 @@ impl Semaphore {
 
     /// Adds `n` permits.
     pub fn add_permits(&self, n: usize) {
+        crate::park::note_thread();
         let mut g = self.queue.lock();
         g.0 += n;
         let wake = grant(&mut g);

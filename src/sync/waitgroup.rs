@@ -39,6 +39,7 @@ impl WaitGroup {
 
     /// Adds `n` (may be negative) to the counter.
     pub fn add(&self, n: isize) {
+        crate::park::note_thread();
         let mut g = self.inner.lock();
         let c = g.0 + n;
         if c < 0 {
@@ -63,12 +64,13 @@ impl WaitGroup {
 
     /// Parks until the counter is zero.
     pub fn wait(&self) {
+        crate::park::note_thread();
         let g = self.inner.lock();
         if g.0 == 0 {
             return;
         }
         let counter = g.0;
-        self.inner.wait(g, 0, WaitReason::WaitGroup { counter }, &|_, _| Vec::new());
+        self.inner.wait(g, 0, WaitReason::WaitGroup { counter }, &|_, _, _| Vec::new());
     }
 
     /// The counter now.

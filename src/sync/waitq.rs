@@ -2,13 +2,21 @@
 //! (a lock, a permit). The granter flips `granted` under the queue lock, then
 //! wakes the party after unlocking; the party sees `granted` and owns the
 //! thing. A party that leaves the queue early (cancellation unwinding through
-//! `park`) removes itself; if it was already granted, it hands the grant back
-//! through the `on_abandon` callback so the next one gets it.
+//! `park`) removes itself and calls the owner's `on_leave` under the lock:
+//! if it was already granted, the owner passes the grant on; if it was still
+//! queued, the owner may let the parties behind it move up.
 //!
 //! A party may also be woken *to retry* instead of granted (the `Mutex`'s
-//! normal mode, like Go's): it left the queue and competes for the thing
-//! again. If it unwinds after such a wake, `on_abandon` runs as well, so the
-//! wake passes to the next party.
+//! normal mode, like Go's): it leaves the queue and competes for the thing
+//! again, and if it loses it queues again at the front. If it unwinds after
+//! such a wake, `on_leave` runs with `Left::Retried`, so the owner passes the
+//! wake on.
+//!
+//! Wait records: a queued coroutine's `WaitReason` is written under the
+//! queue lock, by the party itself when it queues and afterwards by the
+//! owner (`Slot::set_wait`) when whom it waits for changes, and the party
+//! parks with `park_recorded`, which keeps it. So the record always reflects
+//! the queue as of its last change (locks use this for wait-for edges).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,11 +50,30 @@ impl Slot {
         self.retry.store(true, Ordering::Release);
         self.waiter.clone()
     }
+
+    /// The waiting coroutine's id (0: a plain thread).
+    pub(crate) fn coroutine_id(&self) -> u64 {
+        self.waiter.coroutine_id()
+    }
+
+    /// Rewrites what the waiting party waits on. Only under the queue lock,
+    /// and only for a slot still queued (module note).
+    pub(crate) fn set_wait(&self, reason: WaitReason) {
+        self.waiter.set_wait(reason);
+    }
 }
 
-/// What `on_abandon` gets as `want` when the party leaving had been woken
-/// to retry rather than granted.
-pub(crate) const ABANDONED_RETRY: usize = usize::MAX;
+/// How a party left the queue early.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Left {
+    /// It had been granted: the owner must pass the grant on.
+    Granted,
+    /// It was still queued, at this index (now taken by its successor).
+    Queued(usize),
+    /// It had been woken to retry (out of the queue, owning nothing): the
+    /// owner must pass the wake on.
+    Retried,
+}
 
 /// How a wait ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -55,9 +82,9 @@ pub(crate) enum Woken {
     Retry,
 }
 
-/// What a granted-then-abandoned waiter calls to pass its grant on: given the
-/// locked state and queue and what it wanted, returns whom to wake.
-pub(crate) type OnAbandon<'a, S> = &'a dyn Fn(&mut (S, VecDeque<Arc<Slot>>), usize) -> Vec<Waiter>;
+/// What a party that leaves early makes its owner do: given the locked state
+/// and queue, the leaving slot and how it left, returns whom to wake.
+pub(crate) type OnLeave<'a, S> = &'a dyn Fn(&mut (S, VecDeque<Arc<Slot>>), &Slot, Left) -> Vec<Waiter>;
 
 /// A FIFO of slots, guarded by the owner's state lock `S`.
 pub(crate) struct WaitQueue<S> {
@@ -73,18 +100,17 @@ impl<S> WaitQueue<S> {
         self.inner.lock()
     }
 
-    /// Queues the caller (the queue lock `g` is held and released here), then
-    /// parks until granted. `on_abandon` runs (with the lock held) if the
-    /// caller unwinds after it was granted, to pass the grant on; it returns
-    /// the waiters to wake.
+    /// Queues the caller (the queue lock `g` is held and released here) with
+    /// `reason` as its wait record, then parks until granted. `on_leave`
+    /// runs (with the lock held) if the caller unwinds before it returns.
     pub(crate) fn wait(
         &self,
         g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
         want: usize,
         reason: WaitReason,
-        on_abandon: OnAbandon<'_, S>,
+        on_leave: OnLeave<'_, S>,
     ) {
-        let w = self.wait_ex(g, want, false, reason, on_abandon);
+        let w = self.wait_ex(g, want, false, reason, on_leave);
         debug_assert_eq!(w, Woken::Granted);
     }
 
@@ -96,7 +122,7 @@ impl<S> WaitQueue<S> {
         want: usize,
         front: bool,
         reason: WaitReason,
-        on_abandon: OnAbandon<'_, S>,
+        on_leave: OnLeave<'_, S>,
     ) -> Woken {
         let slot = Arc::new(Slot {
             waiter: Waiter::current(),
@@ -104,6 +130,7 @@ impl<S> WaitQueue<S> {
             retry: AtomicBool::new(false),
             want,
         });
+        slot.set_wait(reason);
         if front {
             g.1.push_front(slot.clone());
         } else {
@@ -113,7 +140,7 @@ impl<S> WaitQueue<S> {
         struct Leave<'a, S> {
             q: &'a WaitQueue<S>,
             slot: Arc<Slot>,
-            on_abandon: OnAbandon<'a, S>,
+            on_leave: OnLeave<'a, S>,
             done: bool,
         }
         impl<S> Drop for Leave<'_, S> {
@@ -122,22 +149,23 @@ impl<S> WaitQueue<S> {
                     return;
                 }
                 let mut g = self.q.inner.lock();
-                if let Some(pos) = g.1.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
-                    g.1.remove(pos);
-                    return;
-                }
-                let granted = self.slot.granted.load(Ordering::Acquire);
-                if granted || self.slot.retry.load(Ordering::Acquire) {
-                    let want = if granted { self.slot.want } else { ABANDONED_RETRY };
-                    let wake = (self.on_abandon)(&mut g, want);
-                    drop(g);
-                    for w in wake {
-                        w.wake();
+                let left = match g.1.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+                    Some(pos) => {
+                        g.1.remove(pos);
+                        Left::Queued(pos)
                     }
+                    None if self.slot.granted.load(Ordering::Acquire) => Left::Granted,
+                    None if self.slot.retry.load(Ordering::Acquire) => Left::Retried,
+                    None => return,
+                };
+                let wake = (self.on_leave)(&mut g, &self.slot, left);
+                drop(g);
+                for w in wake {
+                    w.wake();
                 }
             }
         }
-        let mut leave = Leave { q: self, slot, on_abandon, done: false };
+        let mut leave = Leave { q: self, slot, on_leave, done: false };
         let woken = loop {
             if leave.slot.granted.load(Ordering::Acquire) {
                 break Woken::Granted;
@@ -145,7 +173,7 @@ impl<S> WaitQueue<S> {
             if leave.slot.retry.load(Ordering::Acquire) {
                 break Woken::Retry;
             }
-            park::park(reason);
+            park::park_recorded(reason);
         };
         leave.done = true;
         woken

@@ -67,6 +67,7 @@ use crate::{chan, Receiver, Sender, TrySendError};
 pub fn sleep(d: Duration) {
     let deadline = Instant::now().checked_add(d);
     if crate::coroutine::current_id().is_none() {
+        crate::park::note_thread();
         match deadline {
             Some(_) => std::thread::sleep(d),
             None => loop {
@@ -211,6 +212,7 @@ fn driver() -> &'static Driver {
 }
 
 fn run_driver(d: &'static Driver) {
+    crate::park::mark_internal_thread();
     let mut h = d.heap.lock();
     loop {
         let now = Instant::now();
@@ -316,6 +318,7 @@ fn new_inner(period: Option<Duration>) -> (Arc<TimerInner>, Receiver<Instant>) {
 
 /// Arms `inner` to fire after `d` (state locked by the caller).
 fn arm(inner: &Arc<TimerInner>, st: &mut State, d: Duration) {
+    crate::park::note_thread();
     st.seq += 1;
     set_active(inner, st, true);
     // A deadline beyond `Instant`'s range never fires.
