@@ -350,6 +350,9 @@ fn main() {
                 _ => unreachable!(),
             };
             ms2.store(t0.elapsed().as_micros() as u64, Ordering::SeqCst);
+            if std::env::var_os("GORO_STATS").is_some() {
+                eprintln!("{:?}", goro::stats());
+            }
             r
         })
         .unwrap_or_else(|e| panic!("{e}"));

@@ -18,7 +18,10 @@
 //!   running one; it runs as soon as the current one parks (Go's `runnext`).
 //!   This keeps producer/consumer pairs on one worker.
 //! * `deque` (crossbeam, LIFO, stealable): unstarted coroutines. Thieves take
-//!   the oldest half, i.e. the biggest subtrees of a spawn tree.
+//!   the oldest half, i.e. the biggest subtrees of a spawn tree, but only
+//!   from a *backlog* (two or more queued for 1 ms without a break) or a
+//!   victim stuck in one coroutine for 1 ms: a placement is for life, so a
+//!   burst of spawns the victim starts at once stays together.
 //! * `ready` (local FIFO): started coroutines woken on this worker.
 //! * `inbox` (crossbeam `Injector`): started coroutines homed here and woken
 //!   from other threads.
@@ -48,6 +51,17 @@ use crate::coroutine::{CoInner, CoRef};
 use crate::park::Waiter;
 
 pub(crate) use worker::WorkerLocal;
+
+/// The process's clock origin for compact timestamps (`backlog_since`).
+pub(crate) fn epoch() -> Instant {
+    static E: OnceLock<Instant> = OnceLock::new();
+    *E.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since `epoch()`, at least 1.
+pub(crate) fn now_ns() -> u64 {
+    (epoch().elapsed().as_nanos() as u64).max(1)
+}
 
 /// Runtime configuration, fixed at build.
 #[derive(Clone, Debug)]
@@ -137,6 +151,9 @@ pub(crate) struct WorkerShared {
     /// Id of the coroutine running now (0: none) and a resume counter, for
     /// the monitor's long-run warning.
     pub(crate) running: AtomicU64,
+    /// Since when (ns after `epoch()`, 0: never) the deque has been
+    /// non-empty without a break; thieves take from a backlog only.
+    pub(crate) backlog_since: AtomicU64,
     pub(crate) resumes: AtomicU64,
 }
 

@@ -3,6 +3,8 @@
 //! Pick order, each scheduling tick:
 //!  1. every 61st tick: own inbox, then the runtime injector, then the oldest
 //!     of its own deque (fairness: nothing waits forever behind a busy LIFO);
+//!     every 8th tick: the newest of its own deque (spawned coroutines start
+//!     soon even while started ones keep `runnext` and `ready` busy);
 //!  2. `runnext`, unless it has won 16 times in a row (a ping-ponging pair
 //!     must not starve the rest);
 //!  3. `ready` (FIFO), then the LIFO `deque`, then `runnext`, then the inbox,
@@ -179,10 +181,28 @@ impl WorkerLocal {
     }
 
     fn next_local(&self) -> Option<CoRef> {
+        let co = self.next_local_inner();
+        // The backlog ends whenever the deque is seen empty, however it
+        // emptied (popped, the fairness pass, thieves).
+        if self.shared.backlog_since.load(Ordering::Relaxed) != 0 && self.deque.is_empty() {
+            self.shared.backlog_since.store(0, Ordering::Relaxed);
+        }
+        co
+    }
+
+    fn next_local_inner(&self) -> Option<CoRef> {
         let t = self.tick.get().wrapping_add(1);
         self.tick.set(t);
         if t % 61 == 0 {
             if let Some(co) = self.poll_global() {
+                return Some(co);
+            }
+        }
+        // Every 8th tick an unstarted coroutine goes first: a busy worker
+        // still starts what it spawned soon, rather than leaving it for a
+        // thief while started coroutines take turns (`victim_backlogged`).
+        if t % 8 == 0 && !self.deque.is_empty() {
+            if let Some(co) = self.deque.pop() {
                 return Some(co);
             }
         }
@@ -303,7 +323,12 @@ impl WorkerLocal {
                 if v == self.shared.index {
                     continue;
                 }
-                if ws[v].stealer.len() <= 1 && !self.victim_stuck(v) {
+                let ok = match ws[v].stealer.len() {
+                    0 => false,
+                    1 => self.victim_stuck(v),
+                    _ => victim_backlogged(&ws[v]),
+                };
+                if !ok {
                     continue;
                 }
                 loop {
@@ -322,11 +347,12 @@ impl WorkerLocal {
     }
 
     /// Has victim `v` been running one coroutine for at least `STUCK`?
+    /// (See also `victim_backlogged`.)
     /// Then its last queued coroutine may be taken: nobody else will run it
     /// soon. (Shorter, and a spawn-then-park pair would be split across
     /// workers while the spawner is still, say, faulting in its stack.)
     fn victim_stuck(&self, v: usize) -> bool {
-        const STUCK: std::time::Duration = std::time::Duration::from_micros(100);
+        const STUCK: std::time::Duration = std::time::Duration::from_millis(1);
         let w = &self.rt.workers()[v];
         let now = w.resumes.load(Ordering::Relaxed);
         let mut seen = self.seen_resumes.borrow_mut();
@@ -374,15 +400,19 @@ impl WorkerLocal {
     }
 
     /// A coroutine spawned by the running one: on top of the LIFO deque, so
-    /// it runs next here unless a thief takes it. Thieves leave a victim's
-    /// last item alone unless the victim looks stuck (Go's `runnext` rule),
-    /// so a spawn-then-wait pair stays on one worker.
+    /// it runs next here unless a thief takes it. Thieves take from a
+    /// backlog only (`victim_backlogged`), and a victim's last item only if
+    /// the victim looks stuck (Go's `runnext` rule), so a spawn-then-wait
+    /// pair, or a set spawned before a wait, stays on one worker.
     pub(crate) fn push_new(&self, co: CoRef) {
         bump(&self.shared.spawned);
+        if self.deque.is_empty() {
+            self.shared.backlog_since.store(super::now_ns(), Ordering::Relaxed);
+        }
         self.deque.push(co);
-        // Only a second queued coroutine is stealable at once (see
-        // `victim_stuck`); a lone one stuck behind a busy coroutine is
-        // handed out by the monitor.
+        // A lone queued coroutine is not stealable (see `victim_stuck`); one
+        // stuck behind a busy coroutine is handed out by the monitor. Two or
+        // more wake a searcher, which takes them once they are a backlog.
         if self.deque.len() >= 2 {
             self.rt.notify_work();
         }
@@ -402,6 +432,9 @@ impl WorkerLocal {
 
     fn demote(&self, co: CoRef) {
         if co.state.load(Ordering::Relaxed) == NEW {
+            if self.deque.is_empty() {
+                self.shared.backlog_since.store(super::now_ns(), Ordering::Relaxed);
+            }
             self.deque.push(co);
             self.rt.notify_work();
         } else {
@@ -551,6 +584,20 @@ impl WorkerLocal {
         }
         None
     }
+}
+
+/// Has this worker's deque held unstarted coroutines, without a break, for
+/// at least `BACKLOG`? Then it has more than it starts soon, and thieves may
+/// take half. A burst of spawns that the worker starts at once (say a set of
+/// producers and consumers spawned before a `wait`) stays on one worker: a
+/// started coroutine never moves, and communicating coroutines split across
+/// workers pay a cross-core hand-off per message where one worker would pay
+/// a context switch. Spawn trees (skynet) keep a backlog and spread out
+/// after the first millisecond.
+fn victim_backlogged(w: &WorkerShared) -> bool {
+    const BACKLOG: u64 = 1_000_000; // ns
+    let since = w.backlog_since.load(Ordering::Relaxed);
+    since != 0 && super::now_ns().saturating_sub(since) >= BACKLOG
 }
 
 /// Increments a counter only this worker writes: a plain load and store (no
