@@ -242,3 +242,51 @@ fn busy_workers_still_poll() {
         .unwrap();
     assert_eq!(&got, b"hello");
 }
+
+/// A short read marks the socket drained, so the next read parks without a
+/// system call; data and end-of-stream arriving later must still wake it,
+/// and our own `shutdown` must not leave a reader parked.
+#[test]
+fn reads_after_a_short_read_still_see_data_and_eof() {
+    goro::run(|| {
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        let server = goro::go(move || {
+            let (s, _) = ln.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = (&s).read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            // EOF repeats without an edge: reads keep returning 0.
+            assert_eq!((&s).read(&mut buf).unwrap(), 0);
+            got
+        });
+        let c = TcpStream::connect(addr).unwrap();
+        for part in [&b"ab"[..], b"cd", b"ef"] {
+            (&c).write_all(part).unwrap();
+            goro::time::sleep(Duration::from_millis(15));
+        }
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(server.join().unwrap(), b"abcdef");
+
+        // Our own read shutdown wakes a reader parked on a drained socket.
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        let peer = goro::go(move || ln.accept().unwrap().0);
+        let c = std::sync::Arc::new(TcpStream::connect(addr).unwrap());
+        let p = peer.join().unwrap();
+        (&p).write_all(b"x").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!((&*c).read(&mut buf).unwrap(), 1);
+        let c2 = c.clone();
+        let reader = goro::go(move || (&*c2).read(&mut [0u8; 16]).unwrap());
+        goro::time::sleep(Duration::from_millis(20));
+        c.shutdown(Shutdown::Read).unwrap();
+        assert_eq!(reader.join().unwrap(), 0);
+    });
+}

@@ -24,33 +24,56 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
 use poller::Registration;
 
 /// A registered non-blocking socket.
 struct Io<T: mio::event::Source + AsRawFd> {
     io: T,
     reg: Arc<Registration>,
-    read_timeout: Mutex<Option<Duration>>,
-    write_timeout: Mutex<Option<Duration>>,
+    read_timeout: TimeoutCell,
+    write_timeout: TimeoutCell,
+}
+
+/// An `Option<Duration>` read on every I/O call without a lock: nanoseconds,
+/// 0 for none (a zero timeout is rejected by the setters, as in std).
+#[derive(Default)]
+struct TimeoutCell(std::sync::atomic::AtomicU64);
+
+impl TimeoutCell {
+    fn get(&self) -> Option<Duration> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+    fn set(&self, d: Option<Duration>) {
+        let n = d.map_or(0, |d| d.as_nanos().clamp(1, u64::MAX as u128) as u64);
+        self.0.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.get().and_then(|t| Instant::now().checked_add(t))
+    }
 }
 
 impl<T: mio::event::Source + AsRawFd> Io<T> {
     fn new(mut io: T) -> io::Result<Io<T>> {
         let fd = io.as_raw_fd();
         let reg = poller::register(&mut io, fd)?;
-        Ok(Io { io, reg, read_timeout: Mutex::new(None), write_timeout: Mutex::new(None) })
+        Ok(Io { io, reg, read_timeout: TimeoutCell::default(), write_timeout: TimeoutCell::default() })
     }
 
     fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        let d = self.read_timeout.lock().and_then(|t| Instant::now().checked_add(t));
-        self.with(false, d, op)
+        self.with(false, self.read_timeout.deadline(), op)
+    }
+
+    /// A stream read into a buffer of `len` bytes: a short read tells the
+    /// poller protocol the socket is drained (`Registration::io_read`).
+    fn read_stream(&self, len: usize, mut op: impl FnMut(&T) -> io::Result<usize>) -> io::Result<usize> {
+        self.reg.io_read(self.read_timeout.deadline(), len, || op(&self.io))
     }
 
     fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        let d = self.write_timeout.lock().and_then(|t| Instant::now().checked_add(t));
-        self.with(true, d, op)
+        self.with(true, self.write_timeout.deadline(), op)
     }
 
     fn with<R>(
@@ -237,7 +260,9 @@ impl TcpStream {
     }
     /// Shuts down one or both directions.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.inner.io.shutdown(how)
+        let r = self.inner.io.shutdown(how);
+        self.inner.reg.kick();
+        r
     }
     /// Sets `TCP_NODELAY`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
@@ -250,27 +275,28 @@ impl TcpStream {
     /// Read timeout (`None`: wait forever). A zero duration is an error, as
     /// in std.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        *self.inner.read_timeout.lock() = check_timeout(d)?;
+        self.inner.read_timeout.set(check_timeout(d)?);
         Ok(())
     }
     /// Write timeout (`None`: wait forever).
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        *self.inner.write_timeout.lock() = check_timeout(d)?;
+        self.inner.write_timeout.set(check_timeout(d)?);
         Ok(())
     }
     /// The read timeout.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(*self.inner.read_timeout.lock())
+        Ok(self.inner.read_timeout.get())
     }
     /// The write timeout.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(*self.inner.write_timeout.lock())
+        Ok(self.inner.write_timeout.get())
     }
 }
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_with(|mut s| s.read(buf))
+        let len = buf.len();
+        self.inner.read_stream(len, |mut s| s.read(buf))
     }
 }
 impl Write for &TcpStream {
@@ -343,12 +369,12 @@ impl UdpSocket {
     }
     /// Read timeout for `recv`/`recv_from`.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        *self.inner.read_timeout.lock() = check_timeout(d)?;
+        self.inner.read_timeout.set(check_timeout(d)?);
         Ok(())
     }
     /// Write timeout for `send`/`send_to`.
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        *self.inner.write_timeout.lock() = check_timeout(d)?;
+        self.inner.write_timeout.set(check_timeout(d)?);
         Ok(())
     }
 }
@@ -401,23 +427,26 @@ impl UnixStream {
     }
     /// Shuts down one or both directions.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.inner.io.shutdown(how)
+        let r = self.inner.io.shutdown(how);
+        self.inner.reg.kick();
+        r
     }
     /// Read timeout.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        *self.inner.read_timeout.lock() = check_timeout(d)?;
+        self.inner.read_timeout.set(check_timeout(d)?);
         Ok(())
     }
     /// Write timeout.
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        *self.inner.write_timeout.lock() = check_timeout(d)?;
+        self.inner.write_timeout.set(check_timeout(d)?);
         Ok(())
     }
 }
 
 impl Read for &UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_with(|mut s| s.read(buf))
+        let len = buf.len();
+        self.inner.read_stream(len, |mut s| s.read(buf))
     }
 }
 impl Write for &UnixStream {

@@ -19,7 +19,9 @@
 //!
 //! Protocol per direction (edge-triggered readiness is a hint, the OS call
 //! decides):
-//!  1. Clear the direction's `ready` bit, then try the non-blocking call.
+//!  1. Clear the direction's `ready` bit, then try the non-blocking call
+//!     (skipped, straight to step 2, if the last call found the socket
+//!     drained and no edge has come since: `Registration::io_read`).
 //!  2. On `WouldBlock`, lock the slot: if `ready` was set meanwhile (an edge
 //!     arrived during the call), retry; else leave a `Waiter` and park.
 //!  3. The poller sets `ready` and wakes the waiter for every event.
@@ -53,16 +55,28 @@ const THREAD_SLICE: Duration = Duration::from_millis(20);
 
 #[derive(Default)]
 struct Slot {
-    ready: bool,
     waiter: Option<Waiter>,
+}
+
+/// One direction of a socket: the readiness bit (step 1 clears it without a
+/// lock; the poller sets it, then takes the waiter under the lock) and the
+/// parked party.
+#[derive(Default)]
+struct Dir {
+    ready: AtomicBool,
+    /// The last op found the socket empty (a short stream read, or
+    /// `WouldBlock`) after clearing `ready`: while `ready` stays clear, a
+    /// new attempt would fail too, so it parks without the system call.
+    drained: AtomicBool,
+    slot: Mutex<Slot>,
 }
 
 /// One registered socket.
 pub(crate) struct Registration {
     token: usize,
     fd: i32,
-    read: Mutex<Slot>,
-    write: Mutex<Slot>,
+    read: Dir,
+    write: Dir,
     /// Closed by us (`TcpListener::close`): waits fail at once.
     pub(crate) closed: AtomicBool,
 }
@@ -176,14 +190,10 @@ impl Poller {
                 }
                 let Some(reg) = sources.get(ev.token().0) else { continue };
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    let mut s = reg.read.lock();
-                    s.ready = true;
-                    wake.extend(s.waiter.take());
+                    wake.extend(reg.read.set_ready());
                 }
                 if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                    let mut s = reg.write.lock();
-                    s.ready = true;
-                    wake.extend(s.waiter.take());
+                    wake.extend(reg.write.set_ready());
                 }
             }
         }
@@ -204,8 +214,8 @@ pub(crate) fn register(src: &mut impl mio::event::Source, fd: i32) -> io::Result
     let reg = Arc::new(Registration {
         token,
         fd,
-        read: Mutex::new(Slot::default()),
-        write: Mutex::new(Slot::default()),
+        read: Dir::default(),
+        write: Dir::default(),
         closed: AtomicBool::new(false),
     });
     p.registry.register(src, Token(token), Interest::READABLE | Interest::WRITABLE)?;
@@ -238,12 +248,32 @@ impl Drop for Waiting {
     }
 }
 
+impl Dir {
+    /// An event for this direction: set the bit, then take the waiter
+    /// (module protocol step 3; the waiter checks the bit under the lock).
+    fn set_ready(&self) -> Option<Waiter> {
+        self.ready.store(true, Ordering::SeqCst);
+        self.slot.lock().waiter.take()
+    }
+}
+
 impl Registration {
+    /// Forgets what is known of readiness (after our own `shutdown`, which
+    /// changes what the next call returns without an edge being promised):
+    /// the next calls go to the OS, and a parked party retries.
+    pub(crate) fn kick(&self) {
+        for d in [&self.read, &self.write] {
+            if let Some(w) = d.set_ready() {
+                w.wake();
+            }
+        }
+    }
+
     /// Marks closed and wakes every waiter (they fail).
     pub(crate) fn close_waiters(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let r = self.read.lock().waiter.take();
-        let w = self.write.lock().waiter.take();
+        let r = self.read.slot.lock().waiter.take();
+        let w = self.write.slot.lock().waiter.take();
         for x in [r, w].into_iter().flatten() {
             x.wake();
         }
@@ -259,30 +289,72 @@ impl Registration {
         &self,
         write: bool,
         deadline: Option<Instant>,
+        op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.io_ex(write, deadline, op, |_| false)
+    }
+
+    /// A stream read into `len` bytes. A short read (not end-of-stream,
+    /// which repeats without an edge) drains the socket (a
+    /// stream read returns all it has, up to `len`), so the next read parks
+    /// at once unless an edge has arrived since: it saves the `EAGAIN` read
+    /// of every request/response exchange. Edge-triggered readiness reports
+    /// every arrival after the read, so nothing is missed.
+    pub(crate) fn io_read(
+        &self,
+        deadline: Option<Instant>,
+        len: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.io_ex(false, deadline, op, |&n| n > 0 && n < len)
+    }
+
+    fn io_ex<R>(
+        &self,
+        write: bool,
+        deadline: Option<Instant>,
         mut op: impl FnMut() -> io::Result<R>,
+        drains: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         if crate::coroutine::current_id().is_none() {
             return self.io_thread(write, deadline, op);
         }
-        let slot = if write { &self.write } else { &self.read };
-        let _external = crate::sched::with_worker(|w| crate::runtime::ExternalWait::new(w.rt.clone()));
+        let dir = if write { &self.write } else { &self.read };
+        // Taken only once the op would block: a call that completes at once
+        // touches no shared counter.
+        let mut external = None;
         let mut waiting = None;
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(Self::closed_err());
             }
-            slot.lock().ready = false;
-            match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
+            let skip = dir.drained.load(Ordering::Relaxed) && !dir.ready.load(Ordering::SeqCst);
+            if !skip {
+                // SeqCst: ordered before the OS call reads the socket, so an
+                // edge after that read sets the bit after this clear.
+                dir.ready.store(false, Ordering::SeqCst);
+                match op() {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => dir.drained.store(true, Ordering::Relaxed),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(r) => {
+                        dir.drained.store(drains(&r), Ordering::Relaxed);
+                        return Ok(r);
+                    }
+                    Err(e) => {
+                        dir.drained.store(false, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
             }
             let p = poller()?;
             waiting.get_or_insert_with(|| Waiting::new(p));
+            if external.is_none() {
+                external = crate::sched::with_worker(|w| crate::runtime::ExternalWait::new(w.rt.clone()));
+            }
             loop {
                 {
-                    let mut s = slot.lock();
-                    if s.ready || self.closed.load(Ordering::SeqCst) {
+                    let mut s = dir.slot.lock();
+                    if dir.ready.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
                         break;
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
