@@ -4,12 +4,15 @@
 //! home worker, body), [`JoinHandle`], [`Builder`], [`go`], [`yield_now`].
 //!
 //! Life of a coroutine:
-//!  1. `spawn` reserves its stack and builds its body (a corosensei coroutine
-//!     holding only the `Send` closure) *on the spawner*, so a stack that
-//!     cannot be reserved is an `Err` from `Builder::spawn`. State `NEW`.
-//!  2. Unstarted, it may move between threads (queues, stealing): its stack
-//!     holds nothing but the closure. The first worker to resume it becomes
-//!     its *home* for good.
+//!  1. `spawn` reserves its stack *on the spawner*, so a stack that cannot
+//!     be reserved is an `Err` from `Builder::spawn`, and boxes the `Send`
+//!     entry closure (`Start`). It does not touch the stack: the worker that
+//!     first resumes it builds the corosensei coroutine there (and installs
+//!     a fresh stack's guard page), so spawning a burst of coroutines does
+//!     not pay their first page faults on the spawner. State `NEW`.
+//!  2. Unstarted, it may move between threads (queues, stealing): it is
+//!     nothing but the untouched stack and the closure. The first worker to
+//!     resume it becomes its *home* for good.
 //!  3. Started, it runs only on its home thread. `park` suspends it to the
 //!     worker loop; `wake` queues it on its home (locally, or through the
 //!     home's inbox from any other thread).
@@ -24,8 +27,9 @@
 //!   PARKED  -wake-> RUNNING + queued on home (exactly one waker wins the CAS)
 //!
 //! Invariants:
-//!  1. `body` is touched only by the thread that holds the coroutine's queue
-//!     entry while `NEW`, and only by the home thread after that.
+//!  1. `body`, `start` and `guard` are touched only by the thread that holds
+//!     the coroutine's queue entry while `NEW`, and only by the home thread
+//!     after that (or by `Drop`, which has the block to itself).
 //!  2. A `CoInner` reachable from a `Waiter` has started (only a running
 //!     coroutine can make a waiter for itself), so `home` is set.
 //!  3. The body is dropped on the home thread: workers drop it at finish, and
@@ -55,6 +59,9 @@ pub(crate) enum Resume {
     Run,
     /// Unwind now: the runtime is cancelling this coroutine.
     Cancel,
+    /// First resume only: its stack's guard page could not be installed, so
+    /// its body must not run; it ends with an error payload.
+    NoGuard,
 }
 
 /// Why a coroutine switched back to its worker.
@@ -66,7 +73,25 @@ pub(crate) enum Suspend {
 }
 
 pub(crate) type Body = Coroutine<Resume, Suspend, (), Stack>;
-type CoYielder = Yielder<Resume, Suspend>;
+pub(crate) type CoYielder = Yielder<Resume, Suspend>;
+
+/// An unstarted coroutine: its stack and its entry closure. The corosensei
+/// coroutine is built from it on the first resume, by the worker that runs
+/// it, so `go` never touches the new stack: a fresh stack's first page fault
+/// (and its guard page, `stack/mod.rs`) are paid by that worker, off the
+/// spawner's path and in parallel across workers.
+pub(crate) struct Start {
+    pub(crate) stack: Stack,
+    pub(crate) entry: Box<dyn FnOnce(&CoYielder, Resume) + Send>,
+}
+
+impl Start {
+    /// Builds the coroutine (writes its first frame onto the stack).
+    pub(crate) fn into_body(self) -> Body {
+        let entry = self.entry;
+        Coroutine::with_stack(self.stack, move |y: &CoYielder, first: Resume| entry(y, first))
+    }
+}
 
 pub(crate) const NEW: u8 = 0;
 pub(crate) const RUNNING: u8 = 1;
@@ -103,8 +128,14 @@ pub(crate) struct CoInner {
     /// What it waits on while parked (diagnostics).
     /// What it waits on while parked (written only by the coroutine itself).
     pub(crate) wait: ReasonCell,
-    /// The corosensei coroutine (invariant 1).
+    /// The corosensei coroutine, once started (invariant 1).
     pub(crate) body: UnsafeCell<Option<Body>>,
+    /// What it is built from on the first resume (invariant 1).
+    pub(crate) start: UnsafeCell<Option<Start>>,
+    /// Its fresh stack's guard page, installed by the worker before the
+    /// first resume (or by `Drop` if it never runs); same access rule as
+    /// `body` (invariant 1; `stack/mod.rs` invariant 1).
+    pub(crate) guard: UnsafeCell<Option<crate::stack::PendingGuard>>,
     /// Its yielder, set on first resume (home thread only).
     pub(crate) yielder: Cell<*const CoYielder>,
     /// Slot in the home worker's registry (home thread only).
@@ -114,16 +145,30 @@ pub(crate) struct CoInner {
     pub(crate) timer_seq: Cell<u64>,
 }
 
-// SAFETY: the fields that are not thread-safe (`body`, `yielder`, `reg_key`)
-// are touched only by the one thread allowed to run the coroutine at that
-// moment (module invariant 1): the holder of its queue entry before it starts,
-// its home thread after. Everything else is atomic or locked. The body itself
-// is only moved between threads while NEW, when its stack holds just the
-// spawn closure, which is `Send`.
+// SAFETY: the fields that are not thread-safe (`body`, `start`, `guard`,
+// `yielder`, `reg_key`) are touched only by the one thread allowed to run the
+// coroutine at that moment (module invariant 1): the holder of its queue
+// entry before it starts, its home thread after. Everything else is atomic or
+// locked. Only `start` (an untouched stack and a `Send` closure) and `guard`
+// move between threads, while NEW; `body` exists only from the first resume,
+// on the home thread.
 unsafe impl Send for CoInner {}
 // SAFETY: as for Send: shared access from other threads reads only the
 // atomic and locked fields.
 unsafe impl Sync for CoInner {}
+
+impl Drop for CoInner {
+    fn drop(&mut self) {
+        // Never ran: its fresh stack still lacks a guard, and must not reach
+        // a free list without one (stack/mod.rs invariant 1).
+        if let Some(g) = self.guard.get_mut().take() {
+            if g.install().is_err() {
+                // Leak the stack rather than recycle an unguarded slot.
+                std::mem::forget(self.start.get_mut().take());
+            }
+        }
+    }
+}
 
 /// A counted reference to a coroutine control block.
 pub(crate) type CoRef = Arc<CoInner>;
@@ -231,7 +276,7 @@ pub(crate) fn park_current(reason: Option<WaitReason>, deadline: Option<std::tim
         panic!("{}", report.as_deref().unwrap_or("goro: partial deadlock"));
     }
     match r {
-        Resume::Run => {}
+        Resume::Run | Resume::NoGuard => {}
         Resume::Cancel => {
             if !std::thread::panicking() {
                 cancel_unwind()
@@ -468,17 +513,21 @@ where
 {
     crate::park::note_thread();
     let size = stack_size.unwrap_or(if flags & F_MAIN != 0 { rt.config.main_stack_size } else { rt.config.stack_size });
-    let stack = Stack::new(size)?;
+    let (stack, guard) = Stack::new(size)?;
     let stack_size = stack.size();
     let packet = Arc::new(Packet { result: UnsafeCell::new(None) });
     let p2 = packet.clone();
-    let body: Body = Coroutine::with_stack(stack, move |y: &CoYielder, first: Resume| {
+    let entry = Box::new(move |y: &CoYielder, first: Resume| {
         let co = sched::current_ptr().expect("goro bug: coroutine resumed outside a worker");
         // SAFETY: the worker that resumed us holds a reference to our block.
         let co = unsafe { &*co };
         co.yielder.set(y as *const CoYielder);
         let result: std::thread::Result<T> = match first {
             Resume::Cancel => Err(Box::new(Cancelled) as Box<dyn Any + Send>),
+            Resume::NoGuard => Err(Box::new(
+                "goro: the coroutine's stack guard page could not be installed (out of memory mappings?), \
+                 so it did not run; see the error printed by goro",
+            ) as Box<dyn Any + Send>),
             Resume::Run => panic::catch_unwind(AssertUnwindSafe(f)),
         };
         // SAFETY: Packet invariant: written once, before DONE.
@@ -494,7 +543,9 @@ where
         home: OnceLock::new(),
         joiner: Mutex::new(None),
         wait: ReasonCell::new(),
-        body: UnsafeCell::new(Some(body)),
+        body: UnsafeCell::new(None),
+        start: UnsafeCell::new(Some(Start { stack, entry })),
+        guard: UnsafeCell::new(guard),
         yielder: Cell::new(std::ptr::null()),
         reg_key: Cell::new(usize::MAX),
         timer_seq: Cell::new(0),

@@ -127,6 +127,13 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
     };
     super::set_worker(&local);
     crate::park::mark_internal_thread();
+    // Timer slack: Linux rounds a sleeping thread's timeout up by 50 us by
+    // default; a worker sleeps exactly until its next timer.
+    #[cfg(goro_linux)]
+    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's slack.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
     crate::stack::worker_started();
     local.main_loop();
     local.hand_off_timers();
@@ -452,7 +459,21 @@ impl WorkerLocal {
         }
         let cancel = co.flags.load(Ordering::Acquire) & F_CANCEL != 0
             || (!started && self.rt.cancelling.load(Ordering::Acquire));
-        let resume = if cancel { Resume::Cancel } else { Resume::Run };
+        let mut resume = if cancel { Resume::Cancel } else { Resume::Run };
+        if !started {
+            // SAFETY: coroutine.rs invariant 1: as for `body` below.
+            if let Some(g) = unsafe { (*co.guard.get()).take() } {
+                if let Err(e) = g.install() {
+                    eprintln!("goro: coroutine {}: {e}", co.label());
+                    resume = Resume::NoGuard;
+                }
+            }
+            // SAFETY: as for `body` below; nothing else reads `start`.
+            if let Some(st) = unsafe { (*co.start.get()).take() } {
+                // SAFETY: as above.
+                unsafe { *co.body.get() = Some(st.into_body()) };
+            }
+        }
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);
         let body = co.body.get();

@@ -10,10 +10,15 @@
 //! `[guard page][usable stack]`; the stack grows down from the top.
 //!
 //! Invariants:
-//!  1. Every slot's guard page is installed once, when the slot is carved,
-//!     with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+: no extra mapping) or,
-//!     if the kernel refuses, `mprotect(PROT_NONE)` (which splits the mapping
-//!     in two per slot, so the fallback caps out near 32 000 live stacks).
+//!  1. Every slot's guard page is installed once, before any code runs on
+//!     the slot, with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+: no extra
+//!     mapping) or, if the kernel refuses, `mprotect(PROT_NONE)` (which
+//!     splits the mapping in two per slot, so the fallback caps out near
+//!     32 000 live stacks). A freshly carved slot comes with a
+//!     [`PendingGuard`]: the system call is made by the worker that first
+//!     runs the coroutine (off the spawner's path, in parallel across
+//!     workers), or when the unstarted coroutine is dropped. So every slot
+//!     in a free list has its guard.
 //!  2. Memory is committed by the kernel as the stack is touched; an idle
 //!     coroutine costs the one or two pages it used.
 //!  3. Freed slots go to a per-thread LIFO cache (hot pages are reused first),
@@ -106,19 +111,42 @@ pub(crate) struct Stack {
     class: u32,
 }
 
+/// A freshly carved slot's guard page, not installed yet (invariant 1).
+/// Whoever holds it must `install` it before code runs deeper than the top
+/// page of the stack, and before the stack is freed.
+#[must_use = "a stack's guard page must be installed"]
+#[derive(Debug)]
+pub(crate) struct PendingGuard(usize);
+
+impl PendingGuard {
+    pub(crate) fn install(self) -> io::Result<()> {
+        install_guard(self.0)
+    }
+}
+
 impl Stack {
     /// A stack with at least `size` usable bytes (rounded up to a power of
-    /// two, at least [`MIN_STACK_SIZE`]).
-    pub(crate) fn new(size: usize) -> io::Result<Stack> {
+    /// two, at least [`MIN_STACK_SIZE`]), and its guard page if that is
+    /// still to be installed (a fresh slot; a recycled one has it).
+    pub(crate) fn new(size: usize) -> io::Result<(Stack, Option<PendingGuard>)> {
         let class = class_of(size)?;
         let ci = (class - MIN_CLASS) as usize;
         let cached = LOCAL.try_with(|l| l.borrow_mut().free[ci].pop()).ok().flatten();
-        let slot = match cached {
-            Some(s) => s,
+        let (slot, guard) = match cached {
+            Some(s) => (s, None),
             None => carve(class)?,
         };
         IN_USE.fetch_add(1, Ordering::Relaxed);
-        Ok(Stack { slot, class })
+        Ok((Stack { slot, class }, guard))
+    }
+
+    /// A stack whose guard is installed before it is returned.
+    pub(crate) fn new_guarded(size: usize) -> io::Result<Stack> {
+        let (stack, guard) = Stack::new(size)?;
+        if let Some(g) = guard {
+            g.install()?;
+        }
+        Ok(stack)
     }
 
     /// Usable bytes.
@@ -131,12 +159,12 @@ impl Stack {
     }
 }
 
-fn carve(class: u32) -> io::Result<usize> {
+fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
     let ci = (class - MIN_CLASS) as usize;
     let slot_len = PAGE + (1usize << class);
     let mut c = CLASSES[ci].lock();
     if let Some(s) = c.free.pop() {
-        return Ok(s);
+        return Ok((s, None));
     }
     if c.next + slot_len > c.end {
         let len = RESERVATION.max(slot_len * 4);
@@ -167,8 +195,7 @@ fn carve(class: u32) -> io::Result<usize> {
     let slot = c.next;
     c.next += slot_len;
     drop(c);
-    install_guard(slot)?;
-    Ok(slot)
+    Ok((slot, Some(PendingGuard(slot))))
 }
 
 /// Invariant 1.

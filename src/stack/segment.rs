@@ -108,7 +108,7 @@ pub fn maybe_grow<R, F: FnOnce() -> R>(red_zone: usize, segment_size: usize, f: 
 
 #[cold]
 fn grow<R, F: FnOnce() -> R>(segment_size: usize, f: F) -> R {
-    let seg = match Stack::new(segment_size.max(red_zone_floor())) {
+    let seg = match Stack::new_guarded(segment_size.max(red_zone_floor())) {
         Ok(s) => s,
         Err(e) => panic!("goro::stack::maybe_grow: cannot reserve a stack segment: {e}"),
     };
