@@ -82,8 +82,11 @@ pub(crate) type CoYielder = Yielder<Resume, Suspend>;
 /// spawner's path and in parallel across workers.
 pub(crate) struct Start {
     pub(crate) stack: Stack,
-    pub(crate) entry: Box<dyn FnOnce(&CoYielder, Resume) + Send>,
+    pub(crate) entry: Entry,
 }
+
+/// A coroutine's entry closure, boxed until its first resume.
+pub(crate) type Entry = Box<dyn FnOnce(&CoYielder, Resume) + Send>;
 
 impl Start {
     /// Builds the coroutine (writes its first frame onto the stack).
