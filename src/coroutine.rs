@@ -5,14 +5,15 @@
 //!
 //! Life of a coroutine:
 //!  1. `spawn` reserves its stack *on the spawner*, so a stack that cannot
-//!     be reserved is an `Err` from `Builder::spawn`, and boxes the `Send`
-//!     entry closure (`Start`). It does not touch the stack: the worker that
-//!     first resumes it builds the corosensei coroutine there (and installs
-//!     a fresh stack's guard page), so spawning a burst of coroutines does
-//!     not pay their first page faults on the spawner. State `NEW`.
-//!  2. Unstarted, it may move between threads (queues, stealing): it is
-//!     nothing but the untouched stack and the closure. The first worker to
-//!     resume it becomes its *home* for good.
+//!     be reserved is an `Err` from `Builder::spawn`. A recycled (warm) stack
+//!     gets its body at once: a corosensei coroutine holding only the `Send`
+//!     entry closure. A freshly carved stack is not touched: the closure is
+//!     boxed (`Start`) and the worker that first resumes it builds the body
+//!     there and installs the slot's guard page, so a burst of spawns does
+//!     not pay page faults and system calls on the spawner. State `NEW`.
+//!  2. Unstarted, it may move between threads (queues, stealing): its stack
+//!     holds nothing but the closure. The first worker to resume it becomes
+//!     its *home* for good.
 //!  3. Started, it runs only on its home thread. `park` suspends it to the
 //!     worker loop; `wake` queues it on its home (locally, or through the
 //!     home's inbox from any other thread).
@@ -152,9 +153,8 @@ pub(crate) struct CoInner {
 // `yielder`, `reg_key`) are touched only by the one thread allowed to run the
 // coroutine at that moment (module invariant 1): the holder of its queue
 // entry before it starts, its home thread after. Everything else is atomic or
-// locked. Only `start` (an untouched stack and a `Send` closure) and `guard`
-// move between threads, while NEW; `body` exists only from the first resume,
-// on the home thread.
+// locked. The body, or `start` and `guard`, move between threads only while
+// NEW, when the stack holds nothing but the `Send` entry closure.
 unsafe impl Send for CoInner {}
 // SAFETY: as for Send: shared access from other threads reads only the
 // atomic and locked fields.
@@ -520,7 +520,7 @@ where
     let stack_size = stack.size();
     let packet = Arc::new(Packet { result: UnsafeCell::new(None) });
     let p2 = packet.clone();
-    let entry = Box::new(move |y: &CoYielder, first: Resume| {
+    let entry = move |y: &CoYielder, first: Resume| {
         let co = sched::current_ptr().expect("goro bug: coroutine resumed outside a worker");
         // SAFETY: the worker that resumed us holds a reference to our block.
         let co = unsafe { &*co };
@@ -535,7 +535,14 @@ where
         };
         // SAFETY: Packet invariant: written once, before DONE.
         unsafe { *p2.result.get() = Some(result) };
-    });
+    };
+    // A recycled stack is warm (its top pages are resident): build the body
+    // now, with no allocation. A fresh one waits for its first worker
+    // (module note, step 1).
+    let (body, start) = match guard {
+        None => (Some(Coroutine::with_stack(stack, entry)), None),
+        Some(_) => (None, Some(Start { stack, entry: Box::new(entry) })),
+    };
     let co = Arc::new(CoInner {
         id: sched::next_coroutine_id(),
         name: name.map(String::into_boxed_str),
@@ -546,8 +553,8 @@ where
         home: OnceLock::new(),
         joiner: Mutex::new(None),
         wait: ReasonCell::new(),
-        body: UnsafeCell::new(None),
-        start: UnsafeCell::new(Some(Start { stack, entry })),
+        body: UnsafeCell::new(body),
+        start: UnsafeCell::new(start),
         guard: UnsafeCell::new(guard),
         yielder: Cell::new(std::ptr::null()),
         reg_key: Cell::new(usize::MAX),

@@ -380,7 +380,7 @@ impl RuntimeBuilder {
                 switches: AtomicU64::new(0),
                 timers_pending: AtomicUsize::new(0),
                 running: AtomicU64::new(0),
-                backlog_since: AtomicU64::new(0),
+                deque_epoch: AtomicU64::new(0),
                 resumes: AtomicU64::new(0),
             }));
             deques.push(d);

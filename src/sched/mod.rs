@@ -52,17 +52,6 @@ use crate::park::Waiter;
 
 pub(crate) use worker::WorkerLocal;
 
-/// The process's clock origin for compact timestamps (`backlog_since`).
-pub(crate) fn epoch() -> Instant {
-    static E: OnceLock<Instant> = OnceLock::new();
-    *E.get_or_init(Instant::now)
-}
-
-/// Nanoseconds since `epoch()`, at least 1.
-pub(crate) fn now_ns() -> u64 {
-    (epoch().elapsed().as_nanos() as u64).max(1)
-}
-
 /// Runtime configuration, fixed at build.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -151,9 +140,10 @@ pub(crate) struct WorkerShared {
     /// Id of the coroutine running now (0: none) and a resume counter, for
     /// the monitor's long-run warning.
     pub(crate) running: AtomicU64,
-    /// Since when (ns after `epoch()`, 0: never) the deque has been
-    /// non-empty without a break; thieves take from a backlog only.
-    pub(crate) backlog_since: AtomicU64,
+    /// Bumped each time the worker sees its deque empty after it was not:
+    /// a thief that sees the same value twice knows the deque held
+    /// coroutines without a break in between (`victim_backlogged`).
+    pub(crate) deque_epoch: AtomicU64,
     pub(crate) resumes: AtomicU64,
 }
 

@@ -103,6 +103,10 @@ pub(crate) struct WorkerLocal {
     compact_at: Cell<usize>,
     /// Victims' resume counters at our last look (`victim_stuck`).
     seen_resumes: RefCell<Vec<(u64, Option<Instant>)>>,
+    /// Victims' deque epochs at our first look, and when (`victim_backlogged`).
+    seen_backlog: RefCell<Vec<(u64, Option<Instant>)>>,
+    /// Whether our deque was empty at the last look (`deque_epoch`).
+    deque_was_empty: Cell<bool>,
 }
 
 /// The body of a worker thread.
@@ -124,6 +128,8 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         timer_seq: Cell::new(0),
         compact_at: Cell::new(1024),
         seen_resumes: RefCell::new(Vec::new()),
+        seen_backlog: RefCell::new(Vec::new()),
+        deque_was_empty: Cell::new(true),
     };
     super::set_worker(&local);
     crate::park::mark_internal_thread();
@@ -189,10 +195,14 @@ impl WorkerLocal {
 
     fn next_local(&self) -> Option<CoRef> {
         let co = self.next_local_inner();
-        // The backlog ends whenever the deque is seen empty, however it
-        // emptied (popped, the fairness pass, thieves).
-        if self.shared.backlog_since.load(Ordering::Relaxed) != 0 && self.deque.is_empty() {
-            self.shared.backlog_since.store(0, Ordering::Relaxed);
+        // A backlog ends whenever the deque is seen empty, however it emptied
+        // (popped, the fairness pass, thieves): a new epoch.
+        let empty = self.deque.is_empty();
+        if empty != self.deque_was_empty.get() {
+            self.deque_was_empty.set(empty);
+            if empty {
+                bump(&self.shared.deque_epoch);
+            }
         }
         co
     }
@@ -333,7 +343,7 @@ impl WorkerLocal {
                 let ok = match ws[v].stealer.len() {
                     0 => false,
                     1 => self.victim_stuck(v),
-                    _ => victim_backlogged(&ws[v]),
+                    _ => self.victim_backlogged(v),
                 };
                 if !ok {
                     continue;
@@ -351,6 +361,30 @@ impl WorkerLocal {
             }
         }
         None
+    }
+
+    /// Has victim `v`'s deque held unstarted coroutines, without a break,
+    /// for at least `BACKLOG` (as far as we can tell: the same deque epoch
+    /// since we first saw it, that long ago)? Then it has more than it starts
+    /// soon, and thieves may take half. A burst of spawns that the victim
+    /// starts at once (say producers and consumers spawned before a `wait`)
+    /// stays on one worker: a started coroutine never moves, and
+    /// communicating coroutines split across workers pay a cross-core
+    /// hand-off per message where one worker pays a context switch. Spawn
+    /// trees (skynet) keep a backlog and spread out after a millisecond.
+    fn victim_backlogged(&self, v: usize) -> bool {
+        const BACKLOG: std::time::Duration = std::time::Duration::from_millis(1);
+        let ep = self.rt.workers()[v].deque_epoch.load(Ordering::Relaxed);
+        let mut seen = self.seen_backlog.borrow_mut();
+        if seen.len() <= v {
+            seen.resize(v + 1, (u64::MAX, None));
+        }
+        let e = &mut seen[v];
+        if e.0 != ep {
+            *e = (ep, Some(Instant::now()));
+            return false;
+        }
+        e.1.is_some_and(|t| t.elapsed() >= BACKLOG)
     }
 
     /// Has victim `v` been running one coroutine for at least `STUCK`?
@@ -413,9 +447,6 @@ impl WorkerLocal {
     /// pair, or a set spawned before a wait, stays on one worker.
     pub(crate) fn push_new(&self, co: CoRef) {
         bump(&self.shared.spawned);
-        if self.deque.is_empty() {
-            self.shared.backlog_since.store(super::now_ns(), Ordering::Relaxed);
-        }
         self.deque.push(co);
         // A lone queued coroutine is not stealable (see `victim_stuck`); one
         // stuck behind a busy coroutine is handed out by the monitor. Two or
@@ -439,9 +470,6 @@ impl WorkerLocal {
 
     fn demote(&self, co: CoRef) {
         if co.state.load(Ordering::Relaxed) == NEW {
-            if self.deque.is_empty() {
-                self.shared.backlog_since.store(super::now_ns(), Ordering::Relaxed);
-            }
             self.deque.push(co);
             self.rt.notify_work();
         } else {
@@ -605,20 +633,6 @@ impl WorkerLocal {
         }
         None
     }
-}
-
-/// Has this worker's deque held unstarted coroutines, without a break, for
-/// at least `BACKLOG`? Then it has more than it starts soon, and thieves may
-/// take half. A burst of spawns that the worker starts at once (say a set of
-/// producers and consumers spawned before a `wait`) stays on one worker: a
-/// started coroutine never moves, and communicating coroutines split across
-/// workers pay a cross-core hand-off per message where one worker would pay
-/// a context switch. Spawn trees (skynet) keep a backlog and spread out
-/// after the first millisecond.
-fn victim_backlogged(w: &WorkerShared) -> bool {
-    const BACKLOG: u64 = 1_000_000; // ns
-    let since = w.backlog_since.load(Ordering::Relaxed);
-    since != 0 && super::now_ns().saturating_sub(since) >= BACKLOG
 }
 
 /// Increments a counter only this worker writes: a plain load and store (no
