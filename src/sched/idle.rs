@@ -18,9 +18,12 @@
 //!  4. A searcher that finds work while it was the last searcher wakes another
 //!     worker, so work that arrives in bursts spreads out.
 //!
-//! The idle path is where later rooms plug in: the sleeping worker's timeout is
-//! its next timer deadline (time), and the deadlock detector runs when the
-//! last worker goes to sleep with nothing pending.
+//! A sleeping worker's timeout is its next timer deadline; while a coroutine
+//! waits on a socket, the sleeper that gets the netpoller blocks in
+//! `epoll_wait` instead of on its condition variable (state `POLLING`, woken
+//! through the mio `Waker`; see `net/poller.rs`). The deadlock detector
+//! starts its grace period when the last worker goes to sleep with nothing
+//! pending.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;

@@ -201,7 +201,11 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Locks if free, without waiting.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.state.compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        // Like Go's TryLock: may take a free lock even with waiters queued
+        // (normal mode); in starvation mode LOCKED never drops, so it fails.
+        if !self.try_acquire() {
+            return None;
+        }
         self.holder.store(super::holder_id(), Ordering::Relaxed);
         Some(MutexGuard { lock: self, _not_send: std::marker::PhantomData })
     }

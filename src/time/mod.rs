@@ -1,6 +1,8 @@
 //! Time: `sleep`, `after`, `tick`, [`Timer`], [`Ticker`] (Go's `time`).
 //!
-//! Owns: the timer driver for channel timers, and the Go 1.23 timer rules.
+//! Owns: channel timers (`ChanTimer`, their armed count, the fallback driver
+//! thread for timers armed off the workers), and the Go 1.23 timer rules.
+//! The per-worker heaps themselves live in `sched/worker.rs`.
 //!
 //! Two engines:
 //!  * **Wake timers** (`sleep` in a coroutine, every `*_timeout` and
