@@ -261,7 +261,7 @@ pub(crate) fn park_current(reason: Option<WaitReason>, deadline: Option<std::tim
         return true; // a wake came first: consume the token
     }
     if let Some(reason) = reason {
-        co.wait.set(reason);
+        co.wait.set_own(reason);
     }
     if let Some(d) = deadline {
         sched::add_wake_timer(d, co);
@@ -322,6 +322,25 @@ impl ReasonCell {
     /// Records `r`.
     pub(crate) fn set(&self, r: WaitReason) {
         self.with(|v| *v = r);
+    }
+
+    /// Records `r` for the coroutine's own park (`park_current` with a
+    /// reason), skipping the lock when the record already says `r` (a
+    /// coroutine looping on one channel parks with the same reason again
+    /// and again).
+    ///
+    /// The unlocked read is race-free: besides the coroutine itself, only a
+    /// lock's wait queue writes this record (`waitq::Slot::set_wait`), and
+    /// only while the coroutine's slot is queued there; a coroutine parking
+    /// with its own reason is in no such queue (a queued party parks with
+    /// `park_recorded`, and leaves the queue before it returns). Readers on
+    /// other threads only read, under the lock.
+    fn set_own(&self, r: WaitReason) {
+        // SAFETY: see above: no concurrent write is possible.
+        if unsafe { *self.v.get() } == r {
+            return;
+        }
+        self.set(r);
     }
 
     /// The current reason.

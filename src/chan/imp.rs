@@ -572,9 +572,13 @@ pub(crate) fn dequeue_locked<T>(g: &mut Inner<T>, op: &Op<T>, send: bool) {
     }
 }
 
+#[inline]
 pub(crate) fn wake_all(ws: Vec<Waiter>) {
-    for w in ws {
-        w.wake();
+    // Almost always empty (observers are rare): skip the iterator.
+    if !ws.is_empty() {
+        for w in ws {
+            w.wake();
+        }
     }
 }
 
