@@ -381,6 +381,7 @@ impl RuntimeBuilder {
                 timers_pending: AtomicUsize::new(0),
                 running: AtomicU64::new(0),
                 deque_epoch: AtomicU64::new(0),
+                load: AtomicU64::new(0),
                 resumes: AtomicU64::new(0),
             }));
             deques.push(d);
@@ -666,6 +667,7 @@ fn monitor(rt: std::sync::Weak<Shared>) {
     let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
     let mut nap = Duration::from_millis(10);
     let mut partial_tick = 0u64;
+    let mut last_resumes: Vec<u64> = Vec::new();
     park::mark_internal_thread();
     loop {
         // park_timeout: `Runtime::drop` unparks us so shutdown never waits a nap.
@@ -684,11 +686,14 @@ fn monitor(rt: std::sync::Weak<Shared>) {
         }
         let ws = rt.workers();
         seen.resize(ws.len(), (0, 0, Instant::now()));
+        last_resumes.resize(ws.len(), 0);
         let now = Instant::now();
         let mut busy = false;
         for (i, w) in ws.iter().enumerate() {
             let id = w.running.load(Ordering::Relaxed);
             let n = w.resumes.load(Ordering::Relaxed);
+            w.load.store(n.wrapping_sub(last_resumes[i]), Ordering::Relaxed);
+            last_resumes[i] = n;
             if id == 0 {
                 seen[i] = (0, n, now);
                 continue;

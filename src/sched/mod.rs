@@ -21,7 +21,10 @@
 //!   the oldest half, i.e. the biggest subtrees of a spawn tree, but only
 //!   from a *backlog* (two or more queued for 1 ms without a break) or a
 //!   victim stuck in one coroutine for 1 ms: a placement is for life, so a
-//!   burst of spawns the victim starts at once stays together.
+//!   burst of spawns the victim starts at once stays together. Conversely a
+//!   saturated worker with an empty deque hands a new coroutine to a clearly
+//!   less loaded worker's inbox (`push_new`): pipelines grown one stage at a
+//!   time spread out that way.
 //! * `ready` (local FIFO): started coroutines woken on this worker.
 //! * `inbox` (crossbeam `Injector`): started coroutines homed here and woken
 //!   from other threads.
@@ -145,6 +148,9 @@ pub(crate) struct WorkerShared {
     /// coroutines without a break in between (`victim_backlogged`).
     pub(crate) deque_epoch: AtomicU64,
     pub(crate) resumes: AtomicU64,
+    /// Resumes in the monitor's last window: how loaded the worker is
+    /// (spawn placement, `WorkerLocal::push_new`).
+    pub(crate) load: AtomicU64,
 }
 
 /// A minimal slab.

@@ -15,7 +15,8 @@
 //! Invariants:
 //!  1. The deque and the injector hold only unstarted coroutines (unless the
 //!     runtime opted into `migrate_started`); started ones live in `runnext`,
-//!     `ready`, `yielded` or this worker's inbox.
+//!     `ready`, `yielded` or this worker's inbox. The inbox may also hold
+//!     unstarted ones placed here by a saturated spawner (`push_new`).
 //!  2. No `RefCell` borrow is held across `resume`: the coroutine re-enters
 //!     this worker (spawn, wake) while it runs.
 
@@ -107,6 +108,9 @@ pub(crate) struct WorkerLocal {
     seen_backlog: RefCell<Vec<(u64, Option<Instant>)>>,
     /// Whether our deque was empty at the last look (`deque_epoch`).
     deque_was_empty: Cell<bool>,
+    /// Since when this worker has had work without a break (`None`: it is
+    /// searching or asleep); see `push_new`.
+    busy_since: Cell<Option<Instant>>,
 }
 
 /// The body of a worker thread.
@@ -130,6 +134,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         seen_resumes: RefCell::new(Vec::new()),
         seen_backlog: RefCell::new(Vec::new()),
         deque_was_empty: Cell::new(true),
+        busy_since: Cell::new(None),
     };
     super::set_worker(&local);
     crate::park::mark_internal_thread();
@@ -290,6 +295,7 @@ impl WorkerLocal {
         let mut found = None;
         let start = Instant::now();
         let mut round = 0u32;
+        self.busy_since.set(None);
         loop {
             if let Some(co) = self.steal_round() {
                 found = Some(co);
@@ -311,6 +317,9 @@ impl WorkerLocal {
             }
         }
         let last = self.rt.idle.end_search();
+        if found.is_some() {
+            self.busy_since.set(Some(Instant::now()));
+        }
         if found.is_some() && last {
             // Rule 4 of idle.rs: keep a searcher around while work flows.
             if !self.deque.is_empty() || !self.rt.injector.is_empty() {
@@ -433,11 +442,13 @@ impl WorkerLocal {
         }
         // Rule 1 of net/poller.rs: if a coroutine waits on a socket, the
         // sleeper that can take the poller blocks in it.
+        self.busy_since.set(None);
         let slept = crate::net::poller::needed().is_some_and(|p| parker.sleep_polling(p, deadline));
         if !slept {
             parker.sleep(deadline);
         }
         self.rt.idle.remove_sleeper(idx);
+        self.busy_since.set(Some(Instant::now()));
     }
 
     /// A coroutine spawned by the running one: on top of the LIFO deque, so
@@ -447,6 +458,11 @@ impl WorkerLocal {
     /// pair, or a set spawned before a wait, stays on one worker.
     pub(crate) fn push_new(&self, co: CoRef) {
         bump(&self.shared.spawned);
+        if let Some(w) = self.lighter_worker() {
+            w.inbox.push(co);
+            w.parker.unpark_if_sleeping();
+            return;
+        }
         self.deque.push(co);
         // A lone queued coroutine is not stealable (see `victim_stuck`); one
         // stuck behind a busy coroutine is handed out by the monitor. Two or
@@ -454,6 +470,46 @@ impl WorkerLocal {
         if self.deque.len() >= 2 {
             self.rt.notify_work();
         }
+    }
+
+    /// Where a new coroutine should start instead of here: a worker doing
+    /// clearly less (under 3/4 of our resumes in the monitor's last window)
+    /// while this one has been busy without a break for `SATURATED` and has
+    /// no backlog of its own (a backlog is the thieves' business).
+    ///
+    /// This is how a pipeline grown one stage at a time by one spawner (the
+    /// prime sieve: main spawns each new filter, which starts at once, so
+    /// there is never anything to steal) spreads over the workers: stages
+    /// spawned while another worker has room start there, and the chain
+    /// crosses between workers at a few points. A started coroutine still
+    /// never moves; only where a new one starts is chosen.
+    fn lighter_worker(&self) -> Option<&Arc<WorkerShared>> {
+        const SATURATED: std::time::Duration = std::time::Duration::from_millis(1);
+        if self.rt.config.migrate_started {
+            return None;
+        }
+        // A backlog here is the thieves' business (spawn trees), and a
+        // quiet worker has no reason to give work away.
+        if !self.deque.is_empty() {
+            return None;
+        }
+        let mine = self.shared.load.load(Ordering::Relaxed);
+        if mine < 1000 {
+            return None;
+        }
+        let w = self
+            .rt
+            .workers()
+            .iter()
+            .filter(|w| w.index != self.shared.index)
+            .min_by_key(|w| w.load.load(Ordering::Relaxed))?;
+        if w.load.load(Ordering::Relaxed) * 4 >= mine * 3 {
+            return None;
+        }
+        if !self.busy_since.get().is_some_and(|t| t.elapsed() >= SATURATED) {
+            return None;
+        }
+        Some(w)
     }
 
     /// A coroutine homed here was woken on this thread.
