@@ -506,7 +506,7 @@ impl WorkerLocal {
         if w.load.load(Ordering::Relaxed) * 4 >= mine * 3 {
             return None;
         }
-        if !self.busy_since.get().is_some_and(|t| t.elapsed() >= SATURATED) {
+        if self.busy_since.get().is_none_or(|t| t.elapsed() < SATURATED) {
             return None;
         }
         Some(w)
