@@ -183,6 +183,12 @@ impl CoInner {
 
     /// Wakes the coroutine, or leaves a token if it is not parked.
     pub(crate) fn wake(self: &Arc<Self>) {
+        self.clone().wake_owned();
+    }
+
+    /// `wake`, consuming a reference: if the coroutine must be queued, this
+    /// reference is the one its home's queue gets.
+    pub(crate) fn wake_owned(self: Arc<Self>) {
         let mut s = self.state.load(Ordering::Acquire);
         loop {
             let (to, queue) = match s {
@@ -196,7 +202,14 @@ impl CoInner {
                 Ok(_) => {
                     if queue {
                         let home = self.home.get().expect("goro bug: a parked coroutine has no home");
-                        home.schedule_woken(self.clone());
+                        let home_ptr = Arc::as_ptr(home);
+                        let local = sched::with_worker(|w| std::ptr::eq(Arc::as_ptr(&w.shared), home_ptr));
+                        if local == Some(true) {
+                            // On its home thread: queue this very reference.
+                            sched::with_worker(move |w| w.push_woken(self));
+                        } else {
+                            home.clone().schedule_woken(self);
+                        }
                     }
                     return;
                 }

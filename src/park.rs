@@ -99,8 +99,14 @@ impl Waiter {
 
     /// Wakes the party (or leaves a token for its next park).
     pub(crate) fn wake(&self) {
-        match &self.repr {
-            Repr::Coroutine(co) => co.wake(),
+        self.clone().wake_owned();
+    }
+
+    /// Like `wake`, consuming the waiter: a coroutine's reference goes
+    /// straight into its home's run queue (no extra reference count).
+    pub(crate) fn wake_owned(self) {
+        match self.repr {
+            Repr::Coroutine(co) => co.wake_owned(),
             Repr::Plain(p) => {
                 p.set_active();
                 p.thread.unpark();

@@ -427,7 +427,7 @@ impl<T> Chan<T> {
             Ok(w) => {
                 drop(g);
                 if let Some(w) = w {
-                    w.wake();
+                    w.wake_owned();
                 }
                 return Ok(());
             }
@@ -474,7 +474,7 @@ impl<T> Chan<T> {
             Ok((v, w, obs)) => {
                 drop(g);
                 if let Some(w) = w {
-                    w.wake();
+                    w.wake_owned();
                 }
                 wake_all(obs);
                 return Ok(v);
@@ -577,7 +577,7 @@ pub(crate) fn wake_all(ws: Vec<Waiter>) {
     // Almost always empty (observers are rare): skip the iterator.
     if !ws.is_empty() {
         for w in ws {
-            w.wake();
+            w.wake_owned();
         }
     }
 }

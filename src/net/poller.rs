@@ -200,7 +200,7 @@ impl Poller {
         drop(st);
         let any = !wake.is_empty();
         for w in wake {
-            w.wake();
+            w.wake_owned();
         }
         Some(any)
     }
