@@ -473,7 +473,7 @@ impl WorkerLocal {
     }
 
     /// Where a new coroutine should start instead of here: a worker doing
-    /// clearly less (under 3/4 of our resumes in the monitor's last window)
+    /// less (under 9/10 of our resumes in the monitor's last window)
     /// while this one has been busy without a break for `SATURATED` and has
     /// no backlog of its own (a backlog is the thieves' business).
     ///
@@ -503,7 +503,7 @@ impl WorkerLocal {
             .iter()
             .filter(|w| w.index != self.shared.index)
             .min_by_key(|w| w.load.load(Ordering::Relaxed))?;
-        if w.load.load(Ordering::Relaxed) * 4 >= mine * 3 {
+        if w.load.load(Ordering::Relaxed) * 10 >= mine * 9 {
             return None;
         }
         if self.busy_since.get().is_none_or(|t| t.elapsed() < SATURATED) {
