@@ -290,3 +290,58 @@ fn reads_after_a_short_read_still_see_data_and_eof() {
         assert_eq!(reader.join().unwrap(), 0);
     });
 }
+
+/// Several coroutines reading one socket (Go programs share a UDP socket
+/// between goroutines): every datagram is received, none is left behind
+/// by a reader that consumed the edge, and nobody hangs.
+#[test]
+fn many_readers_share_one_udp_socket() {
+    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    rt.run(|| {
+        let sock = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let addr = sock.local_addr().unwrap();
+        const READERS: usize = 4;
+        const ROUNDS: usize = 50;
+        let (tx, rx) = goro::chan::<u8>(READERS * ROUNDS);
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                let (sock, tx) = (sock.clone(), tx.clone());
+                goro::go(move || {
+                    let mut buf = [0u8; 4];
+                    for _ in 0..ROUNDS {
+                        let (n, _) = sock.recv_from(&mut buf).unwrap();
+                        assert_eq!(n, 1);
+                        tx.send(buf[0]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        // At most BATCH datagrams in flight, so the loopback receive buffer
+        // never drops one (UDP may): a lost datagram must mean a lost wake.
+        const BATCH: usize = 8;
+        let out = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut got: Vec<u8> = Vec::new();
+        for i in 0..READERS * ROUNDS {
+            out.send_to(&[(i % 251) as u8], addr).unwrap();
+            if i % BATCH == BATCH - 1 {
+                for _ in 0..BATCH {
+                    let v = rx.recv_timeout(Duration::from_secs(10)).expect("a datagram was never received");
+                    got.push(v);
+                }
+                if i % 3 == 0 {
+                    goro::time::sleep(Duration::from_micros(200)); // readers park in between
+                }
+            }
+        }
+        got.extend(rx.iter());
+        for h in readers {
+            h.join().unwrap();
+        }
+        got.sort_unstable();
+        let mut want: Vec<u8> = (0..READERS * ROUNDS).map(|i| (i % 251) as u8).collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    })
+    .unwrap();
+}

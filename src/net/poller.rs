@@ -19,12 +19,18 @@
 //!
 //! Protocol per direction (edge-triggered readiness is a hint, the OS call
 //! decides):
-//!  1. Clear the direction's `ready` bit, then try the non-blocking call
-//!     (skipped, straight to step 2, if the last call found the socket
-//!     drained and no edge has come since: `Registration::io_read`).
-//!  2. On `WouldBlock`, lock the slot: if `ready` was set meanwhile (an edge
-//!     arrived during the call), retry; else leave a `Waiter` and park.
-//!  3. The poller sets `ready` and wakes the waiter for every event.
+//!  1. Take a snapshot of the direction's event generation `seq`, then try
+//!     the non-blocking call (skipped, straight to step 2, if a call at this
+//!     same generation found the socket drained: `Registration::io_read`).
+//!  2. On `WouldBlock`, lock the slot: if `seq` moved since the snapshot (an
+//!     edge arrived during the call), retry; else leave a `Waiter` and park.
+//!  3. The poller bumps `seq`, then takes and wakes the waiters, for every
+//!     event.
+//!
+//! Each party compares with its own snapshot, so several parties may wait
+//! on one direction (coroutines sharing a UDP socket): one party's call
+//! never hides an event from another (a shared "ready" bit that each call
+//! cleared would).
 //!
 //! So no edge is lost, and only the parties waiting on that socket and
 //! direction are woken. A plain OS thread does not use the poller at all: it
@@ -55,20 +61,30 @@ const THREAD_SLICE: Duration = Duration::from_millis(20);
 
 #[derive(Default)]
 struct Slot {
-    waiter: Option<Waiter>,
+    /// Parties parked on this direction (usually one; several coroutines
+    /// may share a socket, say readers of one UDP socket).
+    waiters: Vec<Waiter>,
 }
 
-/// One direction of a socket: the readiness bit (step 1 clears it without a
-/// lock; the poller sets it, then takes the waiter under the lock) and the
-/// parked party.
-#[derive(Default)]
+/// One direction of a socket: its readiness generation (bumped by the
+/// poller for every event, before it takes the waiters under the lock) and
+/// the parked parties.
 struct Dir {
-    ready: AtomicBool,
-    /// The last op found the socket empty (a short stream read, or
-    /// `WouldBlock`) after clearing `ready`: while `ready` stays clear, a
-    /// new attempt would fail too, so it parks without the system call.
-    drained: AtomicBool,
+    seq: AtomicU64,
+    /// The generation at which an op last found the socket empty (a short
+    /// stream read, or `WouldBlock`); `NOT_DRAINED` if the last op did not.
+    /// While `seq` still equals it, a new attempt would fail too, so it
+    /// parks without the system call.
+    drained_at: AtomicU64,
     slot: Mutex<Slot>,
+}
+
+const NOT_DRAINED: u64 = u64::MAX;
+
+impl Default for Dir {
+    fn default() -> Dir {
+        Dir { seq: AtomicU64::new(0), drained_at: AtomicU64::new(NOT_DRAINED), slot: Mutex::default() }
+    }
 }
 
 /// One registered socket.
@@ -251,9 +267,9 @@ impl Drop for Waiting {
 impl Dir {
     /// An event for this direction: set the bit, then take the waiter
     /// (module protocol step 3; the waiter checks the bit under the lock).
-    fn set_ready(&self) -> Option<Waiter> {
-        self.ready.store(true, Ordering::SeqCst);
-        self.slot.lock().waiter.take()
+    fn set_ready(&self) -> Vec<Waiter> {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        std::mem::take(&mut self.slot.lock().waiters)
     }
 }
 
@@ -263,8 +279,8 @@ impl Registration {
     /// the next calls go to the OS, and a parked party retries.
     pub(crate) fn kick(&self) {
         for d in [&self.read, &self.write] {
-            if let Some(w) = d.set_ready() {
-                w.wake();
+            for w in d.set_ready() {
+                w.wake_owned();
             }
         }
     }
@@ -272,10 +288,11 @@ impl Registration {
     /// Marks closed and wakes every waiter (they fail).
     pub(crate) fn close_waiters(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let r = self.read.slot.lock().waiter.take();
-        let w = self.write.slot.lock().waiter.take();
-        for x in [r, w].into_iter().flatten() {
-            x.wake();
+        for d in [&self.read, &self.write] {
+            let ws = std::mem::take(&mut d.slot.lock().waiters);
+            for x in ws {
+                x.wake_owned();
+            }
         }
     }
 
@@ -328,20 +345,19 @@ impl Registration {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(Self::closed_err());
             }
-            let skip = dir.drained.load(Ordering::Relaxed) && !dir.ready.load(Ordering::SeqCst);
-            if !skip {
-                // SeqCst: ordered before the OS call reads the socket, so an
-                // edge after that read sets the bit after this clear.
-                dir.ready.store(false, Ordering::SeqCst);
+            // SeqCst: the snapshot is ordered before the OS call reads the
+            // socket, so data arriving after that read bumps `seq` after it.
+            let snap = dir.seq.load(Ordering::SeqCst);
+            if dir.drained_at.load(Ordering::Relaxed) != snap {
                 match op() {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => dir.drained.store(true, Ordering::Relaxed),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => dir.drained_at.store(snap, Ordering::Relaxed),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Ok(r) => {
-                        dir.drained.store(drains(&r), Ordering::Relaxed);
+                        dir.drained_at.store(if drains(&r) { snap } else { NOT_DRAINED }, Ordering::Relaxed);
                         return Ok(r);
                     }
                     Err(e) => {
-                        dir.drained.store(false, Ordering::Relaxed);
+                        dir.drained_at.store(NOT_DRAINED, Ordering::Relaxed);
                         return Err(e);
                     }
                 }
@@ -354,14 +370,21 @@ impl Registration {
             loop {
                 {
                     let mut s = dir.slot.lock();
-                    if dir.ready.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
+                    // An event since our snapshot: retry (each party compares
+                    // with its own snapshot, so one party's call never hides
+                    // an event from another).
+                    if dir.seq.load(Ordering::SeqCst) != snap || self.closed.load(Ordering::SeqCst) {
                         break;
                     }
+                    let me = Waiter::current();
                     if deadline.is_some_and(|d| Instant::now() >= d) {
-                        s.waiter = None;
+                        let id = me.id();
+                        s.waiters.retain(|w| w.id() != id);
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "goro: I/O timed out"));
                     }
-                    s.waiter = Some(Waiter::current());
+                    if !s.waiters.iter().any(|w| w.id() == me.id()) {
+                        s.waiters.push(me);
+                    }
                 }
                 park::park_deadline(WaitReason::Io { fd: self.fd, write }, deadline);
             }
