@@ -449,8 +449,10 @@ impl<T> Chan<T> {
         g.sendq.push_back(unsafe { OpPtr::new(&op) });
         let obs = std::mem::take(&mut g.observers);
         drop(g);
-        wake_all(obs);
+        // The guard first: from here on, unwinding must take the op off the
+        // queue before it is freed (invariant 6).
         let guard = Dequeue { chan: self, op: &op, send: true };
+        wake_all(obs);
         let r = op.sel().wait(reason, deadline);
         std::mem::forget(guard);
         match r {
@@ -496,8 +498,10 @@ impl<T> Chan<T> {
         g.recvq.push_back(unsafe { OpPtr::new(&op) });
         let obs = std::mem::take(&mut g.observers);
         drop(g);
-        wake_all(obs);
+        // The guard first: from here on, unwinding must take the op off the
+        // queue before it is freed (invariant 6).
         let guard = Dequeue { chan: self, op: &op, send: false };
+        wake_all(obs);
         let r = op.sel().wait(reason, deadline);
         std::mem::forget(guard);
         match r {
