@@ -380,9 +380,9 @@ impl WorkerLocal {
     /// stays on one worker: a started coroutine never moves, and
     /// communicating coroutines split across workers pay a cross-core
     /// hand-off per message where one worker pays a context switch. Spawn
-    /// trees (skynet) keep a backlog and spread out after a millisecond.
+    /// trees (skynet) keep a backlog and spread out after a few milliseconds.
     fn victim_backlogged(&self, v: usize) -> bool {
-        const BACKLOG: std::time::Duration = std::time::Duration::from_millis(1);
+        const BACKLOG: std::time::Duration = std::time::Duration::from_millis(3);
         let ep = self.rt.workers()[v].deque_epoch.load(Ordering::Relaxed);
         let mut seen = self.seen_backlog.borrow_mut();
         if seen.len() <= v {
