@@ -28,9 +28,9 @@
 //!   PARKED  -wake-> RUNNING + queued on home (exactly one waker wins the CAS)
 //!
 //! Invariants:
-//!  1. `body`, `start` and `guard` are touched only by the thread that holds
-//!     the coroutine's queue entry while `NEW`, and only by the home thread
-//!     after that (or by `Drop`, which has the block to itself).
+//!  1. `body` and `start` are touched only by the thread that holds the
+//!     coroutine's queue entry while `NEW`, and only by the home thread after
+//!     that (or by `Drop`, which has the block to itself).
 //!  2. A `CoInner` reachable from a `Waiter` has started (only a running
 //!     coroutine can make a waiter for itself), so `home` is set.
 //!  3. The body is dropped on the home thread: workers drop it at finish, and
@@ -76,13 +76,15 @@ pub(crate) enum Suspend {
 pub(crate) type Body = Coroutine<Resume, Suspend, (), Stack>;
 pub(crate) type CoYielder = Yielder<Resume, Suspend>;
 
-/// An unstarted coroutine: its stack and its entry closure. The corosensei
-/// coroutine is built from it on the first resume, by the worker that runs
-/// it, so `go` never touches the new stack: a fresh stack's first page fault
-/// (and its guard page, `stack/mod.rs`) are paid by that worker, off the
-/// spawner's path and in parallel across workers.
+/// An unstarted coroutine on a fresh stack: the stack, its guard page still
+/// to install, and its entry closure. The corosensei coroutine is built from
+/// it on the first resume, by the worker that runs it, so `go` never touches
+/// the new stack: the first page fault and the guard's system call
+/// (`stack/mod.rs`) are paid by that worker, off the spawner's path and in
+/// parallel across workers.
 pub(crate) struct Start {
     pub(crate) stack: Stack,
+    pub(crate) guard: crate::stack::PendingGuard,
     pub(crate) entry: Entry,
 }
 
@@ -90,10 +92,14 @@ pub(crate) struct Start {
 pub(crate) type Entry = Box<dyn FnOnce(&CoYielder, Resume) + Send>;
 
 impl Start {
-    /// Builds the coroutine (writes its first frame onto the stack).
-    pub(crate) fn into_body(self) -> Body {
+    /// Installs the guard page, then builds the coroutine (writes its first
+    /// frame onto the stack). If the guard cannot be installed the body is
+    /// still built, and must be resumed with `Resume::NoGuard` (it then runs
+    /// none of the user's code); the error is returned beside it.
+    pub(crate) fn into_body(self) -> (Body, io::Result<()>) {
+        let guarded = self.guard.install();
         let entry = self.entry;
-        Coroutine::with_stack(self.stack, move |y: &CoYielder, first: Resume| entry(y, first))
+        (Coroutine::with_stack(self.stack, move |y: &CoYielder, first: Resume| entry(y, first)), guarded)
     }
 }
 
@@ -129,17 +135,14 @@ pub(crate) struct CoInner {
     pub(crate) home: OnceLock<Arc<WorkerShared>>,
     /// Who waits in `join` (at most one: `join` takes the handle).
     pub(crate) joiner: Mutex<Option<Waiter>>,
-    /// What it waits on while parked (diagnostics).
-    /// What it waits on while parked (written only by the coroutine itself).
+    /// What it waits on while parked (diagnostics; see `ReasonCell`).
     pub(crate) wait: ReasonCell,
     /// The corosensei coroutine, once started (invariant 1).
     pub(crate) body: UnsafeCell<Option<Body>>,
-    /// What it is built from on the first resume (invariant 1).
+    /// What it is built from on the first resume, if its stack is fresh
+    /// (invariant 1). Its guard page is installed by the worker before that
+    /// resume, or by `Drop` if it never runs (`stack/mod.rs` invariant 1).
     pub(crate) start: UnsafeCell<Option<Start>>,
-    /// Its fresh stack's guard page, installed by the worker before the
-    /// first resume (or by `Drop` if it never runs); same access rule as
-    /// `body` (invariant 1; `stack/mod.rs` invariant 1).
-    pub(crate) guard: UnsafeCell<Option<crate::stack::PendingGuard>>,
     /// Its yielder, set on first resume (home thread only).
     pub(crate) yielder: Cell<*const CoYielder>,
     /// Slot in the home worker's registry (home thread only).
@@ -149,12 +152,12 @@ pub(crate) struct CoInner {
     pub(crate) timer_seq: Cell<u64>,
 }
 
-// SAFETY: the fields that are not thread-safe (`body`, `start`, `guard`,
-// `yielder`, `reg_key`) are touched only by the one thread allowed to run the
-// coroutine at that moment (module invariant 1): the holder of its queue
-// entry before it starts, its home thread after. Everything else is atomic or
-// locked. The body, or `start` and `guard`, move between threads only while
-// NEW, when the stack holds nothing but the `Send` entry closure.
+// SAFETY: the fields that are not thread-safe (`body`, `start`, `yielder`,
+// `reg_key`) are touched only by the one thread allowed to run the coroutine
+// at that moment (module invariant 1): the holder of its queue entry before
+// it starts, its home thread after. Everything else is atomic or locked. The
+// body, or `start`, moves between threads only while NEW, when the stack
+// holds nothing but the `Send` entry closure.
 unsafe impl Send for CoInner {}
 // SAFETY: as for Send: shared access from other threads reads only the
 // atomic and locked fields.
@@ -164,10 +167,13 @@ impl Drop for CoInner {
     fn drop(&mut self) {
         // Never ran: its fresh stack still lacks a guard, and must not reach
         // a free list without one (stack/mod.rs invariant 1).
-        if let Some(g) = self.guard.get_mut().take() {
-            if g.install().is_err() {
+        if let Some(Start { stack, guard, entry }) = self.start.get_mut().take() {
+            drop(entry);
+            if guard.install().is_ok() {
+                drop(stack);
+            } else {
                 // Leak the stack rather than recycle an unguarded slot.
-                std::mem::forget(self.start.get_mut().take());
+                std::mem::forget(stack);
             }
         }
     }
@@ -201,15 +207,7 @@ impl CoInner {
             match self.state.compare_exchange_weak(s, to, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     if queue {
-                        let home = self.home.get().expect("goro bug: a parked coroutine has no home");
-                        let home_ptr = Arc::as_ptr(home);
-                        let local = sched::with_worker(|w| std::ptr::eq(Arc::as_ptr(&w.shared), home_ptr));
-                        if local == Some(true) {
-                            // On its home thread: queue this very reference.
-                            sched::with_worker(move |w| w.push_woken(self));
-                        } else {
-                            home.clone().schedule_woken(self);
-                        }
+                        sched::schedule_woken(self);
                     }
                     return;
                 }
@@ -573,7 +571,7 @@ where
     // (module note, step 1).
     let (body, start) = match guard {
         None => (Some(Coroutine::with_stack(stack, entry)), None),
-        Some(_) => (None, Some(Start { stack, entry: Box::new(entry) })),
+        Some(guard) => (None, Some(Start { stack, guard, entry: Box::new(entry) })),
     };
     let co = Arc::new(CoInner {
         id: sched::next_coroutine_id(),
@@ -587,7 +585,6 @@ where
         wait: ReasonCell::new(),
         body: UnsafeCell::new(body),
         start: UnsafeCell::new(start),
-        guard: UnsafeCell::new(guard),
         yielder: Cell::new(std::ptr::null()),
         reg_key: Cell::new(usize::MAX),
         timer_seq: Cell::new(0),

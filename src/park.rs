@@ -324,7 +324,7 @@ fn register() {
 }
 
 /// Marks the calling thread as part of goro (workers, the monitor, the timer
-/// driver, the poller, the blocking pool): never counted as a plain thread.
+/// driver, the blocking pool): never counted as a plain thread.
 pub(crate) fn mark_internal_thread() {
     KIND.with(|k| k.set(INTERNAL));
 }

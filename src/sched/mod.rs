@@ -143,11 +143,11 @@ pub(crate) struct WorkerShared {
     /// Id of the coroutine running now (0: none) and a resume counter, for
     /// the monitor's long-run warning.
     pub(crate) running: AtomicU64,
+    pub(crate) resumes: AtomicU64,
     /// Bumped each time the worker sees its deque empty after it was not:
     /// a thief that sees the same value twice knows the deque held
     /// coroutines without a break in between (`victim_backlogged`).
     pub(crate) deque_epoch: AtomicU64,
-    pub(crate) resumes: AtomicU64,
     /// Resumes in the monitor's last window: how loaded the worker is
     /// (spawn placement, `WorkerLocal::push_new`).
     pub(crate) load: AtomicU64,
@@ -446,27 +446,30 @@ impl Shared {
     }
 }
 
-impl WorkerShared {
-    /// Queues a woken coroutine homed on this worker.
-    pub(crate) fn schedule_woken(self: &Arc<Self>, co: CoRef) {
-        let mut co = Some(co);
-        let done = with_worker(|w| {
-            if std::ptr::eq(Arc::as_ptr(&w.shared), Arc::as_ptr(self)) {
-                w.push_woken(co.take().unwrap());
-                true
-            } else {
-                false
-            }
-        });
-        if done != Some(true) {
-            let co = co.take().unwrap();
-            if let Some(rt) = self.rt.upgrade().filter(|rt| rt.config.migrate_started) {
-                rt.injector.push(co);
-                rt.notify_work();
-                return;
-            }
-            self.inbox.push(co);
-            self.parker.unpark_if_sleeping();
+/// Queues a woken coroutine on its home worker: this very reference goes
+/// into the local queue when called on the home thread, else into the
+/// home's inbox (or the injector, with `migrate_started`).
+pub(crate) fn schedule_woken(co: CoRef) {
+    let home = co.home.get().expect("goro bug: a parked coroutine has no home");
+    let home_ptr = Arc::as_ptr(home);
+    let mut co = Some(co);
+    let done = with_worker(|w| {
+        if std::ptr::eq(Arc::as_ptr(&w.shared), home_ptr) {
+            w.push_woken(co.take().expect("once"));
+            true
+        } else {
+            false
         }
+    });
+    if done != Some(true) {
+        let co = co.take().expect("once");
+        let home = co.home.get().expect("set above").clone();
+        if let Some(rt) = home.rt.upgrade().filter(|rt| rt.config.migrate_started) {
+            rt.injector.push(co);
+            rt.notify_work();
+            return;
+        }
+        home.inbox.push(co);
+        home.parker.unpark_if_sleeping();
     }
 }

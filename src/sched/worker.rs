@@ -397,10 +397,10 @@ impl WorkerLocal {
     }
 
     /// Has victim `v` been running one coroutine for at least `STUCK`?
-    /// (See also `victim_backlogged`.)
     /// Then its last queued coroutine may be taken: nobody else will run it
     /// soon. (Shorter, and a spawn-then-park pair would be split across
-    /// workers while the spawner is still, say, faulting in its stack.)
+    /// workers while the spawner is still, say, faulting in its stack.) See
+    /// also `victim_backlogged`.
     fn victim_stuck(&self, v: usize) -> bool {
         const STUCK: std::time::Duration = std::time::Duration::from_millis(1);
         let w = &self.rt.workers()[v];
@@ -497,13 +497,14 @@ impl WorkerLocal {
         if mine < 1000 {
             return None;
         }
-        let w = self
+        let (w, theirs) = self
             .rt
             .workers()
             .iter()
             .filter(|w| w.index != self.shared.index)
-            .min_by_key(|w| w.load.load(Ordering::Relaxed))?;
-        if w.load.load(Ordering::Relaxed) * 10 >= mine * 9 {
+            .map(|w| (w, w.load.load(Ordering::Relaxed)))
+            .min_by_key(|&(_, load)| load)?;
+        if theirs * 10 >= mine * 9 {
             return None;
         }
         if self.busy_since.get().is_none_or(|t| t.elapsed() < SATURATED) {
@@ -546,16 +547,14 @@ impl WorkerLocal {
         let mut resume = if cancel { Resume::Cancel } else { Resume::Run };
         if !started {
             // SAFETY: coroutine.rs invariant 1: as for `body` below.
-            if let Some(g) = unsafe { (*co.guard.get()).take() } {
-                if let Err(e) = g.install() {
+            if let Some(st) = unsafe { (*co.start.get()).take() } {
+                let (body, guarded) = st.into_body();
+                if let Err(e) = guarded {
                     eprintln!("goro: coroutine {}: {e}", co.label());
                     resume = Resume::NoGuard;
                 }
-            }
-            // SAFETY: as for `body` below; nothing else reads `start`.
-            if let Some(st) = unsafe { (*co.start.get()).take() } {
                 // SAFETY: as above.
-                unsafe { *co.body.get() = Some(st.into_body()) };
+                unsafe { *co.body.get() = Some(body) };
             }
         }
         self.shared.running.store(co.id, Ordering::Relaxed);
