@@ -180,6 +180,24 @@ impl<T> OpPtr<T> {
         // SAFETY: live (invariant 6); taking a field's address reads nothing.
         unsafe { (*self.0.as_ptr()).sel() as *const Selector }
     }
+
+    /// Completes an op whose selector CAS the caller just won: takes the
+    /// waker, lets `move_value` move the value through the slot, then makes
+    /// the final `done` store, the last touch of the op (invariant 6).
+    /// Returns `move_value`'s result and whom to wake once the lock is
+    /// dropped.
+    ///
+    /// # Safety
+    ///
+    /// The caller won this op's selector CAS and holds the channel lock, so
+    /// `move_value` may use the op's slot (invariant 4).
+    unsafe fn complete<R>(self, move_value: impl FnOnce(&Op<T>) -> R) -> (R, Waiter) {
+        let w = self.sel().waker();
+        let r = move_value(&self);
+        // SAFETY: won (contract); nothing touches the op after this store.
+        unsafe { Selector::finish(self.sel_ptr()) };
+        (r, w)
+    }
 }
 
 impl<T> std::ops::Deref for OpPtr<T> {
@@ -354,11 +372,9 @@ impl<T> Chan<T> {
         }
         while let Some(r) = g.recvq.pop_front() {
             if r.sel().claim(r.case) {
-                let w = r.sel().waker();
-                // SAFETY: invariant 4: we won r's selector and hold the lock.
-                unsafe { r.put(v) };
-                // SAFETY: won just above; the last touch of `r` (invariant 6).
-                unsafe { Selector::finish(r.sel_ptr()) };
+                // SAFETY: we won r's selector just above and hold the lock
+                // (both `complete`'s contract and `put`'s).
+                let ((), w) = unsafe { r.complete(|r| r.put(v)) };
                 return Ok(Some(w));
             }
         }
@@ -383,12 +399,9 @@ impl<T> Chan<T> {
             // A slot freed: move a blocked sender's value in (invariant 2).
             while let Some(s) = g.sendq.pop_front() {
                 if s.sel().claim(s.case) {
-                    let w = s.sel().waker();
-                    // SAFETY: invariant 4.
-                    let sv = unsafe { s.take() }.expect("goro bug: a queued sender without a value");
-                    g.buf.push_back(sv);
-                    // SAFETY: won just above; the last touch of `s` (invariant 6).
-                    unsafe { Selector::finish(s.sel_ptr()) };
+                    // SAFETY: won just above, lock held (`complete`, `take`).
+                    let (sv, w) = unsafe { s.complete(|s| s.take()) };
+                    g.buf.push_back(sv.expect("goro bug: a queued sender without a value"));
                     return Ok((v, Some(w), Vec::new()));
                 }
             }
@@ -396,12 +409,9 @@ impl<T> Chan<T> {
         }
         while let Some(s) = g.sendq.pop_front() {
             if s.sel().claim(s.case) {
-                let w = s.sel().waker();
-                // SAFETY: invariant 4.
-                let v = unsafe { s.take() }.expect("goro bug: a queued sender without a value");
-                // SAFETY: won just above; the last touch of `s` (invariant 6).
-                unsafe { Selector::finish(s.sel_ptr()) };
-                return Ok((v, Some(w), Vec::new()));
+                // SAFETY: won just above, lock held (`complete`, `take`).
+                let (v, w) = unsafe { s.complete(|s| s.take()) };
+                return Ok((v.expect("goro bug: a queued sender without a value"), Some(w), Vec::new()));
             }
         }
         if g.closed {
@@ -561,9 +571,10 @@ fn fail_ops<T>(ops: impl Iterator<Item = OpPtr<T>>) -> Vec<Waiter> {
     let mut wake = Vec::new();
     for op in ops {
         if op.sel().claim(op.case | CLOSED_BIT) {
-            wake.push(op.sel().waker());
-            // SAFETY: won just above; the last touch of `op` (invariant 6).
-            unsafe { Selector::finish(op.sel_ptr()) };
+            // SAFETY: won just above; the caller holds the lock. The value
+            // stays in the slot: a failed sender takes it back.
+            let ((), w) = unsafe { op.complete(|_| ()) };
+            wake.push(w);
         }
     }
     wake
