@@ -147,10 +147,7 @@ pub(crate) fn get() -> Option<&'static Poller> {
 /// The poller, if some coroutine waits on a socket right now.
 #[inline]
 pub(crate) fn needed() -> Option<&'static Poller> {
-    match POLLER.get() {
-        Some(Ok(p)) if p.waiting.load(Ordering::SeqCst) != 0 => Some(p),
-        _ => None,
-    }
+    get().filter(|p| p.waiting.load(Ordering::SeqCst) != 0)
 }
 
 /// Polls without blocking, if I/O is awaited and nobody else is polling
@@ -285,15 +282,10 @@ impl Registration {
         }
     }
 
-    /// Marks closed and wakes every waiter (they fail).
+    /// Marks closed and wakes every waiter (they see `closed` and fail).
     pub(crate) fn close_waiters(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        for d in [&self.read, &self.write] {
-            let ws = std::mem::take(&mut d.slot.lock().waiters);
-            for x in ws {
-                x.wake_owned();
-            }
-        }
+        self.kick();
     }
 
     fn closed_err() -> io::Error {
