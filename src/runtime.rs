@@ -145,16 +145,8 @@ impl BlockedCoroutine {
     /// behind another party drops that party's id, so a queue of 10 000 on
     /// one lock is one line.
     fn group_text(&self) -> String {
-        match self.wait {
-            WaitReason::MutexLock { lock, wait_for } if wait_for.ahead.is_some() => {
-                format!("Mutex.lock (mutex#{lock}) queued")
-            }
-            WaitReason::RwLockRead { lock, wait_for } if wait_for.ahead.is_some() => {
-                format!("RwLock.read (rwlock#{lock}) queued")
-            }
-            WaitReason::RwLockWrite { lock, wait_for } if wait_for.ahead.is_some() => {
-                format!("RwLock.write (rwlock#{lock}) queued")
-            }
+        match self.wait.lock_wait() {
+            Some((label, wait_for)) if wait_for.ahead.is_some() => format!("{label} queued"),
             _ => self.wait_text(),
         }
     }

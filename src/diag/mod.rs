@@ -150,6 +150,28 @@ impl LockWait {
     }
 }
 
+impl WaitReason {
+    /// For a lock wait: its label (`Mutex.lock (mutex#5)`) and whom it waits
+    /// for (reports show the two together, or group a queue by the label).
+    pub(crate) fn lock_wait(&self) -> Option<(LockLabel, LockWait)> {
+        match *self {
+            WaitReason::MutexLock { lock, wait_for } => Some((LockLabel("Mutex.lock", "mutex", lock), wait_for)),
+            WaitReason::RwLockRead { lock, wait_for } => Some((LockLabel("RwLock.read", "rwlock", lock), wait_for)),
+            WaitReason::RwLockWrite { lock, wait_for } => Some((LockLabel("RwLock.write", "rwlock", lock), wait_for)),
+            _ => None,
+        }
+    }
+}
+
+/// `Mutex.lock (mutex#5)`: the call, and the kind and id of the lock.
+pub(crate) struct LockLabel(&'static str, &'static str, u64);
+
+impl fmt::Display for LockLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}#{})", self.0, self.1, self.2)
+    }
+}
+
 impl fmt::Display for LockWait {
     /// The tail of a lock wait's text: ` held by #9`, ` held by readers #3,
     /// #5 and 1 more`, ` queued behind #12`, or nothing if no holder is known.
@@ -218,9 +240,10 @@ impl fmt::Display for WaitReason {
             }
             WaitReason::Join { id } => write!(f, "join of #{id}"),
             WaitReason::WaitGroup { counter } => write!(f, "WaitGroup.wait (counter {counter})"),
-            WaitReason::MutexLock { lock, wait_for } => write!(f, "Mutex.lock (mutex#{lock}){wait_for}"),
-            WaitReason::RwLockRead { lock, wait_for } => write!(f, "RwLock.read (rwlock#{lock}){wait_for}"),
-            WaitReason::RwLockWrite { lock, wait_for } => write!(f, "RwLock.write (rwlock#{lock}){wait_for}"),
+            WaitReason::MutexLock { .. } | WaitReason::RwLockRead { .. } | WaitReason::RwLockWrite { .. } => {
+                let (label, wait_for) = self.lock_wait().expect("a lock wait");
+                write!(f, "{label}{wait_for}")
+            }
             WaitReason::Semaphore => f.write_str("Semaphore.acquire"),
             WaitReason::Once => f.write_str("Once.call_once"),
             WaitReason::Sleep => f.write_str("sleep"),
