@@ -166,9 +166,7 @@ impl<T: ?Sized> RwLock<T> {
         } else {
             let wait_for = self.wait_for(&g);
             let _owner = crate::diag::deadlock::OwnerWait::new();
-            self.queue.wait(g, READ, WaitReason::RwLockRead { lock: self.id, wait_for }, &|st, slot, left| {
-                self.on_leave(st, slot, left)
-            });
+            self.queue.wait(g, READ, self.reason(READ, wait_for), &|st, slot, left| self.on_leave(st, slot, left));
         }
         RwLockReadGuard { lock: self, holder: id, _not_send: std::marker::PhantomData }
     }
@@ -182,9 +180,7 @@ impl<T: ?Sized> RwLock<T> {
         } else {
             let wait_for = self.wait_for(&g);
             let _owner = crate::diag::deadlock::OwnerWait::new();
-            self.queue.wait(g, WRITE, WaitReason::RwLockWrite { lock: self.id, wait_for }, &|st, slot, left| {
-                self.on_leave(st, slot, left)
-            });
+            self.queue.wait(g, WRITE, self.reason(WRITE, wait_for), &|st, slot, left| self.on_leave(st, slot, left));
         }
         RwLockWriteGuard { lock: self, _not_send: std::marker::PhantomData }
     }
@@ -216,6 +212,14 @@ impl<T: ?Sized> RwLock<T> {
         self.data.get_mut()
     }
 
+    /// The wait record of a party wanting `want` (READ or WRITE).
+    fn reason(&self, want: usize, wait_for: LockWait) -> WaitReason {
+        match want {
+            WRITE => WaitReason::RwLockWrite { lock: self.id, wait_for },
+            _ => WaitReason::RwLockRead { lock: self.id, wait_for },
+        }
+    }
+
     /// Whom a party about to queue waits for (the queue is locked).
     fn wait_for(&self, st: &Locked) -> LockWait {
         match st.1.back() {
@@ -243,11 +247,7 @@ impl<T: ?Sized> RwLock<T> {
             wake.push(st.1.pop_front().expect("front exists").grant());
         }
         if let Some(front) = st.1.front() {
-            let wait_for = st.0.holders();
-            front.set_wait(match front.want {
-                WRITE => WaitReason::RwLockWrite { lock: self.id, wait_for },
-                _ => WaitReason::RwLockRead { lock: self.id, wait_for },
-            });
+            front.set_wait(self.reason(front.want, st.0.holders()));
         }
         wake
     }
@@ -269,11 +269,7 @@ impl<T: ?Sized> RwLock<T> {
             Left::Granted => self.release(st, slot.want, slot.coroutine_id()),
             Left::Queued(at) => {
                 if let (Some(next), Some(ahead)) = (st.1.get(at), at.checked_sub(1).and_then(|i| st.1.get(i))) {
-                    let wait_for = LockWait::behind(ahead.coroutine_id());
-                    next.set_wait(match next.want {
-                        WRITE => WaitReason::RwLockWrite { lock: self.id, wait_for },
-                        _ => WaitReason::RwLockRead { lock: self.id, wait_for },
-                    });
+                    next.set_wait(self.reason(next.want, LockWait::behind(ahead.coroutine_id())));
                 }
                 // A writer that leaves the front may unblock readers behind it;
                 // either way the new first in line waits for the holders.
