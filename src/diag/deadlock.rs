@@ -84,10 +84,7 @@ pub enum PartialDeadlockPolicy {
 fn edges(w: &WaitReason) -> Vec<u64> {
     match w {
         WaitReason::Join { id } => vec![*id],
-        WaitReason::MutexLock { wait_for, .. }
-        | WaitReason::RwLockRead { wait_for, .. }
-        | WaitReason::RwLockWrite { wait_for, .. } => wait_for.edges().collect(),
-        _ => Vec::new(),
+        _ => w.lock_wait().map_or_else(Vec::new, |(_, wait_for)| wait_for.edges().collect()),
     }
 }
 
