@@ -27,6 +27,15 @@
 //!   RUNNING -wake-> NOTIFIED (the next park returns at once)
 //!   PARKED  -wake-> RUNNING + queued on home (exactly one waker wins the CAS)
 //!
+//! The parked count: a PARKED coroutine's state owns one reference count.
+//! The worker that parks it does not drop its reference but leaves it with
+//! the state, and the waker whose CAS takes the state out of PARKED takes
+//! that reference and queues it. So a wake needs no count of its own: a
+//! waker that knows the coroutine is alive for the length of its call (it
+//! holds a reference, or it runs on the coroutine's home thread, where the
+//! coroutine cannot finish meanwhile) wakes it through a plain pointer
+//! (`wake_ptr`), and a park-and-wake costs no reference counting at all.
+//!
 //! Invariants:
 //!  1. `body` and `start` are touched only by the thread that holds the
 //!     coroutine's queue entry while `NEW`, and only by the home thread after
@@ -189,25 +198,43 @@ impl CoInner {
 
     /// Wakes the coroutine, or leaves a token if it is not parked.
     pub(crate) fn wake(self: &Arc<Self>) {
-        self.clone().wake_owned();
+        // SAFETY: `self` keeps it alive for the call.
+        unsafe { Self::wake_ptr(Arc::as_ptr(self)) }
     }
 
-    /// `wake`, consuming a reference: if the coroutine must be queued, this
-    /// reference is the one its home's queue gets.
+    /// `wake`, consuming a reference.
     pub(crate) fn wake_owned(self: Arc<Self>) {
-        let mut s = self.state.load(Ordering::Acquire);
+        self.wake();
+    }
+
+    /// Wakes the coroutine at `this`, or leaves a token if it is not
+    /// parked. Winning PARKED -> RUNNING hands the caller the parked count
+    /// (module doc), which goes to the home's run queue: no reference count
+    /// is taken or dropped here.
+    ///
+    /// # Safety
+    ///
+    /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
+    /// that stays alive until the call returns.
+    pub(crate) unsafe fn wake_ptr(this: *const CoInner) {
+        // SAFETY: alive per the contract.
+        let co = unsafe { &*this };
+        let mut s = co.state.load(Ordering::Acquire);
         loop {
-            let (to, queue) = match s {
-                PARKED => (RUNNING, true),
-                RUNNING => (NOTIFIED, false),
+            let to = match s {
+                PARKED => RUNNING,
+                RUNNING => NOTIFIED,
                 _ => return, // NOTIFIED: token already there; DONE/NEW: nothing to do
             };
             // AcqRel: pairs with the worker's Release CAS RUNNING->PARKED, so
             // the waker sees the coroutine fully switched out before queuing.
-            match self.state.compare_exchange_weak(s, to, Ordering::AcqRel, Ordering::Acquire) {
+            match co.state.compare_exchange_weak(s, to, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    if queue {
-                        sched::schedule_woken(self);
+                    if s == PARKED {
+                        // SAFETY: our CAS took the state out of PARKED, so
+                        // the parked count is ours (module doc); `this` came
+                        // from `Arc::as_ptr`.
+                        sched::schedule_woken(unsafe { Arc::from_raw(this) });
                     }
                     return;
                 }

@@ -161,6 +161,20 @@ impl WaiterRef {
         }
     }
 
+    /// Whom to wake for this party once the caller drops its locks: a
+    /// plain pointer if the party is a coroutine that can only run on the
+    /// calling thread (see [`Wakeup`]), else an owned waiter.
+    #[inline]
+    pub(crate) fn wakeup(&self) -> Wakeup {
+        if let RefRepr::Coroutine(p) = &self.repr {
+            // SAFETY: alive, as argued in `to_waiter`.
+            if crate::sched::runs_here(unsafe { p.as_ref() }) {
+                return Wakeup(WakeRepr::Home(*p));
+            }
+        }
+        Wakeup(WakeRepr::Waiter(self.to_waiter()))
+    }
+
     /// An owned waiter for the same party.
     pub(crate) fn to_waiter(&self) -> Waiter {
         match &self.repr {
@@ -192,6 +206,55 @@ impl fmt::Debug for WaiterRef {
 impl fmt::Debug for Waiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Waiter({:?})", self.id())
+    }
+}
+
+/// Whom a channel winner wakes once it has dropped its locks
+/// (`chan/imp.rs`): an owned [`Waiter`], or, for a coroutine that can only
+/// run on the calling thread (its home, in a runtime that never moves
+/// started coroutines), a plain pointer to it, which costs no reference
+/// count (`coroutine.rs`, the parked count).
+///
+/// Why the pointer stays valid: that coroutine is not running (this thread
+/// is), and it can only finish, and so be freed, once this thread resumes
+/// it, which happens only after the caller returns to its worker loop. A
+/// `Wakeup` is consumed before that: every user completes an op under a
+/// channel lock, drops the lock and wakes at once, with no park in between.
+/// It holds a raw pointer, so it is neither `Send` nor `Sync` and cannot
+/// leave the thread.
+#[doc(hidden)]
+pub struct Wakeup(WakeRepr);
+
+enum WakeRepr {
+    Waiter(Waiter),
+    Home(std::ptr::NonNull<crate::coroutine::CoInner>),
+}
+
+impl Wakeup {
+    /// Wakes the party (or leaves it a token).
+    #[inline]
+    pub(crate) fn wake(self) {
+        match self.0 {
+            WakeRepr::Waiter(w) => w.wake_owned(),
+            // SAFETY: alive until this thread next schedules (type doc), and
+            // we are still in the caller's slice.
+            WakeRepr::Home(p) => unsafe { crate::coroutine::CoInner::wake_ptr(p.as_ptr()) },
+        }
+    }
+}
+
+impl fmt::Debug for Wakeup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            WakeRepr::Waiter(w) => write!(f, "Wakeup({w:?})"),
+            WakeRepr::Home(p) => write!(f, "Wakeup(coroutine {:p} on this thread)", p.as_ptr()),
+        }
+    }
+}
+
+impl From<Waiter> for Wakeup {
+    fn from(w: Waiter) -> Wakeup {
+        Wakeup(WakeRepr::Waiter(w))
     }
 }
 

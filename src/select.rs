@@ -460,7 +460,7 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
             unsafe { cases[i].unlock(g) };
             if let Some(w) = r {
                 if let Some(w) = w {
-                    w.wake_owned();
+                    w.wake();
                 }
                 return Some(i);
             }
@@ -472,7 +472,7 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
         if let Some(w) = unsafe { cases[i].poll_locked() } {
             unlock_all(cases, held);
             if let Some(w) = w {
-                w.wake_owned();
+                w.wake();
             }
             return Some(i);
         }

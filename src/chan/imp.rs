@@ -37,7 +37,7 @@ use parking_lot::Mutex;
 
 use super::err::*;
 use crate::diag::WaitReason;
-use crate::park::{self, Waiter};
+use crate::park::{self, Waiter, Wakeup};
 
 const WAITING: usize = usize::MAX;
 const ABORTED: usize = usize::MAX - 1;
@@ -97,8 +97,9 @@ impl Selector {
     }
 
     /// Who to wake once the channel lock is dropped.
-    fn waker(&self) -> Waiter {
-        self.waiter.to_waiter()
+    #[inline]
+    fn waker(&self) -> Wakeup {
+        self.waiter.wakeup()
     }
 
     /// Gives up (timeout, cancellation). False if someone already won.
@@ -191,7 +192,7 @@ impl<T> OpPtr<T> {
     ///
     /// The caller won this op's selector CAS and holds the channel lock, so
     /// `move_value` may use the op's slot (invariant 4).
-    unsafe fn complete<R>(self, move_value: impl FnOnce(&Op<T>) -> R) -> (R, Waiter) {
+    unsafe fn complete<R>(self, move_value: impl FnOnce(&Op<T>) -> R) -> (R, Wakeup) {
         let w = self.sel().waker();
         let r = move_value(&self);
         // SAFETY: won (contract); nothing touches the op after this store.
@@ -314,7 +315,7 @@ impl<T> Drop for ChanGuard<'_, T> {
 
 /// Someone to wake after the lock is dropped.
 #[doc(hidden)]
-pub type Wake = Option<Waiter>;
+pub type Wake = Option<Wakeup>;
 
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize, kind: Kind) -> Chan<T> {
@@ -437,7 +438,7 @@ impl<T> Chan<T> {
             Ok(w) => {
                 drop(g);
                 if let Some(w) = w {
-                    w.wake_owned();
+                    w.wake();
                 }
                 return Ok(());
             }
@@ -486,7 +487,7 @@ impl<T> Chan<T> {
             Ok((v, w, obs)) => {
                 drop(g);
                 if let Some(w) = w {
-                    w.wake_owned();
+                    w.wake();
                 }
                 wake_all(obs);
                 return Ok(v);
@@ -544,9 +545,9 @@ impl<T> Chan<T> {
         self.closed.store(true, Ordering::Release);
         let inner = &mut *g;
         let mut wake = fail_ops(inner.recvq.drain(..).chain(inner.sendq.drain(..)));
-        wake.append(&mut g.observers);
+        wake.extend(g.observers.drain(..).map(Wakeup::from));
         drop(g);
-        wake_all(wake);
+        wake.into_iter().for_each(Wakeup::wake);
         true
     }
 
@@ -555,9 +556,9 @@ impl<T> Chan<T> {
         let mut g = self.lock();
         g.no_receivers = true;
         let mut wake = fail_ops(g.sendq.drain(..));
-        wake.append(&mut g.observers);
+        wake.extend(g.observers.drain(..).map(Wakeup::from));
         drop(g);
-        wake_all(wake);
+        wake.into_iter().for_each(Wakeup::wake);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -567,7 +568,7 @@ impl<T> Chan<T> {
 
 /// Completes every still-waiting op with CLOSED_BIT (close, or the last
 /// receiver gone); returns whom to wake after the lock is dropped.
-fn fail_ops<T>(ops: impl Iterator<Item = OpPtr<T>>) -> Vec<Waiter> {
+fn fail_ops<T>(ops: impl Iterator<Item = OpPtr<T>>) -> Vec<Wakeup> {
     let mut wake = Vec::new();
     for op in ops {
         if op.sel().claim(op.case | CLOSED_BIT) {

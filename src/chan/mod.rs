@@ -118,7 +118,7 @@ impl<T> Sender<T> {
         let w = self.chan.try_send_locked(&mut g, v)?;
         drop(g);
         if let Some(w) = w {
-            w.wake_owned();
+            w.wake();
         }
         Ok(())
     }
@@ -186,7 +186,7 @@ impl<T> Receiver<T> {
         let (v, w, obs) = c.try_recv_locked(&mut g)?;
         drop(g);
         if let Some(w) = w {
-            w.wake_owned();
+            w.wake();
         }
         imp::wake_all(obs);
         Ok(v)

@@ -237,6 +237,19 @@ pub(crate) fn current_ptr() -> Option<*const CoInner> {
     with_worker(|w| w.current.get()).filter(|p| !p.is_null())
 }
 
+/// Whether the started coroutine `co` can only run on this thread: its home
+/// is this worker, and its runtime never moves started coroutines. While
+/// this thread runs something else, such a coroutine is suspended and
+/// cannot finish (`park::Wakeup`).
+#[inline]
+pub(crate) fn runs_here(co: &CoInner) -> bool {
+    with_worker(|w| {
+        !w.rt.config.migrate_started
+            && co.home.get().is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), Arc::as_ptr(&w.shared)))
+    })
+    .unwrap_or(false)
+}
+
 /// Runs `f` on the coroutine running on this thread, if any.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&CoRef) -> R) -> Option<R> {

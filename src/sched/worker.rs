@@ -572,8 +572,13 @@ impl WorkerLocal {
         bump(&self.shared.switches);
         match r {
             CoroutineResult::Yield(Suspend::Park) => {
-                // Release: pairs with the AcqRel CAS in `CoInner::wake`.
-                if co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_err() {
+                // Release: pairs with the AcqRel CAS in `CoInner::wake_ptr`.
+                if co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_ok() {
+                    // Our reference becomes the parked count: the waker
+                    // that takes the state out of PARKED queues it
+                    // (coroutine.rs).
+                    std::mem::forget(co);
+                } else {
                     // A wake came while it was switching out (NOTIFIED).
                     co.state.store(RUNNING, Ordering::Relaxed);
                     self.ready.borrow_mut().push_back(co);
