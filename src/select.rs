@@ -517,7 +517,7 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
         }
     }
     let mut guard = Cleanup { cases, order, sel: &sel, armed: true };
-    let won = sel.wait(reason, deadline);
+    let won = sel.wait(reason, deadline, || sel.abort());
     guard.armed = false;
     let cases = &mut *guard.cases;
     // Step 5: dequeue every op (the winner's was already popped).

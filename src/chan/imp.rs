@@ -8,9 +8,13 @@
 //!  2. Buffered: `buf` non-empty implies no live receiver waits; `sendq`
 //!     non-empty implies `buf` is full.
 //!  3. Every queued [`Op`] belongs to one [`Selector`] (a single op or the
-//!     cases of one select). Its `state` leaves WAITING exactly once, by CAS;
-//!     that CAS decides every race (a sender vs. another sender, a select's
-//!     cases against each other, a timeout against a hand-off, a close).
+//!     cases of one select). Its `state` leaves WAITING exactly once, and
+//!     that claim decides every race (a sender vs. another sender, a select's
+//!     cases against each other, a timeout against a hand-off, a close). A
+//!     select's selector is shared by ops on several channels, so it is
+//!     claimed by CAS. A single op's own selector is only ever claimed under
+//!     its one channel's lock (winners work under it, and its owner aborts
+//!     under it too), so there a load and a store decide (`Op::claim`).
 //!  4. The party that wins the CAS moves the value through the op's `slot`
 //!     while holding this channel's lock, then sets `done`; the op's owner
 //!     reads the slot only after seeing `done` (Acquire) or after its own
@@ -76,9 +80,22 @@ impl Selector {
         }
     }
 
-    /// Invariant 3: the one CAS.
+    /// Invariant 3: the one CAS (a select's selector).
     fn claim(&self, v: usize) -> bool {
         self.state.compare_exchange(WAITING, v, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Invariant 3 for a single op's own selector: every claim of it runs
+    /// under its channel's lock, which orders them, so no locked instruction
+    /// is needed. Relaxed: the owner reads the state only after `done`
+    /// (Acquire, which the winner stores after this) or under the lock.
+    #[inline]
+    fn claim_locked(&self, v: usize) -> bool {
+        if self.state.load(Ordering::Relaxed) != WAITING {
+            return false;
+        }
+        self.state.store(v, Ordering::Relaxed);
+        true
     }
 
     /// The winner finished moving the value (invariant 4). This is the
@@ -102,21 +119,27 @@ impl Selector {
         self.waiter.wakeup()
     }
 
-    /// Gives up (timeout, cancellation). False if someone already won.
+    /// Gives up a select (timeout, cancellation). False if someone already
+    /// won.
     pub(crate) fn abort(&self) -> bool {
         self.claim(ABORTED)
     }
 
     /// Parks until won (returns the won state) or until `deadline` passes and
-    /// the abort CAS wins (returns None).
-    pub(crate) fn wait(&self, reason: WaitReason, deadline: Option<Instant>) -> Option<usize> {
+    /// `abort` (the owner's claim of ABORTED) wins (returns None).
+    pub(crate) fn wait(
+        &self,
+        reason: WaitReason,
+        deadline: Option<Instant>,
+        mut abort: impl FnMut() -> bool,
+    ) -> Option<usize> {
         loop {
             if self.done.load(Ordering::Acquire) {
                 return Some(self.state.load(Ordering::Acquire));
             }
             if let Some(d) = deadline {
                 if Instant::now() >= d {
-                    if self.abort() {
+                    if abort() {
                         return None;
                     }
                     // Won just now by someone finishing under a lock: the
@@ -223,6 +246,17 @@ impl<T> Op<T> {
     /// A single operation with its own selector, to live in its owner's frame.
     fn single(v: Option<T>) -> Op<T> {
         Op { sel: SelRef::Own(Selector::new()), case: 0, slot: UnsafeCell::new(v) }
+    }
+
+    /// Claims this op for `v` (invariant 3): the caller holds the lock of
+    /// the channel whose queue holds it.
+    #[inline]
+    fn claim(&self, v: usize) -> bool {
+        match &self.sel {
+            SelRef::Own(s) => s.claim_locked(v),
+            // SAFETY: the selector outlives the op (`Op::new`'s contract).
+            SelRef::Shared(s) => unsafe { s.as_ref() }.claim(v),
+        }
     }
 
     pub(crate) fn sel(&self) -> &Selector {
@@ -372,7 +406,7 @@ impl<T> Chan<T> {
             return Err(TrySendError::Closed(v));
         }
         while let Some(r) = g.recvq.pop_front() {
-            if r.sel().claim(r.case) {
+            if r.claim(r.case) {
                 // SAFETY: we won r's selector just above and hold the lock
                 // (both `complete`'s contract and `put`'s).
                 let ((), w) = unsafe { r.complete(|r| r.put(v)) };
@@ -399,7 +433,7 @@ impl<T> Chan<T> {
         if let Some(v) = g.buf.pop_front() {
             // A slot freed: move a blocked sender's value in (invariant 2).
             while let Some(s) = g.sendq.pop_front() {
-                if s.sel().claim(s.case) {
+                if s.claim(s.case) {
                     // SAFETY: won just above, lock held (`complete`, `take`).
                     let (sv, w) = unsafe { s.complete(|s| s.take()) };
                     g.buf.push_back(sv.expect("goro bug: a queued sender without a value"));
@@ -409,7 +443,7 @@ impl<T> Chan<T> {
             return Ok((v, None, std::mem::take(&mut g.observers)));
         }
         while let Some(s) = g.sendq.pop_front() {
-            if s.sel().claim(s.case) {
+            if s.claim(s.case) {
                 // SAFETY: won just above, lock held (`complete`, `take`).
                 let (v, w) = unsafe { s.complete(|s| s.take()) };
                 return Ok((v.expect("goro bug: a queued sender without a value"), Some(w), Vec::new()));
@@ -464,7 +498,7 @@ impl<T> Chan<T> {
         // queue before it is freed (invariant 6).
         let guard = Dequeue { chan: self, op: &op, send: true };
         wake_all(obs);
-        let r = op.sel().wait(reason, deadline);
+        let r = op.sel().wait(reason, deadline, || self.abort(&op, true));
         std::mem::forget(guard);
         match r {
             Some(st) if st & CLOSED_BIT == 0 => Ok(()),
@@ -473,8 +507,7 @@ impl<T> Chan<T> {
                 Err(SendTimeoutError::Closed(unsafe { op.take() }.expect("goro bug: closed sender lost its value")))
             }
             None => {
-                self.dequeue(&op, true);
-                // SAFETY: invariant 4: our abort CAS won.
+                // SAFETY: invariant 4: our abort won (and dequeued the op).
                 Err(SendTimeoutError::Timeout(unsafe { op.take() }.expect("goro bug: timed-out sender lost its value")))
             }
         }
@@ -513,7 +546,7 @@ impl<T> Chan<T> {
         // queue before it is freed (invariant 6).
         let guard = Dequeue { chan: self, op: &op, send: false };
         wake_all(obs);
-        let r = op.sel().wait(reason, deadline);
+        let r = op.sel().wait(reason, deadline, || self.abort(&op, false));
         std::mem::forget(guard);
         match r {
             Some(st) if st & CLOSED_BIT == 0 => {
@@ -521,17 +554,21 @@ impl<T> Chan<T> {
                 Ok(unsafe { op.take() }.expect("goro bug: a won receiver got no value"))
             }
             Some(_) => Err(RecvTimeoutError::Closed),
-            None => {
-                self.dequeue(&op, false);
-                Err(RecvTimeoutError::Timeout)
-            }
+            None => Err(RecvTimeoutError::Timeout),
         }
     }
 
-    /// Removes `op` from its queue (after an abort).
-    pub(crate) fn dequeue(&self, op: &Op<T>, send: bool) {
+    /// The owner of single op `op` gives up: claims it for ABORTED under
+    /// the lock (invariant 3) and takes it off its queue. False if someone
+    /// won it first; that winner has finished, since it worked under the
+    /// lock we now took (invariant 6).
+    fn abort(&self, op: &Op<T>, send: bool) -> bool {
         let mut g = self.lock();
-        dequeue_locked(&mut g, op, send);
+        let aborted = op.claim(ABORTED);
+        if aborted {
+            dequeue_locked(&mut g, op, send);
+        }
+        aborted
     }
 
     /// Closes for everyone. True if this call closed it.
@@ -571,7 +608,7 @@ impl<T> Chan<T> {
 fn fail_ops<T>(ops: impl Iterator<Item = OpPtr<T>>) -> Vec<Wakeup> {
     let mut wake = Vec::new();
     for op in ops {
-        if op.sel().claim(op.case | CLOSED_BIT) {
+        if op.claim(op.case | CLOSED_BIT) {
             // SAFETY: won just above; the caller holds the lock. The value
             // stays in the slot: a failed sender takes it back.
             let ((), w) = unsafe { op.complete(|_| ()) };
@@ -609,12 +646,8 @@ struct Dequeue<'a, T> {
 
 impl<T> Drop for Dequeue<'_, T> {
     fn drop(&mut self) {
-        if self.op.sel().abort() {
-            self.chan.dequeue(self.op, self.send);
-        } else {
-            // Won by someone who may still be at work under the lock:
-            // taking it once waits them out (invariant 6).
-            drop(self.chan.lock());
-        }
+        // Either way, taking the lock waits out a winner that may still be
+        // at work on the op (invariant 6).
+        self.chan.abort(self.op, self.send);
     }
 }
