@@ -90,21 +90,18 @@ unsafe fn inner<T>(c: &Chan<T>) -> &mut Inner<T> {
 
 /// The state of one raw lock acquisition (a zero-sized marker).
 #[doc(hidden)]
-pub type RawGuard = <parking_lot::RawMutex as parking_lot::lock_api::RawMutex>::Guard;
+pub type RawGuard = crate::chan::lock::Held;
 
 fn raw_lock<T>(c: &Chan<T>) -> RawGuard {
-    use parking_lot::lock_api::RawMutex as _;
-    // SAFETY: `raw()` is unsafe only because unlocking through it bypasses
-    // the guard; every acquisition here is released by `raw_unlock` with its
-    // own guard state, by the same select (`Locks`).
-    unsafe { c.inner.raw() }.lock()
+    // Every acquisition here is released by `raw_unlock` with its own
+    // `Held`, by the same select (`Locks`).
+    c.inner.raw().lock()
 }
 
 /// # Safety
 ///
 /// `g` is the state of this select's `raw_lock` of `c`.
 unsafe fn raw_unlock<T>(c: &Chan<T>, g: RawGuard) {
-    use parking_lot::lock_api::RawMutex as _;
     // SAFETY: we hold the lock (contract), so reading the state is exclusive.
     c.store_hint(unsafe { inner(c) });
     // SAFETY: per the contract, we hold the lock and hand back its state.

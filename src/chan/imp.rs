@@ -37,9 +37,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use parking_lot::Mutex;
-
 use super::err::*;
+use super::lock::{ChanMutex, ChanMutexGuard};
 use crate::diag::WaitReason;
 use crate::park::{self, Waiter, Wakeup};
 
@@ -304,7 +303,7 @@ pub(crate) struct Chan<T> {
     pub(crate) id: u64,
     pub(crate) cap: usize,
     pub(crate) kind: Kind,
-    pub(crate) inner: Mutex<Inner<T>>,
+    pub(crate) inner: ChanMutex<Inner<T>>,
     pub(crate) senders: AtomicUsize,
     pub(crate) receivers: AtomicUsize,
     /// Mirror of `inner.closed`, for lock-free `is_closed`.
@@ -325,7 +324,7 @@ pub(crate) const HINT_SEND: u8 = 2;
 /// The lock of a channel; stores the readiness hint when dropped.
 pub(crate) struct ChanGuard<'a, T> {
     chan: &'a Chan<T>,
-    g: parking_lot::MutexGuard<'a, Inner<T>>,
+    g: ChanMutexGuard<'a, Inner<T>>,
 }
 
 impl<T> std::ops::Deref for ChanGuard<'_, T> {
@@ -361,7 +360,7 @@ impl<T> Chan<T> {
             id: crate::diag::next_object_id(),
             cap,
             kind,
-            inner: Mutex::new(Inner {
+            inner: ChanMutex::new(Inner {
                 buf,
                 closed: false,
                 no_receivers: false,

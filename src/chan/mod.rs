@@ -20,6 +20,7 @@
 
 mod err;
 pub(crate) mod imp;
+pub(crate) mod lock;
 
 use std::fmt;
 use std::sync::atomic::Ordering;
