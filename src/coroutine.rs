@@ -216,6 +216,7 @@ impl CoInner {
     ///
     /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
     /// that stays alive until the call returns.
+    #[inline]
     pub(crate) unsafe fn wake_ptr(this: *const CoInner) {
         // SAFETY: alive per the contract.
         let co = unsafe { &*this };
@@ -283,6 +284,7 @@ pub(crate) fn current_id() -> Option<u64> {
 /// Parks the running coroutine (see `park.rs`), recording `reason` unless it
 /// is `None` (keep the reason recorded before). Returns `false` if the
 /// caller is not a coroutine (then the caller blocks its thread instead).
+#[inline]
 pub(crate) fn park_current(reason: Option<WaitReason>, deadline: Option<std::time::Instant>) -> bool {
     let Some(co) = sched::current_ptr() else { return false };
     // SAFETY: `current_ptr` is the coroutine running on this thread; the
@@ -373,6 +375,7 @@ impl ReasonCell {
     /// with its own reason is in no such queue (a queued party parks with
     /// `park_recorded`, and leaves the queue before it returns). Readers on
     /// other threads only read, under the lock.
+    #[inline]
     fn set_own(&self, r: WaitReason) {
         // SAFETY: see above: no concurrent write is possible.
         if unsafe { *self.v.get() } == r {

@@ -149,6 +149,7 @@ unsafe impl Sync for WaiterRef {}
 impl WaiterRef {
     /// The calling party. Keep the result in the caller's frame (or in
     /// something the caller keeps until it returns).
+    #[inline]
     pub(crate) fn current() -> WaiterRef {
         match crate::sched::current_ptr() {
             Some(p) => {
@@ -261,6 +262,7 @@ impl From<Waiter> for Wakeup {
 /// Blocks the caller until woken (see the module protocol: may return
 /// spuriously, a wake before the park is not lost). `reason` is what
 /// diagnostics and the deadlock report show while it waits.
+#[inline]
 pub(crate) fn park(reason: WaitReason) {
     if !crate::coroutine::park_current(Some(reason), None) {
         park_thread(reason, None);
@@ -278,6 +280,7 @@ pub(crate) fn park_recorded(kind: WaitReason) {
 
 /// Like [`park`], but also returns once `deadline` (if any) has passed.
 /// The caller checks the clock itself to tell a timeout from a wake.
+#[inline]
 pub(crate) fn park_deadline(reason: WaitReason, deadline: Option<Instant>) {
     match deadline {
         None => park(reason),

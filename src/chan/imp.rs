@@ -71,6 +71,7 @@ pub struct Selector {
 impl Selector {
     /// A selector for the calling party, to live in its frame (a select's
     /// own, or embedded in a single operation's `Op`).
+    #[inline]
     pub(crate) fn new() -> Selector {
         Selector {
             state: AtomicUsize::new(WAITING),
@@ -106,6 +107,7 @@ impl Selector {
     /// # Safety
     ///
     /// `this` points to a live selector whose CAS the caller won.
+    #[inline]
     unsafe fn finish(this: *const Selector) {
         // SAFETY: live per the contract; `done` is an atomic, so the owner's
         // concurrent loads are no data race. Release: pairs with `wait`.
@@ -126,6 +128,7 @@ impl Selector {
 
     /// Parks until won (returns the won state) or until `deadline` passes and
     /// `abort` (the owner's claim of ABORTED) wins (returns None).
+    #[inline]
     pub(crate) fn wait(
         &self,
         reason: WaitReason,

@@ -462,6 +462,7 @@ impl Shared {
 /// Queues a woken coroutine on its home worker: this very reference goes
 /// into the local queue when called on the home thread, else into the
 /// home's inbox (or the injector, with `migrate_started`).
+#[inline]
 pub(crate) fn schedule_woken(co: CoRef) {
     let home = co.home.get().expect("goro bug: a parked coroutine has no home");
     let home_ptr = Arc::as_ptr(home);

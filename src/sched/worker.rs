@@ -514,6 +514,7 @@ impl WorkerLocal {
     }
 
     /// A coroutine homed here was woken on this thread.
+    #[inline]
     pub(crate) fn push_woken(&self, co: CoRef) {
         if self.rt.config.migrate_started {
             self.deque.push(co);
