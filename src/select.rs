@@ -95,7 +95,9 @@ pub type RawGuard = crate::chan::lock::Held;
 fn raw_lock<T>(c: &Chan<T>) -> RawGuard {
     // Every acquisition here is released by `raw_unlock` with its own
     // `Held`, by the same select (`Locks`).
-    c.inner.raw().lock()
+    let held = c.inner.raw().lock();
+    c.use_hint();
+    held
 }
 
 /// # Safety
@@ -175,14 +177,13 @@ impl<T> Case for RecvCase<'_, T> {
         // SAFETY: forwarded contract: locked.
         let g = unsafe { inner(c) };
         match c.try_recv_locked(g) {
-            Ok((v, w, obs)) => {
-                imp::wake_all(obs);
+            Ok((v, w)) => {
                 self.out = Some(Ok(v));
                 Some(w)
             }
             Err(TryRecvError::Closed) => {
                 self.out = Some(Err(RecvError));
-                Some(None)
+                Some(Wake::default())
             }
             Err(TryRecvError::Empty) => None,
         }
@@ -198,7 +199,7 @@ impl<T> Case for RecvCase<'_, T> {
         // cannot move), until `select_cases` has dequeued it under this
         // channel's lock (step 5 / `Cleanup`): invariant 6.
         g.recvq.push_back(unsafe { imp::OpPtr::new(op) });
-        imp::wake_all(std::mem::take(&mut g.observers));
+        imp::wake_all(g.take_observers());
     }
     unsafe fn dequeue_locked(&mut self) {
         if let (Some(c), Some(op)) = (self.rx.chan.as_ref(), self.op.as_ref()) {
@@ -246,7 +247,7 @@ impl<T> Case for SendCase<'_, T> {
             }
             Err(TrySendError::Closed(v)) => {
                 self.out = Some(Err(SendError(v)));
-                Some(None)
+                Some(Wake::default())
             }
             Err(TrySendError::Full(v)) => {
                 self.value = Some(v);
@@ -456,9 +457,7 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
             // SAFETY: `g` is that acquisition.
             unsafe { cases[i].unlock(g) };
             if let Some(w) = r {
-                if let Some(w) = w {
-                    w.wake();
-                }
+                w.wake();
                 return Some(i);
             }
         }
@@ -468,9 +467,7 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
         // SAFETY: every channel is locked (step 1).
         if let Some(w) = unsafe { cases[i].poll_locked() } {
             unlock_all(cases, held);
-            if let Some(w) = w {
-                w.wake();
-            }
+            w.wake();
             return Some(i);
         }
     }

@@ -301,6 +301,19 @@ pub(crate) struct Inner<T> {
     pub(crate) observers: Vec<Waiter>,
 }
 
+impl<T> Inner<T> {
+    /// Takes the readiness observers to wake; `None` (and no allocation
+    /// touched) when there are none, as is usual.
+    #[inline]
+    pub(crate) fn take_observers(&mut self) -> Option<Vec<Waiter>> {
+        if self.observers.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.observers))
+        }
+    }
+}
+
 /// A channel.
 pub(crate) struct Chan<T> {
     pub(crate) id: u64,
@@ -316,6 +329,10 @@ pub(crate) struct Chan<T> {
     /// channel in its optimistic pass, then re-checks everything under the
     /// locks before it parks.
     hint: AtomicU8,
+    /// A select has used this channel: from then on every unlock keeps
+    /// `hint` current. Channels never selected on skip that work (a stale
+    /// hint only sends select the slow way, through every lock).
+    hinted: AtomicBool,
 }
 
 /// A receive could complete (buffered values, queued senders, or closed).
@@ -349,9 +366,35 @@ impl<T> Drop for ChanGuard<'_, T> {
     }
 }
 
-/// Someone to wake after the lock is dropped.
+/// Whom to wake once the channel lock is dropped (invariant 5): the party
+/// an operation completed with, and the readiness observers its effect may
+/// concern. Both are almost always absent, so a `Wake` is built and used
+/// without touching the heap.
 #[doc(hidden)]
-pub type Wake = Option<Wakeup>;
+#[derive(Debug, Default)]
+pub struct Wake {
+    party: Option<Wakeup>,
+    observers: Option<Vec<Waiter>>,
+}
+
+impl Wake {
+    fn party(w: Wakeup) -> Wake {
+        Wake { party: Some(w), observers: None }
+    }
+
+    fn observers(o: Option<Vec<Waiter>>) -> Wake {
+        Wake { party: None, observers: o }
+    }
+
+    /// Wakes them all. Call with no lock held.
+    #[inline]
+    pub(crate) fn wake(self) {
+        if let Some(w) = self.party {
+            w.wake();
+        }
+        wake_all(self.observers);
+    }
+}
 
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize, kind: Kind) -> Chan<T> {
@@ -375,6 +418,7 @@ impl<T> Chan<T> {
             receivers: AtomicUsize::new(1),
             closed: AtomicBool::new(false),
             hint: AtomicU8::new(if cap > 0 || kind != Kind::Normal { HINT_SEND } else { 0 }),
+            hinted: AtomicBool::new(false),
         }
     }
 
@@ -383,8 +427,13 @@ impl<T> Chan<T> {
         ChanGuard { chan: self, g: self.inner.lock() }
     }
 
-    /// Recomputes the readiness hint (with the lock held).
+    /// Recomputes the readiness hint (with the lock held), if a select
+    /// reads it.
+    #[inline]
     pub(crate) fn store_hint(&self, g: &Inner<T>) {
+        if !self.hinted.load(Ordering::Relaxed) {
+            return;
+        }
         let mut h = 0;
         if !g.buf.is_empty() || !g.sendq.is_empty() || g.closed {
             h |= HINT_RECV;
@@ -394,6 +443,15 @@ impl<T> Chan<T> {
         }
         // Relaxed: a hint; the lock orders everything that matters.
         self.hint.store(h, Ordering::Relaxed);
+    }
+
+    /// Marks the channel as used by a select (see `hinted`); the caller
+    /// holds the lock and its unlock stores the first current hint.
+    #[inline]
+    pub(crate) fn use_hint(&self) {
+        if !self.hinted.load(Ordering::Relaxed) {
+            self.hinted.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The readiness hint (`HINT_*` bits), without locking.
@@ -412,26 +470,26 @@ impl<T> Chan<T> {
                 // SAFETY: we won r's selector just above and hold the lock
                 // (both `complete`'s contract and `put`'s).
                 let ((), w) = unsafe { r.complete(|r| r.put(v)) };
-                return Ok(Some(w));
+                return Ok(Wake::party(w));
             }
         }
         if g.buf.len() < self.cap {
             g.buf.push_back(v);
-            return Ok(None);
+            return Ok(Wake::default());
         }
         match self.kind {
             Kind::Normal => Err(TrySendError::Full(v)),
-            Kind::Dropping => Ok(None),
+            Kind::Dropping => Ok(Wake::default()),
             Kind::Sliding => {
                 g.buf.pop_front();
                 g.buf.push_back(v);
-                Ok(None)
+                Ok(Wake::default())
             }
         }
     }
 
     /// Non-blocking receive with the lock held. `Ok((v, wake))` on success.
-    pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>) -> Result<(T, Wake, Vec<Waiter>), TryRecvError> {
+    pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>) -> Result<(T, Wake), TryRecvError> {
         if let Some(v) = g.buf.pop_front() {
             // A slot freed: move a blocked sender's value in (invariant 2).
             while let Some(s) = g.sendq.pop_front() {
@@ -439,16 +497,16 @@ impl<T> Chan<T> {
                     // SAFETY: won just above, lock held (`complete`, `take`).
                     let (sv, w) = unsafe { s.complete(|s| s.take()) };
                     g.buf.push_back(sv.expect("goro bug: a queued sender without a value"));
-                    return Ok((v, Some(w), Vec::new()));
+                    return Ok((v, Wake::party(w)));
                 }
             }
-            return Ok((v, None, std::mem::take(&mut g.observers)));
+            return Ok((v, Wake::observers(g.take_observers())));
         }
         while let Some(s) = g.sendq.pop_front() {
             if s.claim(s.case) {
                 // SAFETY: won just above, lock held (`complete`, `take`).
                 let (v, w) = unsafe { s.complete(|s| s.take()) };
-                return Ok((v.expect("goro bug: a queued sender without a value"), Some(w), Vec::new()));
+                return Ok((v.expect("goro bug: a queued sender without a value"), Wake::party(w)));
             }
         }
         if g.closed {
@@ -473,9 +531,7 @@ impl<T> Chan<T> {
         let v = match self.try_send_locked(&mut g, v) {
             Ok(w) => {
                 drop(g);
-                if let Some(w) = w {
-                    w.wake();
-                }
+                w.wake();
                 return Ok(());
             }
             Err(TrySendError::Closed(v)) => return Err(SendTimeoutError::Closed(v)),
@@ -494,7 +550,7 @@ impl<T> Chan<T> {
         // SAFETY: `op` stays in this frame, unmoved, until it is off the
         // queue and done with (the `Dequeue` guard and the paths below).
         g.sendq.push_back(unsafe { OpPtr::new(&op) });
-        let obs = std::mem::take(&mut g.observers);
+        let obs = g.take_observers();
         drop(g);
         // The guard first: from here on, unwinding must take the op off the
         // queue before it is freed (invariant 6).
@@ -519,12 +575,9 @@ impl<T> Chan<T> {
         park::note_thread();
         let mut g = self.lock();
         match self.try_recv_locked(&mut g) {
-            Ok((v, w, obs)) => {
+            Ok((v, w)) => {
                 drop(g);
-                if let Some(w) = w {
-                    w.wake();
-                }
-                wake_all(obs);
+                w.wake();
                 return Ok(v);
             }
             Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
@@ -542,7 +595,7 @@ impl<T> Chan<T> {
         let op = Op::single(None);
         // SAFETY: as in `send`.
         g.recvq.push_back(unsafe { OpPtr::new(&op) });
-        let obs = std::mem::take(&mut g.observers);
+        let obs = g.take_observers();
         drop(g);
         // The guard first: from here on, unwinding must take the op off the
         // queue before it is freed (invariant 6).
@@ -627,13 +680,11 @@ pub(crate) fn dequeue_locked<T>(g: &mut Inner<T>, op: &Op<T>, send: bool) {
     }
 }
 
+/// Wakes readiness observers taken with `Inner::take_observers`.
 #[inline]
-pub(crate) fn wake_all(ws: Vec<Waiter>) {
-    // Almost always empty (observers are rare): skip the iterator.
-    if !ws.is_empty() {
-        for w in ws {
-            w.wake_owned();
-        }
+pub(crate) fn wake_all(ws: Option<Vec<Waiter>>) {
+    if let Some(ws) = ws {
+        ws.into_iter().for_each(Waiter::wake_owned);
     }
 }
 

@@ -118,9 +118,7 @@ impl<T> Sender<T> {
         let mut g = self.chan.lock();
         let w = self.chan.try_send_locked(&mut g, v)?;
         drop(g);
-        if let Some(w) = w {
-            w.wake();
-        }
+        w.wake();
         Ok(())
     }
 
@@ -184,12 +182,9 @@ impl<T> Receiver<T> {
         let Some(c) = &self.chan else { return Err(TryRecvError::Empty) };
         crate::park::note_thread();
         let mut g = c.lock();
-        let (v, w, obs) = c.try_recv_locked(&mut g)?;
+        let (v, w) = c.try_recv_locked(&mut g)?;
         drop(g);
-        if let Some(w) = w {
-            w.wake();
-        }
-        imp::wake_all(obs);
+        w.wake();
         Ok(v)
     }
 
