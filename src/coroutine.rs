@@ -218,6 +218,30 @@ impl CoInner {
     /// that stays alive until the call returns.
     #[inline]
     pub(crate) unsafe fn wake_ptr(this: *const CoInner) {
+        // SAFETY: forwarded contract.
+        unsafe { Self::wake_with(this, sched::schedule_woken) }
+    }
+
+    /// `wake_ptr` for a coroutine that can only run on this thread
+    /// (`sched::runs_here`): a won wake goes straight into this worker's
+    /// `runnext`.
+    ///
+    /// # Safety
+    ///
+    /// As for `wake_ptr`, and `sched::runs_here(this)` holds.
+    #[inline]
+    pub(crate) unsafe fn wake_here(this: *const CoInner) {
+        // SAFETY: forwarded contract.
+        unsafe { Self::wake_with(this, sched::schedule_here) }
+    }
+
+    /// The wake CAS loop; `queue` gets the parked count if we win it.
+    ///
+    /// # Safety
+    ///
+    /// As for `wake_ptr`.
+    #[inline(always)]
+    unsafe fn wake_with(this: *const CoInner, queue: impl FnOnce(CoRef)) {
         // SAFETY: alive per the contract.
         let co = unsafe { &*this };
         let mut s = co.state.load(Ordering::Acquire);
@@ -235,7 +259,7 @@ impl CoInner {
                         // SAFETY: our CAS took the state out of PARKED, so
                         // the parked count is ours (module doc); `this` came
                         // from `Arc::as_ptr`.
-                        sched::schedule_woken(unsafe { Arc::from_raw(this) });
+                        queue(unsafe { Arc::from_raw(this) });
                     }
                     return;
                 }
@@ -248,6 +272,7 @@ impl CoInner {
         self.state.load(Ordering::Acquire) == DONE
     }
 
+    #[inline]
     pub(crate) fn has_flag(&self, f: u8) -> bool {
         self.flags.load(Ordering::Acquire) & f != 0
     }

@@ -238,8 +238,9 @@ impl Wakeup {
         match self.0 {
             WakeRepr::Waiter(w) => w.wake_owned(),
             // SAFETY: alive until this thread next schedules (type doc), and
-            // we are still in the caller's slice.
-            WakeRepr::Home(p) => unsafe { crate::coroutine::CoInner::wake_ptr(p.as_ptr()) },
+            // we are still in the caller's slice; `runs_here` held when the
+            // `Wakeup` was made, and a home never changes.
+            WakeRepr::Home(p) => unsafe { crate::coroutine::CoInner::wake_here(p.as_ptr()) },
         }
     }
 }

@@ -369,7 +369,6 @@ impl RuntimeBuilder {
                 thread: OnceLock::new(),
                 spawned: AtomicU64::new(0),
                 steals: AtomicU64::new(0),
-                switches: AtomicU64::new(0),
                 timers_pending: AtomicUsize::new(0),
                 running: AtomicU64::new(0),
                 deque_epoch: AtomicU64::new(0),

@@ -389,7 +389,7 @@ pub fn stats() -> Stats {
         for w in rt.workers() {
             s.spawned += w.spawned.load(Relaxed);
             s.steals += w.steals.load(Relaxed);
-            s.context_switches += w.switches.load(Relaxed);
+            s.context_switches += w.resumes.load(Relaxed);
             s.wake_timers += w.timers_pending.load(Relaxed) as u64;
         }
         s.chan_timers = crate::time::armed_chan_timers() as u64;

@@ -137,7 +137,6 @@ pub(crate) struct WorkerShared {
     /// Counters, written by the owner only (Relaxed: statistics).
     pub(crate) spawned: AtomicU64,
     pub(crate) steals: AtomicU64,
-    pub(crate) switches: AtomicU64,
     /// Pending timers in this worker's heap (deadlock detection).
     pub(crate) timers_pending: AtomicUsize,
     /// Id of the coroutine running now (0: none) and a resume counter, for
@@ -462,6 +461,19 @@ impl Shared {
 /// Queues a woken coroutine on its home worker: this very reference goes
 /// into the local queue when called on the home thread, else into the
 /// home's inbox (or the injector, with `migrate_started`).
+/// `schedule_woken` for a coroutine that can only run on this thread
+/// (`runs_here`): into this worker's `runnext`.
+#[inline]
+pub(crate) fn schedule_here(co: CoRef) {
+    let mut co = Some(co);
+    with_worker(|w| w.push_woken_here(co.take().expect("once")));
+    // Not a worker thread after all: cannot happen (`runs_here` held), but
+    // the general path is always right.
+    if let Some(co) = co {
+        schedule_woken(co);
+    }
+}
+
 #[inline]
 pub(crate) fn schedule_woken(co: CoRef) {
     let home = co.home.get().expect("goro bug: a parked coroutine has no home");

@@ -33,6 +33,9 @@ use crossbeam_deque::{Steal, Worker};
 use super::{Shared, WorkerShared};
 use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, PARKED, RUNNING};
 
+/// Every how many ticks the fairness pass runs (pick order step 1).
+const FAIR_EVERY: u32 = 61;
+
 /// How long a worker searches for work (pure spinning: a `yield` could
 /// give the core away for milliseconds on a busy machine) before sleeping.
 const SEARCH_FOR: std::time::Duration = std::time::Duration::from_micros(200);
@@ -96,6 +99,8 @@ pub(crate) struct WorkerLocal {
     /// The reference to the running coroutine, moved here while it runs.
     pub(crate) current_arc: Cell<Option<CoRef>>,
     tick: Cell<u32>,
+    /// Ticks left until the next fairness pass (pick order step 1).
+    fair_in: Cell<u32>,
     streak: Cell<u32>,
     rng: Cell<u64>,
     timers: RefCell<BinaryHeap<Reverse<WakeTimer>>>,
@@ -127,6 +132,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         current: Cell::new(std::ptr::null()),
         current_arc: Cell::new(None),
         tick: Cell::new(0),
+        fair_in: Cell::new(FAIR_EVERY),
         streak: Cell::new(0),
         timers: RefCell::new(BinaryHeap::new()),
         timer_seq: Cell::new(0),
@@ -155,7 +161,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
 impl WorkerLocal {
     fn main_loop(&self) {
         loop {
-            if !self.timers.borrow().is_empty() && self.tick.get() & 7 == 0 {
+            if self.tick.get() & 7 == 0 && !self.timers.borrow().is_empty() {
                 self.fire_timers();
             }
             if let Some(co) = self.next_local() {
@@ -198,10 +204,33 @@ impl WorkerLocal {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    #[inline]
     fn next_local(&self) -> Option<CoRef> {
+        // The common tick, kept short: `runnext` (a coroutine just woken
+        // here, e.g. the partner of a hand-off) on a tick with no periodic
+        // duty (the 61st and 8th ticks of step 1 take the full path).
+        let t = self.tick.get().wrapping_add(1);
+        let streak = self.streak.get();
+        if t & 7 != 0 && self.fair_in.get() > 1 && streak < 16 {
+            // SAFETY: `runnext` is only touched on this thread, and no
+            // reference into it is held across this read.
+            if unsafe { (*self.runnext.as_ptr()).is_some() } {
+                self.tick.set(t);
+                self.fair_in.set(self.fair_in.get() - 1);
+                self.streak.set(streak + 1);
+                return self.runnext.take();
+            }
+        }
+        self.next_local_slow()
+    }
+
+    #[inline(never)]
+    fn next_local_slow(&self) -> Option<CoRef> {
         let co = self.next_local_inner();
         // A backlog ends whenever the deque is seen empty, however it emptied
-        // (popped, the fairness pass, thieves): a new epoch.
+        // (popped, the fairness pass, thieves): a new epoch. (Looked at on
+        // this path only: at least every 8th tick, and whenever `runnext` is
+        // empty.)
         let empty = self.deque.is_empty();
         if empty != self.deque_was_empty.get() {
             self.deque_was_empty.set(empty);
@@ -215,7 +244,9 @@ impl WorkerLocal {
     fn next_local_inner(&self) -> Option<CoRef> {
         let t = self.tick.get().wrapping_add(1);
         self.tick.set(t);
-        if t % 61 == 0 {
+        let fair_in = self.fair_in.get() - 1;
+        self.fair_in.set(if fair_in == 0 { FAIR_EVERY } else { fair_in });
+        if fair_in == 0 {
             if let Some(co) = self.poll_global() {
                 return Some(co);
             }
@@ -521,6 +552,12 @@ impl WorkerLocal {
             self.rt.notify_work();
             return;
         }
+        self.push_woken_here(co);
+    }
+
+    /// `push_woken` in a runtime that never moves started coroutines.
+    #[inline]
+    pub(crate) fn push_woken_here(&self, co: CoRef) {
         if let Some(old) = self.runnext.replace(Some(co)) {
             self.demote(old);
         }
@@ -535,29 +572,38 @@ impl WorkerLocal {
         }
     }
 
-    fn run_co(&self, co: CoRef) {
-        let started = co.state.load(Ordering::Relaxed) != NEW;
-        if !started {
-            co.state.store(RUNNING, Ordering::Relaxed);
-            let _ = co.home.set(self.shared.clone());
-            let key = self.shared.registry.lock().insert(co.clone());
-            co.reg_key.set(key);
-        }
-        let cancel = co.flags.load(Ordering::Acquire) & F_CANCEL != 0
-            || (!started && self.rt.cancelling.load(Ordering::Acquire));
+    /// A coroutine's first resume: it becomes homed here, and its body is
+    /// built if its stack is fresh. Returns how to resume it.
+    #[cold]
+    fn start_co(&self, co: &CoRef) -> Resume {
+        co.state.store(RUNNING, Ordering::Relaxed);
+        let _ = co.home.set(self.shared.clone());
+        let key = self.shared.registry.lock().insert(co.clone());
+        co.reg_key.set(key);
+        let cancel = co.flags.load(Ordering::Acquire) & F_CANCEL != 0 || self.rt.cancelling.load(Ordering::Acquire);
         let mut resume = if cancel { Resume::Cancel } else { Resume::Run };
-        if !started {
-            // SAFETY: coroutine.rs invariant 1: as for `body` below.
-            if let Some(st) = unsafe { (*co.start.get()).take() } {
-                let (body, guarded) = st.into_body();
-                if let Err(e) = guarded {
-                    eprintln!("goro: coroutine {}: {e}", co.label());
-                    resume = Resume::NoGuard;
-                }
-                // SAFETY: as above.
-                unsafe { *co.body.get() = Some(body) };
+        // SAFETY: coroutine.rs invariant 1: we hold its queue entry, so no
+        // other thread touches `start` or `body`.
+        if let Some(st) = unsafe { (*co.start.get()).take() } {
+            let (body, guarded) = st.into_body();
+            if let Err(e) = guarded {
+                eprintln!("goro: coroutine {}: {e}", co.label());
+                resume = Resume::NoGuard;
             }
+            // SAFETY: as above.
+            unsafe { *co.body.get() = Some(body) };
         }
+        resume
+    }
+
+    fn run_co(&self, co: CoRef) {
+        let resume = if co.state.load(Ordering::Relaxed) == NEW {
+            self.start_co(&co)
+        } else if co.flags.load(Ordering::Acquire) & F_CANCEL != 0 {
+            Resume::Cancel
+        } else {
+            Resume::Run
+        };
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);
         let body = co.body.get();
@@ -570,7 +616,6 @@ impl WorkerLocal {
         let co = self.current_arc.take().expect("goro bug: lost the running coroutine");
         self.current.set(std::ptr::null());
         self.shared.running.store(0, Ordering::Relaxed);
-        bump(&self.shared.switches);
         match r {
             CoroutineResult::Yield(Suspend::Park) => {
                 // Release: pairs with the AcqRel CAS in `CoInner::wake_ptr`.
