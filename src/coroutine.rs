@@ -310,7 +310,7 @@ pub(crate) fn current_id() -> Option<u64> {
 /// is `None` (keep the reason recorded before). Returns `false` if the
 /// caller is not a coroutine (then the caller blocks its thread instead).
 #[inline]
-pub(crate) fn park_current(reason: Option<WaitReason>, deadline: Option<std::time::Instant>) -> bool {
+pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::time::Instant>) -> bool {
     let Some(co) = sched::current_ptr() else { return false };
     // SAFETY: `current_ptr` is the coroutine running on this thread; the
     // worker keeps a reference to it for as long as it runs.
@@ -401,12 +401,13 @@ impl ReasonCell {
     /// `park_recorded`, and leaves the queue before it returns). Readers on
     /// other threads only read, under the lock.
     #[inline]
-    fn set_own(&self, r: WaitReason) {
-        // SAFETY: see above: no concurrent write is possible.
-        if unsafe { *self.v.get() } == r {
+    fn set_own(&self, r: &WaitReason) {
+        // SAFETY: see above: no concurrent write is possible. Compared in
+        // place: a reason is some 80 bytes.
+        if unsafe { &*self.v.get() } == r {
             return;
         }
-        self.set(r);
+        self.set(*r);
     }
 
     /// The current reason.

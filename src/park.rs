@@ -265,7 +265,7 @@ impl From<Waiter> for Wakeup {
 /// diagnostics and the deadlock report show while it waits.
 #[inline]
 pub(crate) fn park(reason: WaitReason) {
-    if !crate::coroutine::park_current(Some(reason), None) {
+    if !crate::coroutine::park_current(Some(&reason), None) {
         park_thread(reason, None);
     }
 }
@@ -286,7 +286,7 @@ pub(crate) fn park_deadline(reason: WaitReason, deadline: Option<Instant>) {
     match deadline {
         None => park(reason),
         Some(d) => {
-            if !crate::coroutine::park_current(Some(reason), Some(d)) {
+            if !crate::coroutine::park_current(Some(&reason), Some(d)) {
                 park_thread(reason, Some(d));
             }
         }
