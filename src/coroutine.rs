@@ -25,16 +25,32 @@
 //! Park state (`state`), the std token protocol (see `park.rs`):
 //!   RUNNING -park-> PARKED (set by the worker *after* the switch-out)
 //!   RUNNING -wake-> NOTIFIED (the next park returns at once)
-//!   PARKED  -wake-> RUNNING + queued on home (exactly one waker wins the CAS)
+//!   PARKED  -wake-> RUNNING + queued on home
+//!
+//! Who moves it, two ways, fixed per coroutine at spawn (`pinned`):
+//!  * **Pinned** (the default: started coroutines never move). Only the home
+//!    thread ever writes `state` once the coroutine has started, so every
+//!    transition is a plain load and store, with no locked instruction. A
+//!    wake on the home thread applies the table above at once
+//!    (`wake_local`). A wake from any other thread does not touch `state`:
+//!    it queues a *wake request* (a counted reference) in the home's inbox,
+//!    and the home applies the table when it pops it (`accept_wake`). The
+//!    home pops requests only between two resumes, so it never sees the
+//!    coroutine mid-run. The inbox hand-off (a Release push, an Acquire pop)
+//!    orders the waker's writes (say, a value in a channel slot) before the
+//!    coroutine runs again.
+//!  * **Migrating** (`RuntimeBuilder::migrate_started`): the coroutine may
+//!    run on any worker, so wakers race the parking worker on `state` and
+//!    each transition is a CAS; exactly one waker wins PARKED -> RUNNING and
+//!    queues the coroutine (`wake_atomic`).
 //!
 //! The parked count: a PARKED coroutine's state owns one reference count.
 //! The worker that parks it does not drop its reference but leaves it with
-//! the state, and the waker whose CAS takes the state out of PARKED takes
-//! that reference and queues it. So a wake needs no count of its own: a
-//! waker that knows the coroutine is alive for the length of its call (it
-//! holds a reference, or it runs on the coroutine's home thread, where the
-//! coroutine cannot finish meanwhile) wakes it through a plain pointer
-//! (`wake_ptr`), and a park-and-wake costs no reference counting at all.
+//! the state, and whoever takes the state out of PARKED takes that reference
+//! and queues it. So a wake on the home thread needs no count of its own:
+//! the coroutine cannot finish while that thread runs something else, so a
+//! plain pointer to it stays valid (`park::Wakeup`), and a park-and-wake
+//! costs no reference counting at all.
 //!
 //! Invariants:
 //!  1. `body` and `start` are touched only by the thread that holds the
@@ -140,6 +156,9 @@ pub(crate) struct CoInner {
     pub(crate) state: AtomicU8,
     /// F_* bits.
     pub(crate) flags: AtomicU8,
+    /// Started, it never leaves its home (the default), so only the home
+    /// thread writes `state`; false with `migrate_started` (module doc).
+    pub(crate) pinned: bool,
     /// The worker it lives on once started (invariant 2).
     pub(crate) home: OnceLock<Arc<WorkerShared>>,
     /// Who waits in `join` (at most one: `join` takes the handle).
@@ -198,50 +217,88 @@ impl CoInner {
 
     /// Wakes the coroutine, or leaves a token if it is not parked.
     pub(crate) fn wake(self: &Arc<Self>) {
-        // SAFETY: `self` keeps it alive for the call.
-        unsafe { Self::wake_ptr(Arc::as_ptr(self)) }
+        if !self.pinned {
+            // SAFETY: `self` keeps it alive for the call.
+            unsafe { Self::wake_atomic(Arc::as_ptr(self)) }
+        } else if sched::runs_here(self) {
+            // SAFETY: as above; `runs_here` holds.
+            unsafe { Self::wake_local(Arc::as_ptr(self)) }
+        } else {
+            sched::request_wake(self.clone());
+        }
     }
 
-    /// `wake`, consuming a reference.
+    /// `wake`, consuming a reference (which a wake request then carries).
     pub(crate) fn wake_owned(self: Arc<Self>) {
-        self.wake();
+        if self.pinned && !sched::runs_here(&self) {
+            sched::request_wake(self);
+        } else {
+            self.wake();
+        }
     }
 
-    /// Wakes the coroutine at `this`, or leaves a token if it is not
-    /// parked. Winning PARKED -> RUNNING hands the caller the parked count
-    /// (module doc), which goes to the home's run queue: no reference count
-    /// is taken or dropped here.
+    /// A wake on the home thread of a pinned coroutine (module doc): plain
+    /// loads and stores. Taking it out of PARKED takes the parked count,
+    /// which goes to this worker's `runnext`.
+    ///
+    /// # Safety
+    ///
+    /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
+    /// that stays alive until the call returns, and `sched::runs_here`
+    /// holds for it (so it is pinned and this is its home thread).
+    #[inline]
+    pub(crate) unsafe fn wake_local(this: *const CoInner) {
+        // SAFETY: alive per the contract.
+        let co = unsafe { &*this };
+        // Relaxed: only this thread writes `state` (module doc).
+        match co.state.load(Ordering::Relaxed) {
+            PARKED => {
+                co.state.store(RUNNING, Ordering::Relaxed);
+                // SAFETY: we took it out of PARKED, so the parked count is
+                // ours; `this` came from `Arc::as_ptr`.
+                sched::schedule_here(unsafe { Arc::from_raw(this) });
+            }
+            RUNNING => co.state.store(NOTIFIED, Ordering::Relaxed),
+            _ => {} // NOTIFIED: token already there; DONE: nothing to do
+        }
+    }
+
+    /// The home worker pops `self` from its inbox: an unstarted coroutine
+    /// placed there, or a wake request for a pinned one (module doc), which
+    /// it now applies. Returns the coroutine if it is to run now.
+    pub(crate) fn accept_inbound(self: Arc<Self>) -> Option<CoRef> {
+        if !self.pinned {
+            return Some(self); // already made runnable by its waker
+        }
+        // Relaxed: only this (home) thread writes `state` once started.
+        match self.state.load(Ordering::Relaxed) {
+            NEW => Some(self),
+            PARKED => {
+                self.state.store(RUNNING, Ordering::Relaxed);
+                // SAFETY: taking it out of PARKED gives us the parked count;
+                // `self` (the request's count) keeps it alive, so this
+                // never drops the last one.
+                unsafe { Arc::decrement_strong_count(Arc::as_ptr(&self)) };
+                Some(self)
+            }
+            RUNNING => {
+                // Queued or yielded already: the wake becomes its token.
+                self.state.store(NOTIFIED, Ordering::Relaxed);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The CAS form of a wake, for a migrating coroutine (module doc).
+    /// Winning PARKED -> RUNNING hands the caller the parked count, which
+    /// is queued.
     ///
     /// # Safety
     ///
     /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
     /// that stays alive until the call returns.
-    #[inline]
-    pub(crate) unsafe fn wake_ptr(this: *const CoInner) {
-        // SAFETY: forwarded contract.
-        unsafe { Self::wake_with(this, sched::schedule_woken) }
-    }
-
-    /// `wake_ptr` for a coroutine that can only run on this thread
-    /// (`sched::runs_here`): a won wake goes straight into this worker's
-    /// `runnext`.
-    ///
-    /// # Safety
-    ///
-    /// As for `wake_ptr`, and `sched::runs_here(this)` holds.
-    #[inline]
-    pub(crate) unsafe fn wake_here(this: *const CoInner) {
-        // SAFETY: forwarded contract.
-        unsafe { Self::wake_with(this, sched::schedule_here) }
-    }
-
-    /// The wake CAS loop; `queue` gets the parked count if we win it.
-    ///
-    /// # Safety
-    ///
-    /// As for `wake_ptr`.
-    #[inline(always)]
-    unsafe fn wake_with(this: *const CoInner, queue: impl FnOnce(CoRef)) {
+    unsafe fn wake_atomic(this: *const CoInner) {
         // SAFETY: alive per the contract.
         let co = unsafe { &*this };
         let mut s = co.state.load(Ordering::Acquire);
@@ -259,7 +316,7 @@ impl CoInner {
                         // SAFETY: our CAS took the state out of PARKED, so
                         // the parked count is ours (module doc); `this` came
                         // from `Arc::as_ptr`.
-                        queue(unsafe { Arc::from_raw(this) });
+                        sched::schedule_woken(unsafe { Arc::from_raw(this) });
                     }
                     return;
                 }
@@ -318,11 +375,14 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     if co.has_flag(F_CANCEL) && !std::thread::panicking() {
         cancel_unwind();
     }
-    // A plain load first: the token is rare, and a failed CAS still costs a
-    // locked instruction.
+    // A plain load first: the token is rare. Pinned: only this thread
+    // writes `state`, so a store consumes it; migrating: a CAS.
     if co.state.load(Ordering::Relaxed) == NOTIFIED
-        && co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        && (co.pinned || co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok())
     {
+        if co.pinned {
+            co.state.store(RUNNING, Ordering::Relaxed);
+        }
         return true; // a wake came first: consume the token
     }
     if let Some(reason) = reason {
@@ -636,6 +696,7 @@ where
         stack_size,
         state: AtomicU8::new(NEW),
         flags: AtomicU8::new(flags),
+        pinned: !rt.config.migrate_started,
         home: OnceLock::new(),
         joiner: Mutex::new(None),
         wait: ReasonCell::new(),

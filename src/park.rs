@@ -240,7 +240,7 @@ impl Wakeup {
             // SAFETY: alive until this thread next schedules (type doc), and
             // we are still in the caller's slice; `runs_here` held when the
             // `Wakeup` was made, and a home never changes.
-            WakeRepr::Home(p) => unsafe { crate::coroutine::CoInner::wake_here(p.as_ptr()) },
+            WakeRepr::Home(p) => unsafe { crate::coroutine::CoInner::wake_local(p.as_ptr()) },
         }
     }
 }

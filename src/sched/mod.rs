@@ -236,17 +236,16 @@ pub(crate) fn current_ptr() -> Option<*const CoInner> {
     with_worker(|w| w.current.get()).filter(|p| !p.is_null())
 }
 
-/// Whether the started coroutine `co` can only run on this thread: its home
-/// is this worker, and its runtime never moves started coroutines. While
-/// this thread runs something else, such a coroutine is suspended and
-/// cannot finish (`park::Wakeup`).
+/// Whether the started coroutine `co` can only run on this thread: it is
+/// pinned (its runtime never moves started coroutines) and its home is this
+/// worker. While this thread runs something else, such a coroutine is
+/// suspended and cannot finish (`park::Wakeup`), and this thread is the one
+/// that moves its park state (coroutine.rs).
 #[inline]
 pub(crate) fn runs_here(co: &CoInner) -> bool {
-    with_worker(|w| {
-        !w.rt.config.migrate_started
-            && co.home.get().is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), Arc::as_ptr(&w.shared)))
-    })
-    .unwrap_or(false)
+    co.pinned
+        && with_worker(|w| co.home.get().is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), Arc::as_ptr(&w.shared))))
+            .unwrap_or(false)
 }
 
 /// Runs `f` on the coroutine running on this thread, if any.
@@ -458,11 +457,8 @@ impl Shared {
     }
 }
 
-/// Queues a woken coroutine on its home worker: this very reference goes
-/// into the local queue when called on the home thread, else into the
-/// home's inbox (or the injector, with `migrate_started`).
-/// `schedule_woken` for a coroutine that can only run on this thread
-/// (`runs_here`): into this worker's `runnext`.
+/// Queues a coroutine woken on its home thread (`runs_here`) in this
+/// worker's `runnext`.
 #[inline]
 pub(crate) fn schedule_here(co: CoRef) {
     let mut co = Some(co);
@@ -474,6 +470,19 @@ pub(crate) fn schedule_here(co: CoRef) {
     }
 }
 
+/// A wake of a pinned coroutine from a thread other than its home
+/// (coroutine.rs): the request, this counted reference, goes to the home's
+/// inbox, and the home is woken if it sleeps.
+pub(crate) fn request_wake(co: CoRef) {
+    let home = co.home.get().expect("goro bug: a started coroutine has no home").clone();
+    home.inbox.push(co);
+    home.parker.unpark_if_sleeping();
+}
+
+/// Queues a migrating coroutine that its waker took out of PARKED: this
+/// very reference goes into the local queue when called on its home
+/// thread, else into the runtime's injector (or the home's inbox, if its
+/// runtime is gone).
 #[inline]
 pub(crate) fn schedule_woken(co: CoRef) {
     let home = co.home.get().expect("goro bug: a parked coroutine has no home");

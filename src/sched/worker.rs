@@ -31,7 +31,7 @@ use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Worker};
 
 use super::{Shared, WorkerShared};
-use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, PARKED, RUNNING};
+use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, NOTIFIED, PARKED, RUNNING};
 
 /// Every how many ticks the fairness pass runs (pick order step 1).
 const FAIR_EVERY: u32 = 61;
@@ -277,7 +277,7 @@ impl WorkerLocal {
         if let Some(co) = self.runnext.take() {
             return Some(co);
         }
-        if let Some(co) = steal_one(&self.shared.inbox) {
+        if let Some(co) = self.pop_inbox() {
             return Some(co);
         }
         self.yielded.borrow_mut().pop_front()
@@ -287,7 +287,7 @@ impl WorkerLocal {
     fn poll_global(&self) -> Option<CoRef> {
         // Rule 2 of net/poller.rs: a busy worker still polls I/O now and then.
         crate::net::poller::poll_now();
-        if let Some(co) = steal_one(&self.shared.inbox) {
+        if let Some(co) = self.pop_inbox() {
             return Some(co);
         }
         if let Some(co) = steal_one(&self.rt.injector) {
@@ -311,7 +311,9 @@ impl WorkerLocal {
             loop {
                 for _ in 0..64 {
                     if !self.shared.inbox.is_empty() {
-                        return steal_one(&self.shared.inbox);
+                        if let Some(co) = self.pop_inbox() {
+                            return Some(co);
+                        }
                     }
                     std::hint::spin_loop();
                 }
@@ -360,8 +362,21 @@ impl WorkerLocal {
         found
     }
 
+    /// The next coroutine to run from this worker's inbox: unstarted ones
+    /// placed here, and wake requests for coroutines homed here, which
+    /// `accept_inbound` applies (a request for one not parked is used up
+    /// as its token, and the next entry is looked at).
+    fn pop_inbox(&self) -> Option<CoRef> {
+        while let Some(co) = steal_one(&self.shared.inbox) {
+            if let Some(co) = co.accept_inbound() {
+                return Some(co);
+            }
+        }
+        None
+    }
+
     fn steal_round(&self) -> Option<CoRef> {
-        if let Some(co) = steal_one(&self.shared.inbox) {
+        if let Some(co) = self.pop_inbox() {
             return Some(co);
         }
         loop {
@@ -618,8 +633,20 @@ impl WorkerLocal {
         self.shared.running.store(0, Ordering::Relaxed);
         match r {
             CoroutineResult::Yield(Suspend::Park) => {
-                // Release: pairs with the AcqRel CAS in `CoInner::wake_ptr`.
-                if co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_ok() {
+                if co.pinned {
+                    // Only this thread writes a pinned coroutine's state
+                    // (coroutine.rs): plain loads and stores.
+                    if co.state.load(Ordering::Relaxed) == NOTIFIED {
+                        // A wake came while it ran: it goes on at once.
+                        co.state.store(RUNNING, Ordering::Relaxed);
+                        self.ready.borrow_mut().push_back(co);
+                    } else {
+                        co.state.store(PARKED, Ordering::Relaxed);
+                        // Our reference becomes the parked count.
+                        std::mem::forget(co);
+                    }
+                // Release: pairs with the AcqRel CAS in `CoInner::wake_atomic`.
+                } else if co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_ok() {
                     // Our reference becomes the parked count: the waker
                     // that takes the state out of PARKED queues it
                     // (coroutine.rs).
