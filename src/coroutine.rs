@@ -34,7 +34,7 @@
 //!    wake on the home thread applies the table above at once
 //!    (`wake_local`). A wake from any other thread does not touch `state`:
 //!    it queues a *wake request* (a counted reference) in the home's inbox,
-//!    and the home applies the table when it pops it (`accept_wake`). The
+//!    and the home applies the table when it pops it (`accept_inbound`). The
 //!    home pops requests only between two resumes, so it never sees the
 //!    coroutine mid-run. The inbox hand-off (a Release push, an Acquire pop)
 //!    orders the waker's writes (say, a value in a channel slot) before the

@@ -371,3 +371,104 @@ fn migrate_started_mode_runs_correctly() {
         .unwrap();
     assert_eq!(v, (0..2000u64).map(|i| 10 * i + 45).sum::<u64>());
 }
+
+/// Wakes from other threads (plain threads, and coroutines that may sit on
+/// the other worker) reach a coroutine in every state: parked, queued after
+/// a wake from its own worker, or yielded. A pinned coroutine's park state
+/// is moved only by its home thread, which applies such wakes as requests
+/// from its inbox; none may be lost (a lost one ends the session as a
+/// deadlock) nor run a coroutine twice (the sums would be off).
+#[test]
+fn remote_wakes_meet_parked_queued_and_yielded_coroutines() {
+    const RECEIVERS: usize = 64;
+    const FEEDERS: usize = 4;
+    const PER: u64 = 1000;
+    let sums = rt(2)
+        .run(|| {
+            let mut txs = Vec::new();
+            let mut receivers = Vec::new();
+            for i in 0..RECEIVERS {
+                // Unbuffered and buffered channels, so wakes find the
+                // receiver both parked and still runnable.
+                let (tx, rx) = goro::chan::<u64>(i % 2);
+                txs.push(tx);
+                receivers.push(goro::go(move || {
+                    let mut sum = 0;
+                    for k in 0..PER {
+                        sum += rx.recv().unwrap();
+                        if k % 7 == 0 {
+                            goro::yield_now();
+                        }
+                    }
+                    sum
+                }));
+            }
+            // Feeder f serves receivers f, f + FEEDERS, ...: two plain
+            // threads and two coroutines.
+            let mut threads = Vec::new();
+            let mut feeders = Vec::new();
+            for f in 0..FEEDERS {
+                let mine: Vec<_> = txs.iter().skip(f).step_by(FEEDERS).cloned().collect();
+                let feed = move || {
+                    for v in 1..=PER {
+                        for tx in &mine {
+                            tx.send(v).unwrap();
+                        }
+                    }
+                };
+                if f % 2 == 0 {
+                    threads.push(std::thread::spawn(feed));
+                } else {
+                    feeders.push(goro::go(feed));
+                }
+            }
+            drop(txs);
+            let sums: Vec<u64> = receivers.into_iter().map(|h| h.join().unwrap()).collect();
+            feeders.into_iter().for_each(|h| h.join().unwrap());
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            sums
+        })
+        .unwrap();
+    assert_eq!(sums, vec![PER * (PER + 1) / 2; RECEIVERS]);
+}
+
+/// A timeout and a wake from another thread race for the same park: the
+/// timer wakes the coroutine on its home while a plain thread completes
+/// its receive, so the thread's wake often finds it already queued (and
+/// must become a token, never a second run). Every value arrives once.
+#[test]
+fn timeouts_race_wakes_from_other_threads() {
+    const RECEIVERS: usize = 16;
+    const PER: u64 = 300;
+    let got = rt(2)
+        .run(|| {
+            let mut threads = Vec::new();
+            let mut receivers = Vec::new();
+            for _ in 0..RECEIVERS {
+                let (tx, rx) = goro::chan::<u64>(0);
+                threads.push(std::thread::spawn(move || {
+                    for v in 1..=PER {
+                        tx.send(v).unwrap();
+                    }
+                }));
+                receivers.push(goro::go(move || {
+                    let (mut sum, mut n) = (0, 0);
+                    loop {
+                        match rx.recv_timeout(Duration::from_micros(20)) {
+                            Ok(v) => {
+                                sum += v;
+                                n += 1;
+                            }
+                            Err(goro::RecvTimeoutError::Timeout) => {}
+                            Err(goro::RecvTimeoutError::Closed) => return (n, sum),
+                        }
+                    }
+                }));
+            }
+            let got: Vec<(u64, u64)> = receivers.into_iter().map(|h| h.join().unwrap()).collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            got
+        })
+        .unwrap();
+    assert_eq!(got, vec![(PER, PER * (PER + 1) / 2); RECEIVERS]);
+}

@@ -612,7 +612,14 @@ impl WorkerLocal {
     }
 
     fn run_co(&self, co: CoRef) {
-        let resume = if co.state.load(Ordering::Relaxed) == NEW {
+        let state = co.state.load(Ordering::Relaxed);
+        // A queue entry is RUNNING (or NOTIFIED: woken again since). A
+        // parked or finished one means two entries for one coroutine: a
+        // broken wake protocol, caught here before it resumes anything.
+        if state == PARKED || state == DONE {
+            fatal_queued_twice(&co, state);
+        }
+        let resume = if state == NEW {
             self.start_co(&co)
         } else if co.flags.load(Ordering::Acquire) & F_CANCEL != 0 {
             Resume::Cancel
@@ -766,6 +773,16 @@ impl WorkerLocal {
         }
         None
     }
+}
+
+/// A queue held a coroutine that is parked or finished: the wake protocol
+/// is broken (a goro bug). Resuming it could run one coroutine twice at
+/// once, so the process stops here, as Go's runtime `throw`s.
+#[cold]
+#[inline(never)]
+fn fatal_queued_twice(co: &CoInner, state: u8) -> ! {
+    eprintln!("goro bug: coroutine {} was queued while parked or finished (state {state}); aborting", co.label());
+    std::process::abort()
 }
 
 /// Increments a counter only this worker writes: a plain load and store (no
