@@ -26,8 +26,9 @@
 //!   less loaded worker's inbox (`push_new`): pipelines grown one stage at a
 //!   time spread out that way.
 //! * `ready` (local FIFO): started coroutines woken on this worker.
-//! * `inbox` (crossbeam `Injector`): started coroutines homed here and woken
-//!   from other threads.
+//! * `inbox` (crossbeam `Injector`): wake requests from other threads for
+//!   coroutines homed here (the home applies them: `coroutine.rs`, park
+//!   state), and unstarted coroutines placed here by `push_new`.
 //! * `yielded` (local FIFO): `yield_now` callers, run after everything local.
 //!
 //! Plus one runtime-wide `injector` for spawns from outside the runtime.
@@ -126,7 +127,8 @@ pub(crate) struct WorkerShared {
     /// Weak: the worker threads hold the strong references, so dropping a
     /// `Runtime` frees it even while stray wakers still hold this worker.
     pub(crate) rt: Weak<Shared>,
-    /// Started coroutines homed here, woken from other threads.
+    /// Wake requests for coroutines homed here, from other threads, and
+    /// unstarted coroutines placed here (`WorkerLocal::pop_inbox`).
     pub(crate) inbox: Injector<CoRef>,
     /// Steals unstarted coroutines from this worker's deque.
     pub(crate) stealer: Stealer<CoRef>,

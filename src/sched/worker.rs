@@ -14,11 +14,16 @@
 //!
 //! Invariants:
 //!  1. The deque and the injector hold only unstarted coroutines (unless the
-//!     runtime opted into `migrate_started`); started ones live in `runnext`,
-//!     `ready`, `yielded` or this worker's inbox. The inbox may also hold
-//!     unstarted ones placed here by a saturated spawner (`push_new`).
+//!     runtime opted into `migrate_started`); runnable started ones live in
+//!     `runnext`, `ready` or `yielded`. The inbox holds wake requests from
+//!     other threads (a parked coroutine becomes runnable when its request
+//!     is popped, `CoInner::accept_inbound`) and unstarted coroutines placed
+//!     here by a saturated spawner (`push_new`).
 //!  2. No `RefCell` borrow is held across `resume`: the coroutine re-enters
 //!     this worker (spawn, wake) while it runs.
+//!  3. One queue entry per runnable coroutine: a queued coroutine is
+//!     RUNNING or NOTIFIED, never PARKED or DONE (`run_co` aborts if it
+//!     finds otherwise: the wake protocol would be broken).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
