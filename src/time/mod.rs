@@ -267,6 +267,11 @@ fn fire(e: Entry, now: Instant) {
     if st.seq != e.seq || !st.active {
         return; // stale: stopped or reset since
     }
+    if st.period.is_none() {
+        // A one-shot timer stops counting as armed before its value can be
+        // received: whoever receives it then sees the count without it.
+        set_active(inner, &mut st, false);
+    }
     match inner.tx.try_send(now) {
         Ok(()) | Err(TrySendError::Full(_)) => {} // full: a slow reader drops this tick
         Err(TrySendError::Closed(_)) => {
@@ -289,7 +294,7 @@ fn fire(e: Entry, now: Instant) {
             drop(st);
             schedule(next, seq, e.timer.clone());
         }
-        None => set_active(inner, &mut st, false),
+        None => {} // disarmed above
     }
 }
 
