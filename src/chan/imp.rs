@@ -15,10 +15,10 @@
 //!     claimed by CAS. A single op's own selector is only ever claimed under
 //!     its one channel's lock (winners work under it, and its owner aborts
 //!     under it too), so there a load and a store decide (`Op::claim`).
-//!  4. The party that wins the CAS moves the value through the op's `slot`
-//!     while holding this channel's lock, then sets `done`; the op's owner
-//!     reads the slot only after seeing `done` (Acquire) or after its own
-//!     abort CAS won. So exactly one party touches a slot at a time.
+//!  4. The party that wins the claim moves the value through the op's
+//!     `slot` while holding this channel's lock, then sets `done`; the op's
+//!     owner reads the slot only after seeing `done` (Acquire) or after its
+//!     own abort won. So exactly one party touches a slot at a time.
 //!  5. No lock is held while waking: wakers are collected, the lock dropped,
 //!     then each woken (Go's closechan).
 //!  6. Queues hold [`OpPtr`]s, not references counted: the `Op` lives in its
