@@ -123,6 +123,10 @@ pub struct SendCase<'a, T> {
     value: Option<T>,
     op: Option<Op<T>>,
     out: Option<Result<(), SendError<T>>>,
+    /// A value a dropping or sliding channel discarded for this send: kept
+    /// here so it is dropped with the case, after the select has released
+    /// every channel lock (its `Drop` may be user code that blocks).
+    discarded: Option<T>,
 }
 
 impl<T> std::fmt::Debug for RecvCase<'_, T> {
@@ -151,7 +155,7 @@ impl<'a, T> RecvCase<'a, T> {
 impl<'a, T> SendCase<'a, T> {
     /// A send case of `v` on `tx`.
     pub fn new(tx: &'a Sender<T>, v: T) -> Self {
-        SendCase { tx, value: Some(v), op: None, out: None }
+        SendCase { tx, value: Some(v), op: None, out: None, discarded: None }
     }
     /// The result, if this case was chosen.
     pub fn into_output(mut self) -> Option<Result<(), SendError<T>>> {
@@ -241,8 +245,9 @@ impl<T> Case for SendCase<'_, T> {
         let v = self.value.take()?;
         // SAFETY: forwarded contract: locked.
         match c.try_send_locked(unsafe { inner(c) }, v) {
-            Ok(w) => {
+            Ok((w, discarded)) => {
                 self.out = Some(Ok(()));
+                self.discarded = discarded;
                 Some(w)
             }
             Err(TrySendError::Closed(v)) => {

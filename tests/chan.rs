@@ -225,3 +225,45 @@ fn stress_nothing_lost_or_duplicated() {
         }
     }
 }
+
+/// A value that a sliding or dropping channel throws away is dropped after
+/// the channel's lock is released: its `Drop` (user code) may use that very
+/// channel, here with a `try_send`, and a select's send counts too. Under
+/// the lock this would deadlock; the watchdog turns that into a failure.
+#[test]
+fn discarded_values_are_dropped_outside_the_lock() {
+    struct Echo(Option<goro::Sender<Echo>>);
+    impl Drop for Echo {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.try_send(Echo(None));
+            }
+        }
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        worlds(|| {
+            // Sliding: the oldest value slides out and its Drop sends.
+            let (tx, rx) = goro::sliding::<Echo>(1);
+            tx.send(Echo(Some(tx.clone()))).unwrap();
+            tx.send(Echo(None)).unwrap();
+            assert!(rx.try_recv().unwrap().0.is_none());
+            // Dropping: the new value is discarded and its Drop sends.
+            let (tx, rx) = goro::dropping::<Echo>(1);
+            tx.send(Echo(None)).unwrap();
+            tx.send(Echo(Some(tx.clone()))).unwrap();
+            assert!(rx.try_recv().unwrap().0.is_none());
+            // The same through a select's send case.
+            let (tx, rx) = goro::sliding::<Echo>(1);
+            tx.send(Echo(Some(tx.clone()))).unwrap();
+            goro::select! {
+                send(tx, Echo(None)) -> r => r.unwrap(),
+            }
+            assert_eq!(rx.len(), 1);
+        });
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a discarded value was dropped under its channel's lock (deadlock)");
+}

@@ -460,8 +460,11 @@ impl<T> Chan<T> {
         self.hint.load(Ordering::Relaxed)
     }
 
-    /// Non-blocking send with the lock held. `Ok(wake)` on success.
-    pub(crate) fn try_send_locked(&self, g: &mut Inner<T>, v: T) -> Result<Wake, TrySendError<T>> {
+    /// Non-blocking send with the lock held. `Ok((wake, discarded))` on
+    /// success, where `discarded` is a value a dropping or sliding channel
+    /// threw away: the caller drops it after releasing the lock, since its
+    /// `Drop` is user code that may block or use this very channel.
+    pub(crate) fn try_send_locked(&self, g: &mut Inner<T>, v: T) -> Result<(Wake, Option<T>), TrySendError<T>> {
         if g.closed || g.no_receivers {
             return Err(TrySendError::Closed(v));
         }
@@ -470,20 +473,20 @@ impl<T> Chan<T> {
                 // SAFETY: we won r's selector just above and hold the lock
                 // (both `complete`'s contract and `put`'s).
                 let ((), w) = unsafe { r.complete(|r| r.put(v)) };
-                return Ok(Wake::party(w));
+                return Ok((Wake::party(w), None));
             }
         }
         if g.buf.len() < self.cap {
             g.buf.push_back(v);
-            return Ok(Wake::default());
+            return Ok((Wake::default(), None));
         }
         match self.kind {
             Kind::Normal => Err(TrySendError::Full(v)),
-            Kind::Dropping => Ok(Wake::default()),
+            Kind::Dropping => Ok((Wake::default(), Some(v))),
             Kind::Sliding => {
-                g.buf.pop_front();
+                let oldest = g.buf.pop_front();
                 g.buf.push_back(v);
-                Ok(Wake::default())
+                Ok((Wake::default(), oldest))
             }
         }
     }
@@ -529,9 +532,10 @@ impl<T> Chan<T> {
         park::note_thread();
         let mut g = self.lock();
         let v = match self.try_send_locked(&mut g, v) {
-            Ok(w) => {
+            Ok((w, discarded)) => {
                 drop(g);
                 w.wake();
+                drop(discarded);
                 return Ok(());
             }
             Err(TrySendError::Closed(v)) => return Err(SendTimeoutError::Closed(v)),

@@ -116,9 +116,10 @@ impl<T> Sender<T> {
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
         crate::park::note_thread();
         let mut g = self.chan.lock();
-        let w = self.chan.try_send_locked(&mut g, v)?;
+        let (w, discarded) = self.chan.try_send_locked(&mut g, v)?;
         drop(g);
         w.wake();
+        drop(discarded);
         Ok(())
     }
 
