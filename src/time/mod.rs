@@ -279,22 +279,20 @@ fn fire(e: Entry, now: Instant) {
             return;
         }
     }
-    match st.period {
-        Some(p) => {
-            // Next tick; skip ticks already missed (Go drops them too).
-            let mut next = e.when + p;
+    // A one-shot timer was disarmed above; a ticker arms its next tick.
+    if let Some(p) = st.period {
+        // Next tick; skip ticks already missed (Go drops them too).
+        let mut next = e.when + p;
+        if next <= now {
+            let behind = now.duration_since(e.when).as_nanos() / p.as_nanos().max(1);
+            next = e.when + p * (behind as u32 + 1).max(1);
             if next <= now {
-                let behind = now.duration_since(e.when).as_nanos() / p.as_nanos().max(1);
-                next = e.when + p * (behind as u32 + 1).max(1);
-                if next <= now {
-                    next = now + p;
-                }
+                next = now + p;
             }
-            let seq = st.seq;
-            drop(st);
-            schedule(next, seq, e.timer.clone());
         }
-        None => {} // disarmed above
+        let seq = st.seq;
+        drop(st);
+        schedule(next, seq, e.timer.clone());
     }
 }
 
