@@ -364,18 +364,19 @@ impl<T> Small<T> {
     }
 }
 
-/// Indices on the stack for up to 8 cases.
-struct Idx {
-    inline: [usize; 8],
-    heap: Vec<usize>,
+/// Up to 8 small values on the stack (case indices, lock-order entries),
+/// spilling to the heap beyond that.
+struct Idx<T = usize> {
+    inline: [T; 8],
+    heap: Vec<T>,
     len: usize,
 }
 
-impl Idx {
-    fn new(n: usize) -> Idx {
-        Idx { inline: [0; 8], heap: if n > 8 { Vec::with_capacity(n) } else { Vec::new() }, len: 0 }
+impl<T: Copy + Default> Idx<T> {
+    fn new(n: usize) -> Idx<T> {
+        Idx { inline: [T::default(); 8], heap: if n > 8 { Vec::with_capacity(n) } else { Vec::new() }, len: 0 }
     }
-    fn push(&mut self, v: usize) {
+    fn push(&mut self, v: T) {
         if self.heap.capacity() > 0 {
             self.heap.push(v);
         } else {
@@ -383,7 +384,7 @@ impl Idx {
         }
         self.len += 1;
     }
-    fn as_mut(&mut self) -> &mut [usize] {
+    fn as_mut(&mut self) -> &mut [T] {
         if self.heap.capacity() > 0 {
             &mut self.heap
         } else {
@@ -392,38 +393,58 @@ impl Idx {
     }
 }
 
+/// The lock order of step 1: `(channel address, case index)` for every
+/// case with a channel (`never` cases left out), by address. Computed once
+/// per blocking select, with one virtual call per case.
+fn lock_order(cases: &[&mut (dyn Case + '_)], order: &mut Idx<(usize, usize)>) {
+    for (i, c) in cases.iter().enumerate() {
+        if let Some(a) = c.chan_addr() {
+            order.push((a, i));
+        }
+    }
+    // Insertion sort: a select has a handful of cases.
+    let o = order.as_mut();
+    for k in 1..o.len() {
+        let mut j = k;
+        while j > 0 && o[j - 1].0 > o[j].0 {
+            o.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
 /// Locks the distinct channels of a select in address order (step 1).
-fn lock_all(cases: &[&mut (dyn Case + '_)], order: &[usize]) -> Small<(usize, RawGuard)> {
-    let mut held = Small::new(order.len());
+/// The acquisitions go to `held` (empty on entry), which `unlock_all`
+/// gives back: passed by reference, as it is a few hundred bytes.
+fn lock_all(cases: &[&mut (dyn Case + '_)], order: &[(usize, usize)], held: &mut Small<(usize, RawGuard)>) {
     let mut last = None;
-    for &i in order {
-        let a = cases[i].chan_addr();
-        if a != last {
+    for &(a, i) in order {
+        if Some(a) != last {
             if let Some(g) = cases[i].lock() {
                 held.push((i, g));
             }
-            last = a;
+            last = Some(a);
         }
     }
-    held
 }
 
-fn unlock_all(cases: &[&mut (dyn Case + '_)], mut held: Small<(usize, RawGuard)>) {
+fn unlock_all(cases: &[&mut (dyn Case + '_)], held: &mut Small<(usize, RawGuard)>) {
     for (i, g) in held.drain() {
         // SAFETY: `lock_all` took this lock through case `i`, with state `g`.
         unsafe { cases[i].unlock(g) };
     }
 }
 
-fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[usize], winner: Option<usize>) {
-    let held = lock_all(cases, order);
+fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[(usize, usize)], winner: Option<usize>) {
+    let mut held = Small::new(order.len());
+    lock_all(cases, order, &mut held);
     for (i, c) in cases.iter_mut().enumerate() {
         if Some(i) != winner {
             // SAFETY: every channel is locked just above.
             unsafe { c.dequeue_locked() };
         }
     }
-    unlock_all(cases, held);
+    unlock_all(cases, &mut held);
 }
 
 /// Runs a select over `cases`. Returns the index of the case that completed
@@ -432,12 +453,6 @@ fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[usize], winner: Opti
 pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<usize> {
     crate::park::note_thread();
     let n = cases.len();
-    // Lock order: by channel address, `never` cases left out.
-    let mut order_buf = Idx::new(n);
-    (0..n).filter(|&i| cases[i].chan_addr().is_some()).for_each(|i| order_buf.push(i));
-    let order = order_buf.as_mut();
-    order.sort_unstable_by_key(|&i| cases[i].chan_addr());
-    let order: &[usize] = order;
     // Poll order: a uniformly random permutation.
     let mut poll_buf = Idx::new(n);
     (0..n).for_each(|i| poll_buf.push(i));
@@ -467,25 +482,30 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
             }
         }
     }
-    let held = lock_all(cases, order);
+    // Lock order: by channel address (step 1).
+    let mut order_buf = Idx::new(n);
+    lock_order(cases, &mut order_buf);
+    let order: &[(usize, usize)] = order_buf.as_mut();
+    let mut held = Small::new(order.len());
+    lock_all(cases, order, &mut held);
     for &i in poll {
         // SAFETY: every channel is locked (step 1).
         if let Some(w) = unsafe { cases[i].poll_locked() } {
-            unlock_all(cases, held);
+            unlock_all(cases, &mut held);
             w.wake();
             return Some(i);
         }
     }
     let deadline = match mode {
         Mode::Try => {
-            unlock_all(cases, held);
+            unlock_all(cases, &mut held);
             return None;
         }
         Mode::Block => None,
         Mode::Until(d) => d,
     };
     if deadline.is_some_and(|d| Instant::now() >= d) {
-        unlock_all(cases, held);
+        unlock_all(cases, &mut held);
         return None;
     }
     let sel = Selector::new();
@@ -493,7 +513,7 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
         // SAFETY: every channel is locked.
         unsafe { c.enqueue_locked(&sel, i) };
     }
-    unlock_all(cases, held);
+    unlock_all(cases, &mut held);
 
     let mut descr = [None; 4];
     for (d, c) in descr.iter_mut().zip(cases.iter()) {
@@ -503,7 +523,7 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
     // Unwinding out of the park (cancellation) must still dequeue.
     struct Cleanup<'c, 'x, 'a> {
         cases: &'c mut [&'x mut (dyn Case + 'a)],
-        order: &'c [usize],
+        order: &'c [(usize, usize)],
         sel: &'c Selector,
         armed: bool,
     }
