@@ -457,8 +457,10 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
     let mut poll_buf = Idx::new(n);
     (0..n).for_each(|i| poll_buf.push(i));
     let poll = poll_buf.as_mut();
+    // Fisher-Yates; `j` from the high half of a 64x64-bit product (Lemire's
+    // reduction: no division, bias below 2^-56 for any select's size).
     for i in (1..n).rev() {
-        let j = (rand_u64() % (i as u64 + 1)) as usize;
+        let j = ((rand_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
         poll.swap(i, j);
     }
     let poll: &[usize] = poll;
