@@ -114,8 +114,9 @@ pub(crate) struct WorkerLocal {
     compact_at: Cell<usize>,
     /// Victims' resume counters at our last look (`victim_stuck`).
     seen_resumes: RefCell<Vec<(u64, Option<Instant>)>>,
-    /// Victims' deque epochs at our first look, and when (`victim_backlogged`).
-    seen_backlog: RefCell<Vec<(u64, Option<Instant>)>>,
+    /// Victims' deque epochs at our first look, when, and their resume
+    /// counts then (`victim_backlogged`).
+    seen_backlog: RefCell<Vec<(u64, Option<Instant>, u64)>>,
     /// Whether our deque was empty at the last look (`deque_epoch`).
     deque_was_empty: Cell<bool>,
     /// Since when this worker has had work without a break (`None`: it is
@@ -432,19 +433,29 @@ impl WorkerLocal {
     /// communicating coroutines split across workers pay a cross-core
     /// hand-off per message where one worker pays a context switch. Spawn
     /// trees (skynet) keep a backlog and spread out after a few milliseconds.
+    ///
+    /// A victim that has not resumed anything since our first look is not
+    /// busy with other work: its thread is descheduled (or one coroutine
+    /// holds it). Its backlog is taken only after `FROZEN`, longer than an
+    /// OS time slice, so a worker preempted in the microseconds between a
+    /// burst of spawns and their start does not lose them for good.
     fn victim_backlogged(&self, v: usize) -> bool {
         const BACKLOG: std::time::Duration = std::time::Duration::from_millis(3);
-        let ep = self.rt.workers()[v].deque_epoch.load(Ordering::Relaxed);
+        const FROZEN: std::time::Duration = std::time::Duration::from_millis(20);
+        let w = &self.rt.workers()[v];
+        let ep = w.deque_epoch.load(Ordering::Relaxed);
+        let resumes = w.resumes.load(Ordering::Relaxed);
         let mut seen = self.seen_backlog.borrow_mut();
         if seen.len() <= v {
-            seen.resize(v + 1, (u64::MAX, None));
+            seen.resize(v + 1, (u64::MAX, None, 0));
         }
         let e = &mut seen[v];
         if e.0 != ep {
-            *e = (ep, Some(Instant::now()));
+            *e = (ep, Some(Instant::now()), resumes);
             return false;
         }
-        e.1.is_some_and(|t| t.elapsed() >= BACKLOG)
+        let wait = if resumes != e.2 { BACKLOG } else { FROZEN };
+        e.1.is_some_and(|t| t.elapsed() >= wait)
     }
 
     /// Has victim `v` been running one coroutine for at least `STUCK`?
