@@ -19,8 +19,9 @@
 //!   This keeps producer/consumer pairs on one worker.
 //! * `deque` (crossbeam, LIFO, stealable): unstarted coroutines. Thieves take
 //!   the oldest half, i.e. the biggest subtrees of a spawn tree, but only
-//!   from a *backlog* (two or more queued for 3 ms without a break) or a
-//!   victim stuck in one coroutine for 1 ms: a placement is for life, so a
+//!   from a *backlog* (two or more queued for 3 ms without a break while the
+//!   victim runs other coroutines, 20 ms if it resumed nothing meanwhile) or
+//!   a victim stuck in one coroutine for 1 ms: a placement is for life, so a
 //!   burst of spawns the victim starts at once stays together. Conversely a
 //!   saturated worker with an empty deque hands a new coroutine to a clearly
 //!   less loaded worker's inbox (`push_new`): pipelines grown one stage at a
