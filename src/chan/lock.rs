@@ -47,7 +47,8 @@ use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU8, Ordering};
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 
-/// Spins before sleeping: about a microsecond of `pause`s.
+/// Spins before sleeping: 240 `pause`s in all (a few microseconds), in
+/// four rounds of 16 looks that pause 1, 2, 4 and 8 times between looks.
 const SPINS: u32 = 64;
 
 /// How unlock and sleep order their store and load (module doc).
