@@ -345,3 +345,46 @@ fn many_readers_share_one_udp_socket() {
     })
     .unwrap();
 }
+
+/// A worker that sleeps in the netpoller (a coroutine waits on a socket
+/// that stays quiet) is woken for work queued from a plain thread, over and
+/// over: the waker's unpark must not miss the sleeper's move from plain
+/// sleep to polling. A missed one leaves the worker in `epoll_wait` for
+/// good; the watchdog turns that into a failure.
+#[test]
+fn wakes_reach_a_worker_asleep_in_the_poller() {
+    const ROUNDS: u32 = 20_000;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = goro::Runtime::builder().workers(1).build().unwrap();
+        let sum = rt
+            .run(|| {
+                let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+                let quiet = TcpStream::connect(ln.local_addr().unwrap()).unwrap();
+                let (_peer, _) = ln.accept().unwrap();
+                // Keeps a socket waiter around, so the idle worker polls.
+                let reader = goro::go(move || (&quiet).read(&mut [0u8; 1]).map(|_| ()));
+                let (to_tx, to_rx) = goro::chan::<u32>(0);
+                let (back_tx, back_rx) = goro::chan::<u32>(0);
+                let feeder = std::thread::spawn(move || {
+                    let mut sum = 0u64;
+                    for i in 0..ROUNDS {
+                        to_tx.send(i).unwrap();
+                        sum += back_rx.recv().unwrap() as u64;
+                    }
+                    sum
+                });
+                for v in &to_rx {
+                    back_tx.send(v + 1).unwrap();
+                }
+                let sum = feeder.join().unwrap();
+                drop(_peer);
+                let _ = reader.join();
+                sum
+            })
+            .unwrap();
+        done_tx.send(sum).unwrap();
+    });
+    let sum = done_rx.recv_timeout(Duration::from_secs(60)).expect("a wake was lost: the worker stayed in the poller");
+    assert_eq!(sum, (1..=ROUNDS as u64).sum::<u64>());
+}

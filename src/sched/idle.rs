@@ -92,21 +92,38 @@ impl Parker {
     }
 
     /// Wakes the worker if it sleeps (or is about to). Returns whether it did.
+    ///
+    /// A loop over the state, not one try per sleeping kind: the sleeper
+    /// may move SLEEPING -> POLLING (it became the netpoller) between our
+    /// look and our CAS, and a wake lost then would leave it blocked in
+    /// `epoll_wait` with work queued for it (seen as a rare hang of a net
+    /// test under load).
     pub(crate) fn unpark(&self) -> bool {
-        if self.state.compare_exchange(POLLING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            if let Some(p) = crate::net::poller::get() {
-                p.wake_poller();
-            }
-            return true;
-        }
-        if self.state.compare_exchange(SLEEPING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            // Lock so the notify cannot fall between the sleeper's check and
-            // its wait.
-            let _g = self.lock.lock();
-            self.cv.notify_one();
-            true
-        } else {
-            false
+        let mut s = self.state.load(Ordering::SeqCst);
+        loop {
+            let now = match s {
+                POLLING => match self.state.compare_exchange(POLLING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => {
+                        if let Some(p) = crate::net::poller::get() {
+                            p.wake_poller();
+                        }
+                        return true;
+                    }
+                    Err(now) => now,
+                },
+                SLEEPING => match self.state.compare_exchange(SLEEPING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => {
+                        // Lock so the notify cannot fall between the
+                        // sleeper's check and its wait.
+                        let _g = self.lock.lock();
+                        self.cv.notify_one();
+                        return true;
+                    }
+                    Err(now) => now,
+                },
+                _ => return false, // running, or already notified
+            };
+            s = now;
         }
     }
 
