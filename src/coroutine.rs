@@ -455,11 +455,12 @@ impl ReasonCell {
     /// and again).
     ///
     /// The unlocked read is race-free: besides the coroutine itself, only a
-    /// lock's wait queue writes this record (`waitq::Slot::set_wait`), and
-    /// only while the coroutine's slot is queued there; a coroutine parking
-    /// with its own reason is in no such queue (a queued party parks with
-    /// `park_recorded`, and leaves the queue before it returns). Readers on
-    /// other threads only read, under the lock.
+    /// lock's wait queue writes this record (`waitq::Slot::set_wait`, and
+    /// `Slot::grant` clearing it), and only while the coroutine's slot is
+    /// queued there or is being granted, before the party is woken; a
+    /// coroutine parking with its own reason is in no such queue (a queued
+    /// party parks with `park_recorded`, and leaves the queue before it
+    /// returns). Readers on other threads only read, under the lock.
     #[inline]
     fn set_own(&self, r: &WaitReason) {
         // SAFETY: see above: no concurrent write is possible. Compared in

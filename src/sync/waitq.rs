@@ -16,7 +16,9 @@
 //! queue lock, by the party itself when it queues and afterwards by the
 //! owner (`Slot::set_wait`) when whom it waits for changes, and the party
 //! parks with `park_recorded`, which keeps it. So the record always reflects
-//! the queue as of its last change (locks use this for wait-for edges).
+//! the queue as of its last change (locks use this for wait-for edges). A
+//! grant, or a wake to retry, clears it (`WaitReason::None`) before the
+//! party is woken.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,13 +44,24 @@ impl Slot {
         // Release: pairs with the Acquire load in `wait`, so the grantee sees
         // the state the granter set up for it.
         self.granted.store(true, Ordering::Release);
+        self.runnable();
         self.waiter.clone()
     }
 
     /// Takes the party out of line to compete again; returns whom to wake.
     pub(crate) fn wake_to_retry(self: &Arc<Self>) -> Waiter {
         self.retry.store(true, Ordering::Release);
+        self.runnable();
         self.waiter.clone()
+    }
+
+    /// The party waits for nobody any more: its record says so at once
+    /// (under the queue lock, while the slot is still ours to write). A
+    /// coroutine woken from another thread stays parked until its home
+    /// applies the wake (coroutine.rs), and the partial-deadlock search
+    /// must not read its old lock edge meanwhile.
+    fn runnable(&self) {
+        self.waiter.set_wait(WaitReason::None);
     }
 
     /// The waiting coroutine's id (0: a plain thread).
