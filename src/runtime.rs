@@ -681,6 +681,13 @@ fn monitor(rt: std::sync::Weak<Shared>) {
         let now = Instant::now();
         let mut busy = false;
         for (i, w) in ws.iter().enumerate() {
+            // Backstop: a worker asleep with wake requests in its inbox
+            // missed a wake-up (each push is followed by an unpark, so this
+            // should never fire; if it does, the cost is one nap, not a
+            // hang).
+            if w.parker.is_asleep() && !w.inbox.is_empty() {
+                w.parker.unpark();
+            }
             let id = w.running.load(Ordering::Relaxed);
             let n = w.resumes.load(Ordering::Relaxed);
             w.load.store(n.wrapping_sub(last_resumes[i]), Ordering::Relaxed);

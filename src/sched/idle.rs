@@ -127,6 +127,12 @@ impl Parker {
         }
     }
 
+    /// Whether the worker is asleep (on its condition variable or in the
+    /// poller), for the monitor's backstop.
+    pub(crate) fn is_asleep(&self) -> bool {
+        matches!(self.state.load(Ordering::SeqCst), SLEEPING | POLLING)
+    }
+
     /// Rule 3, producer side: call after publishing work for this worker.
     pub(crate) fn unpark_if_sleeping(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);

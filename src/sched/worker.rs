@@ -482,7 +482,16 @@ impl WorkerLocal {
     }
 
     fn has_work_anywhere(&self) -> bool {
-        !self.shared.inbox.is_empty()
+        // Local queues first: nothing should have landed there since the
+        // loop found them empty, but a worker must never sleep on work of
+        // its own.
+        // SAFETY: `runnext` is only touched on this thread, and no
+        // reference into it is held across this read.
+        let runnext = unsafe { (*self.runnext.as_ptr()).is_some() };
+        runnext
+            || !self.ready.borrow().is_empty()
+            || !self.yielded.borrow().is_empty()
+            || !self.shared.inbox.is_empty()
             || !self.rt.injector.is_empty()
             || !self.deque.is_empty()
             || self.rt.workers().iter().any(|w| !w.stealer.is_empty())
