@@ -388,3 +388,39 @@ fn wakes_reach_a_worker_asleep_in_the_poller() {
     let sum = done_rx.recv_timeout(Duration::from_secs(60)).expect("a wake was lost: the worker stayed in the poller");
     assert_eq!(sum, (1..=ROUNDS as u64).sum::<u64>());
 }
+
+/// The peer's last bytes and its close arrive together, while the reader
+/// is parked: one event says both. The read after the short read of the
+/// bytes must still see the end of stream (no further edge will come for
+/// it), many times over. The watchdog turns a hang into a failure.
+#[test]
+fn end_of_stream_arriving_with_the_last_bytes() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        goro::run(|| {
+            let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = ln.local_addr().unwrap();
+            for _ in 0..50 {
+                let c = TcpStream::connect(addr).unwrap();
+                let (s, _) = ln.accept().unwrap();
+                let server = goro::go(move || {
+                    let mut buf = [0u8; 100];
+                    let mut n = 0;
+                    loop {
+                        match (&s).read(&mut buf[n..]) {
+                            Ok(0) | Err(_) => return n,
+                            Ok(k) => n += k,
+                        }
+                    }
+                });
+                // Let the server park in its read first.
+                goro::time::sleep(Duration::from_millis(5));
+                (&c).write_all(&[1, 2, 3]).unwrap();
+                drop(c);
+                assert_eq!(server.join().unwrap(), 3);
+            }
+        });
+        done_tx.send(()).unwrap();
+    });
+    done_rx.recv_timeout(Duration::from_secs(60)).expect("a reader missed the end of stream that came with its data");
+}

@@ -21,7 +21,8 @@
 //! decides):
 //!  1. Take a snapshot of the direction's event generation `seq`, then try
 //!     the non-blocking call (skipped, straight to step 2, if a call at this
-//!     same generation found the socket drained: `Registration::io_read`).
+//!     same generation found the socket drained and no event has said the
+//!     peer closed: `Registration::io_read`).
 //!  2. On `WouldBlock`, lock the slot: if `seq` moved since the snapshot (an
 //!     edge arrived during the call), retry; else leave a `Waiter` and park.
 //!  3. The poller bumps `seq`, then takes and wakes the waiters, for every
@@ -76,6 +77,11 @@ struct Dir {
     /// While `seq` still equals it, a new attempt would fail too, so it
     /// parks without the system call.
     drained_at: AtomicU64,
+    /// The peer closed this direction (or the socket failed), as an event
+    /// said. A short read may leave that end of stream queued behind the
+    /// data it took, and no further edge will come for it: from then on
+    /// every attempt makes the system call.
+    hup: AtomicBool,
     slot: Mutex<Slot>,
 }
 
@@ -83,7 +89,12 @@ const NOT_DRAINED: u64 = u64::MAX;
 
 impl Default for Dir {
     fn default() -> Dir {
-        Dir { seq: AtomicU64::new(0), drained_at: AtomicU64::new(NOT_DRAINED), slot: Mutex::default() }
+        Dir {
+            seq: AtomicU64::new(0),
+            drained_at: AtomicU64::new(NOT_DRAINED),
+            hup: AtomicBool::new(false),
+            slot: Mutex::default(),
+        }
     }
 }
 
@@ -202,6 +213,12 @@ impl Poller {
                     continue;
                 }
                 let Some(reg) = sources.get(ev.token().0) else { continue };
+                if ev.is_read_closed() || ev.is_error() {
+                    reg.read.hup.store(true, Ordering::SeqCst);
+                }
+                if ev.is_write_closed() || ev.is_error() {
+                    reg.write.hup.store(true, Ordering::SeqCst);
+                }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                     wake.extend(reg.read.set_ready());
                 }
@@ -308,7 +325,10 @@ impl Registration {
     /// stream read returns all it has, up to `len`), so the next read parks
     /// at once unless an edge has arrived since: it saves the `EAGAIN` read
     /// of every request/response exchange. Edge-triggered readiness reports
-    /// every arrival after the read, so nothing is missed.
+    /// every arrival after the read, so nothing is missed. The exception is
+    /// an end of stream that arrived with the data, in the same edge: the
+    /// short read leaves it queued and no edge follows, so once an event
+    /// has said the peer closed (`Dir::hup`) every read is tried.
     pub(crate) fn io_read(
         &self,
         deadline: Option<Instant>,
@@ -340,7 +360,9 @@ impl Registration {
             // SeqCst: the snapshot is ordered before the OS call reads the
             // socket, so data arriving after that read bumps `seq` after it.
             let snap = dir.seq.load(Ordering::SeqCst);
-            if dir.drained_at.load(Ordering::Relaxed) != snap {
+            // `hup` is set before the generation moves, so a snapshot taken
+            // after that edge sees it.
+            if dir.drained_at.load(Ordering::Relaxed) != snap || dir.hup.load(Ordering::SeqCst) {
                 match op() {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => dir.drained_at.store(snap, Ordering::Relaxed),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
