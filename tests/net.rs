@@ -63,22 +63,25 @@ fn two_thousand_connections_at_once() {
     });
 }
 
+/// Reads until end of stream or an error (at most 100 bytes); returns how
+/// many bytes came.
+fn bytes_until_closed(s: &TcpStream) -> usize {
+    let mut buf = [0u8; 100];
+    let mut n = 0;
+    loop {
+        match (&*s).read(&mut buf[n..]) {
+            Ok(0) | Err(_) => return n,
+            Ok(k) => n += k,
+        }
+    }
+}
+
 #[test]
 fn abrupt_disconnect_mid_message() {
     goro::run(|| {
         let ln = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = ln.local_addr().unwrap();
-        let server = goro::go(move || {
-            let (s, _) = ln.accept().unwrap();
-            let mut buf = [0u8; 100];
-            let mut n = 0;
-            loop {
-                match (&s).read(&mut buf[n..]) {
-                    Ok(0) | Err(_) => return n,
-                    Ok(k) => n += k,
-                }
-            }
-        });
+        let server = goro::go(move || bytes_until_closed(&ln.accept().unwrap().0));
         let c = TcpStream::connect(addr).unwrap();
         (&c).write_all(&[1, 2, 3]).unwrap();
         drop(c);
@@ -403,16 +406,7 @@ fn end_of_stream_arriving_with_the_last_bytes() {
             for _ in 0..50 {
                 let c = TcpStream::connect(addr).unwrap();
                 let (s, _) = ln.accept().unwrap();
-                let server = goro::go(move || {
-                    let mut buf = [0u8; 100];
-                    let mut n = 0;
-                    loop {
-                        match (&s).read(&mut buf[n..]) {
-                            Ok(0) | Err(_) => return n,
-                            Ok(k) => n += k,
-                        }
-                    }
-                });
+                let server = goro::go(move || bytes_until_closed(&s));
                 // Let the server park in its read first.
                 goro::time::sleep(Duration::from_millis(5));
                 (&c).write_all(&[1, 2, 3]).unwrap();
