@@ -96,8 +96,7 @@ impl Parker {
     /// A loop over the state, not one try per sleeping kind: the sleeper
     /// may move SLEEPING -> POLLING (it became the netpoller) between our
     /// look and our CAS, and a wake lost then would leave it blocked in
-    /// `epoll_wait` with work queued for it (seen as a rare hang of a net
-    /// test under load).
+    /// `epoll_wait` with work queued for it.
     pub(crate) fn unpark(&self) -> bool {
         let mut s = self.state.load(Ordering::SeqCst);
         loop {
