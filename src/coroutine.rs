@@ -217,23 +217,33 @@ impl CoInner {
 
     /// Wakes the coroutine, or leaves a token if it is not parked.
     pub(crate) fn wake(self: &Arc<Self>) {
-        if !self.pinned {
-            // SAFETY: `self` keeps it alive for the call.
-            unsafe { Self::wake_atomic(Arc::as_ptr(self)) }
-        } else if sched::runs_here(self) {
-            // SAFETY: as above; `runs_here` holds.
-            unsafe { Self::wake_local(Arc::as_ptr(self)) }
-        } else {
+        if !self.wake_in_place() {
             sched::request_wake(self.clone());
         }
     }
 
     /// `wake`, consuming a reference (which a wake request then carries).
     pub(crate) fn wake_owned(self: Arc<Self>) {
-        if self.pinned && !sched::runs_here(&self) {
+        if !self.wake_in_place() {
             sched::request_wake(self);
+        }
+    }
+
+    /// Applies a wake at once where this thread may (a migrating coroutine:
+    /// the CAS; a pinned one on its home thread: plain stores). False if it
+    /// must go to the home as a wake request (module doc).
+    #[inline]
+    fn wake_in_place(self: &Arc<Self>) -> bool {
+        if !self.pinned {
+            // SAFETY: `self` keeps it alive for the call.
+            unsafe { Self::wake_atomic(Arc::as_ptr(self)) };
+            true
+        } else if sched::runs_here(self) {
+            // SAFETY: as above; `runs_here` holds.
+            unsafe { Self::wake_local(Arc::as_ptr(self)) };
+            true
         } else {
-            self.wake();
+            false
         }
     }
 
@@ -377,13 +387,16 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     }
     // A plain load first: the token is rare. Pinned: only this thread
     // writes `state`, so a store consumes it; migrating: a CAS.
-    if co.state.load(Ordering::Relaxed) == NOTIFIED
-        && (co.pinned || co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok())
-    {
-        if co.pinned {
+    if co.state.load(Ordering::Relaxed) == NOTIFIED {
+        let consumed = if co.pinned {
             co.state.store(RUNNING, Ordering::Relaxed);
+            true
+        } else {
+            co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        };
+        if consumed {
+            return true; // a wake came first: consume the token
         }
-        return true; // a wake came first: consume the token
     }
     if let Some(reason) = reason {
         co.wait.set_own(reason);

@@ -464,13 +464,7 @@ impl Shared {
 /// worker's `runnext`.
 #[inline]
 pub(crate) fn schedule_here(co: CoRef) {
-    let mut co = Some(co);
-    with_worker(|w| w.push_woken_here(co.take().expect("once")));
-    // Not a worker thread after all: cannot happen (`runs_here` held), but
-    // the general path is always right.
-    if let Some(co) = co {
-        schedule_woken(co);
-    }
+    with_worker(move |w| w.push_woken_here(co)).expect("goro bug: a home-thread wake off a worker thread");
 }
 
 /// A wake of a pinned coroutine from a thread other than its home
@@ -483,17 +477,16 @@ pub(crate) fn request_wake(co: CoRef) {
 }
 
 /// Queues a migrating coroutine that its waker took out of PARKED: this
-/// very reference goes into the local queue when called on its home
+/// very reference goes into its home's deque when called on its home
 /// thread, else into the runtime's injector (or the home's inbox, if its
 /// runtime is gone).
-#[inline]
 pub(crate) fn schedule_woken(co: CoRef) {
     let home = co.home.get().expect("goro bug: a parked coroutine has no home");
     let home_ptr = Arc::as_ptr(home);
     let mut co = Some(co);
     let done = with_worker(|w| {
         if std::ptr::eq(Arc::as_ptr(&w.shared), home_ptr) {
-            w.push_woken(co.take().expect("once"));
+            w.push_woken_migrating(co.take().expect("once"));
             true
         } else {
             false
@@ -502,7 +495,7 @@ pub(crate) fn schedule_woken(co: CoRef) {
     if done != Some(true) {
         let co = co.take().expect("once");
         let home = co.home.get().expect("set above").clone();
-        if let Some(rt) = home.rt.upgrade().filter(|rt| rt.config.migrate_started) {
+        if let Some(rt) = home.rt.upgrade() {
             rt.injector.push(co);
             rt.notify_work();
             return;

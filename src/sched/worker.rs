@@ -584,18 +584,14 @@ impl WorkerLocal {
         Some(w)
     }
 
-    /// A coroutine homed here was woken on this thread.
-    #[inline]
-    pub(crate) fn push_woken(&self, co: CoRef) {
-        if self.rt.config.migrate_started {
-            self.deque.push(co);
-            self.rt.notify_work();
-            return;
-        }
-        self.push_woken_here(co);
+    /// A migrating coroutine homed here was woken on this thread: on the
+    /// stealable deque, so any worker may run it (`migrate_started`).
+    pub(crate) fn push_woken_migrating(&self, co: CoRef) {
+        self.deque.push(co);
+        self.rt.notify_work();
     }
 
-    /// `push_woken` in a runtime that never moves started coroutines.
+    /// A pinned coroutine homed here was woken on this thread: it runs next.
     #[inline]
     pub(crate) fn push_woken_here(&self, co: CoRef) {
         if let Some(old) = self.runnext.replace(Some(co)) {
@@ -665,26 +661,25 @@ impl WorkerLocal {
         self.shared.running.store(0, Ordering::Relaxed);
         match r {
             CoroutineResult::Yield(Suspend::Park) => {
-                if co.pinned {
+                let parked = if co.pinned {
                     // Only this thread writes a pinned coroutine's state
                     // (coroutine.rs): plain loads and stores.
-                    if co.state.load(Ordering::Relaxed) == NOTIFIED {
-                        // A wake came while it ran: it goes on at once.
-                        co.state.store(RUNNING, Ordering::Relaxed);
-                        self.ready.borrow_mut().push_back(co);
-                    } else {
+                    let parked = co.state.load(Ordering::Relaxed) != NOTIFIED;
+                    if parked {
                         co.state.store(PARKED, Ordering::Relaxed);
-                        // Our reference becomes the parked count.
-                        std::mem::forget(co);
                     }
-                // Release: pairs with the AcqRel CAS in `CoInner::wake_atomic`.
-                } else if co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_ok() {
-                    // Our reference becomes the parked count: the waker
-                    // that takes the state out of PARKED queues it
-                    // (coroutine.rs).
+                    parked
+                } else {
+                    // Release: pairs with the AcqRel CAS in
+                    // `CoInner::wake_atomic`.
+                    co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_ok()
+                };
+                if parked {
+                    // Our reference becomes the parked count: whoever takes
+                    // the state out of PARKED queues it (coroutine.rs).
                     std::mem::forget(co);
                 } else {
-                    // A wake came while it was switching out (NOTIFIED).
+                    // A wake came while it ran (NOTIFIED): it goes on at once.
                     co.state.store(RUNNING, Ordering::Relaxed);
                     self.ready.borrow_mut().push_back(co);
                 }
