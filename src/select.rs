@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::chan::imp::{self, Chan, Inner, Op, Selector, Wake, CLOSED_BIT};
 use crate::chan::{Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError};
 use crate::diag::{SelectCase, WaitReason};
-use crate::park::Waiter;
+use crate::park::Wakeup;
 
 /// One case of a select, type-erased. Methods marked "locked" run with the
 /// case's channel lock held by the select (step 1).
@@ -52,13 +52,17 @@ pub trait Case {
     ///
     /// The channel is locked by this select.
     unsafe fn poll_locked(&mut self) -> Option<Wake>;
-    /// Enqueues an op for `sel` as case `index`.
+    /// Enqueues an op for `sel` as case `index`. Returns the parties its
+    /// arrival made ready (to wake once every lock is dropped).
     ///
     /// # Safety
     ///
     /// The channel is locked by this select.
-    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize);
-    /// Removes this case's op, if queued.
+    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) -> Option<Vec<Wakeup>>;
+    /// Removes this case's op, if queued. Drops nothing: a value the op
+    /// holds stays in the case until the case itself is dropped, after the
+    /// select has released every lock (a value's `Drop` is user code that
+    /// may use these very channels).
     ///
     /// # Safety
     ///
@@ -192,8 +196,8 @@ impl<T> Case for RecvCase<'_, T> {
             Err(TryRecvError::Empty) => None,
         }
     }
-    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) {
-        let Some(c) = self.rx.chan.as_ref() else { return };
+    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) -> Option<Vec<Wakeup>> {
+        let c = self.rx.chan.as_ref()?;
         // SAFETY: the select's selector outlives its ops (`select_cases`
         // dequeues them all before it returns).
         let op = self.op.insert(unsafe { Op::new(sel, index, None) });
@@ -203,13 +207,16 @@ impl<T> Case for RecvCase<'_, T> {
         // cannot move), until `select_cases` has dequeued it under this
         // channel's lock (step 5 / `Cleanup`): invariant 6.
         g.recvq.push_back(unsafe { imp::OpPtr::new(op) });
-        imp::wake_all(g.take_observers());
+        // A waiting receiver makes sends possible; not our own send case.
+        g.take_observers(Some(sel))
     }
     unsafe fn dequeue_locked(&mut self) {
         if let (Some(c), Some(op)) = (self.rx.chan.as_ref(), self.op.as_ref()) {
             // SAFETY: forwarded contract: locked.
             imp::dequeue_locked(unsafe { inner(c) }, op, false);
-            self.op = None;
+            // The op stays in the case: if this select was won through it
+            // (a cancellation racing the hand-off), its slot holds the
+            // value, to be dropped with the case, not under our locks.
         }
     }
     fn complete(&mut self, closed: bool) {
@@ -260,7 +267,7 @@ impl<T> Case for SendCase<'_, T> {
             }
         }
     }
-    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) {
+    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) -> Option<Vec<Wakeup>> {
         let c = &self.tx.chan;
         // SAFETY: as for the receive case.
         let op = self.op.insert(unsafe { Op::new(sel, index, self.value.take()) });
@@ -268,6 +275,7 @@ impl<T> Case for SendCase<'_, T> {
         let g = unsafe { inner(c) };
         // SAFETY: as for the receive case.
         g.sendq.push_back(unsafe { imp::OpPtr::new(op) });
+        None
     }
     unsafe fn dequeue_locked(&mut self) {
         if let Some(op) = self.op.as_ref() {
@@ -511,11 +519,19 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
         return None;
     }
     let sel = Selector::new();
-    for (i, c) in cases.iter_mut().enumerate() {
+    // Enqueue in the random poll order: a partner that arrives later and
+    // could complete several of our cases (two sends on one channel) takes
+    // the first it meets in its queue, so that one must be random too (Go
+    // enqueues in its random order as well).
+    let mut woken: Option<Vec<Wakeup>> = None;
+    for &i in poll {
         // SAFETY: every channel is locked.
-        unsafe { c.enqueue_locked(&sel, i) };
+        if let Some(w) = unsafe { cases[i].enqueue_locked(&sel, i) } {
+            woken.get_or_insert_with(Vec::new).extend(w);
+        }
     }
     unlock_all(cases, &mut held);
+    imp::wake_all(woken);
 
     let mut descr = [None; 4];
     for (d, c) in descr.iter_mut().zip(cases.iter()) {
@@ -571,23 +587,46 @@ pub struct Select<'a> {
     cases: Vec<DynCase<'a>>,
 }
 
+/// A case of a [`Select`]: a receive (completed inside the select), or a
+/// send-readiness case (chosen when a send could proceed; the send itself
+/// is made by [`SelectedOperation::send`]).
 enum DynCase<'a> {
-    Recv(Box<dyn DynRecv + 'a>),
-    Send(Box<dyn DynSend + 'a>),
+    Recv(Box<dyn DynRecv<'a> + 'a>),
+    Send(Box<dyn DynSend<'a> + 'a>),
 }
 
-trait DynRecv: Case {
+impl<'a> DynCase<'a> {
+    fn as_case(&mut self) -> &mut (dyn Case + 'a) {
+        match self {
+            DynCase::Recv(r) => r.as_case(),
+            DynCase::Send(s) => s.as_case(),
+        }
+    }
+
+    /// The same case, unused: put back in place of a chosen one, so a
+    /// `Select` can be used again.
+    fn fresh(&self) -> DynCase<'a> {
+        match self {
+            DynCase::Recv(r) => DynCase::Recv(r.fresh()),
+            DynCase::Send(s) => DynCase::Send(s.fresh()),
+        }
+    }
+}
+
+trait DynRecv<'a>: Case {
     fn addr(&self) -> usize;
     fn take_into(&mut self, out: *mut ());
+    fn as_case(&mut self) -> &mut (dyn Case + 'a);
+    fn fresh(&self) -> Box<dyn DynRecv<'a> + 'a>;
 }
 
-trait DynSend {
+trait DynSend<'a>: Case {
     fn addr(&self) -> usize;
-    fn ready(&self) -> bool;
-    fn observe(&self, w: &Waiter);
+    fn as_case(&mut self) -> &mut (dyn Case + 'a);
+    fn fresh(&self) -> Box<dyn DynSend<'a> + 'a>;
 }
 
-impl<T> DynRecv for RecvCase<'_, T> {
+impl<'a, T> DynRecv<'a> for RecvCase<'a, T> {
     fn addr(&self) -> usize {
         self.chan_addr().unwrap_or(0)
     }
@@ -596,22 +635,74 @@ impl<T> DynRecv for RecvCase<'_, T> {
         // case's channel, so `out` points to an `Option<Result<T, RecvError>>`.
         unsafe { *(out as *mut Option<Result<T, RecvError>>) = self.out.take() };
     }
+    fn as_case(&mut self) -> &mut (dyn Case + 'a) {
+        self
+    }
+    fn fresh(&self) -> Box<dyn DynRecv<'a> + 'a> {
+        Box::new(RecvCase::new(self.rx))
+    }
 }
 
+/// A send-readiness case (`imp.rs` invariant 7): ready when a send on `tx`
+/// could proceed now (room, a waiting receiver, or closed: the send would
+/// fail at once). It queues no value, only an observer entry.
 struct SendReady<'a, T> {
     tx: &'a Sender<T>,
+    /// The selector and case it is queued for, while queued.
+    queued: Option<(*const Selector, usize)>,
 }
 
-impl<T> DynSend for SendReady<'_, T> {
+impl<T> Case for SendReady<'_, T> {
+    fn chan_addr(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.tx.chan) as usize)
+    }
+    fn lock(&self) -> Option<RawGuard> {
+        Some(raw_lock(&self.tx.chan))
+    }
+    unsafe fn unlock(&self, g: RawGuard) {
+        // SAFETY: forwarded contract.
+        unsafe { raw_unlock(&self.tx.chan, g) };
+    }
+    unsafe fn poll_locked(&mut self) -> Option<Wake> {
+        let c = &self.tx.chan;
+        // SAFETY: forwarded contract: locked.
+        c.send_ready_locked(unsafe { inner(c) }).then(Wake::default)
+    }
+    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) -> Option<Vec<Wakeup>> {
+        let c = &self.tx.chan;
+        // SAFETY: forwarded contract: locked; the select's selector outlives
+        // the entry (`select_cases` dequeues every case before returning).
+        unsafe { inner(c).observe(sel, index) };
+        self.queued = Some((sel as *const Selector, index));
+        None
+    }
+    unsafe fn dequeue_locked(&mut self) {
+        if let Some((sel, index)) = self.queued.take() {
+            // SAFETY: forwarded contract: locked. `sel` is the select's
+            // selector, alive for the whole select (it is still running).
+            unsafe { inner(&self.tx.chan).unobserve(&*sel, index) };
+        }
+    }
+    fn complete(&mut self, _closed: bool) {
+        self.queued = None;
+    }
+    fn describe(&self) -> SelectCase {
+        SelectCase { chan: self.tx.chan.id, send: true }
+    }
+    fn maybe_ready(&self) -> bool {
+        self.tx.chan.hint() & imp::HINT_SEND != 0
+    }
+}
+
+impl<'a, T> DynSend<'a> for SendReady<'a, T> {
     fn addr(&self) -> usize {
         Arc::as_ptr(&self.tx.chan) as usize
     }
-    fn ready(&self) -> bool {
-        let mut g = self.tx.chan.lock();
-        self.tx.chan.send_ready_locked(&mut g)
+    fn as_case(&mut self) -> &mut (dyn Case + 'a) {
+        self
     }
-    fn observe(&self, w: &Waiter) {
-        self.tx.chan.lock().observers.push(w.clone());
+    fn fresh(&self) -> Box<dyn DynSend<'a> + 'a> {
+        Box::new(SendReady { tx: self.tx, queued: None })
     }
 }
 
@@ -634,13 +725,15 @@ impl<'a> Select<'a> {
         self.cases.len() - 1
     }
 
-    /// Adds a send case; returns its index.
+    /// Adds a send case; returns its index. It is chosen when a send on
+    /// `tx` could proceed; complete it with [`SelectedOperation::send`].
     pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
-        self.cases.push(DynCase::Send(Box::new(SendReady { tx })));
+        self.cases.push(DynCase::Send(Box::new(SendReady { tx, queued: None })));
         self.cases.len() - 1
     }
 
-    /// Waits until one case is chosen.
+    /// Waits until one case is chosen. With no cases, waits for ever
+    /// (Go's `select {}`).
     pub fn select(&mut self) -> SelectedOperation<'a> {
         self.run(Mode::Block).expect("a blocking select returns a case")
     }
@@ -663,100 +756,16 @@ impl<'a> Select<'a> {
         self.run(Mode::timeout(d)).ok_or(crate::SelectTimeoutError)
     }
 
+    /// One select over every case, receive and send alike: the same
+    /// algorithm, fairness and single park as `select!`.
     fn run(&mut self, mode: Mode) -> Option<SelectedOperation<'a>> {
-        crate::park::note_thread();
-        let deadline = match mode {
-            Mode::Until(d) => d,
-            _ => None,
-        };
-        loop {
-            // Send cases: readiness, in random order among themselves.
-            let sends: Vec<usize> =
-                self.cases.iter().enumerate().filter(|(_, c)| matches!(c, DynCase::Send(_))).map(|(i, _)| i).collect();
-            let start = if sends.is_empty() { 0 } else { (rand_u64() % sends.len() as u64) as usize };
-            let ready_send =
-                (0..sends.len()).map(|k| sends[(start + k) % sends.len()]).find(|&i| match &self.cases[i] {
-                    DynCase::Send(s) => s.ready(),
-                    DynCase::Recv(_) => false,
-                });
-            // Receive cases through the real select, without blocking if a
-            // send is ready or we must not block.
-            let recv_idx: Vec<usize> =
-                self.cases.iter().enumerate().filter(|(_, c)| matches!(c, DynCase::Recv(_))).map(|(i, _)| i).collect();
-            let inner_mode = if ready_send.is_some() || !sends.is_empty() { Mode::Try } else { mode };
-            let got = {
-                let mut refs: Vec<&mut (dyn Case + 'a)> = Vec::new();
-                for c in self.cases.iter_mut() {
-                    if let DynCase::Recv(r) = c {
-                        let r: &mut (dyn DynRecv + 'a) = &mut **r;
-                        refs.push(r as &mut (dyn Case + 'a));
-                    }
-                }
-                if refs.is_empty() {
-                    None
-                } else {
-                    select_cases(&mut refs, inner_mode)
-                }
-            };
-            let pick = match (got.map(|k| recv_idx[k]), ready_send) {
-                (Some(r), Some(s)) => Some(if rand_u64() % 2 == 0 { r } else { s }),
-                (r, s) => r.or(s),
-            };
-            if let Some(i) = pick {
-                if Some(i) != got.map(|k| recv_idx[k]) {
-                    if let Some(k) = got {
-                        // A receive completed but a send won the coin toss:
-                        // keep the receive, it already happened.
-                        return Some(self.take_case(recv_idx[k]));
-                    }
-                }
-                return Some(self.take_case(i));
-            }
-            if matches!(mode, Mode::Try) || deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
-            }
-            if sends.is_empty() {
-                // Only receives, and the blocking select gave up: timeout.
-                return None;
-            }
-            // Wait for any readiness change, then poll again.
-            let w = Waiter::current();
-            for c in &self.cases {
-                match c {
-                    DynCase::Send(s) => s.observe(&w),
-                    DynCase::Recv(r) => {
-                        if let Some(a) = r.chan_addr() {
-                            let _ = a;
-                        }
-                    }
-                }
-            }
-            // Receive readiness: a short park bounded by 1 ms keeps receive
-            // cases responsive while only send readiness is observed.
-            let until = Some(Instant::now() + Duration::from_millis(1));
-            let until = match (deadline, until) {
-                (Some(d), Some(u)) => Some(d.min(u)),
-                (d, u) => d.or(u),
-            };
-            crate::park::park_deadline(WaitReason::Select { n: self.cases.len(), cases: [None; 4] }, until);
-        }
+        let mut refs: Vec<&mut (dyn Case + 'a)> = self.cases.iter_mut().map(DynCase::as_case).collect();
+        let i = select_cases(&mut refs, mode)?;
+        drop(refs);
+        let fresh = self.cases[i].fresh();
+        let case = std::mem::replace(&mut self.cases[i], fresh);
+        Some(SelectedOperation { index: i, case })
     }
-
-    fn take_case(&mut self, i: usize) -> SelectedOperation<'a> {
-        let case = std::mem::replace(&mut self.cases[i], DynCase::Send(Box::new(Done)));
-        SelectedOperation { index: i, case }
-    }
-}
-
-struct Done;
-impl DynSend for Done {
-    fn addr(&self) -> usize {
-        0
-    }
-    fn ready(&self) -> bool {
-        false
-    }
-    fn observe(&self, _: &Waiter) {}
 }
 
 impl Default for Select<'_> {
@@ -822,7 +831,9 @@ impl SelectedOperation<'_> {
     }
 }
 
-/// Helpers for the `select!` macro: take `rx` or `&rx` alike.
+/// Helpers for the `select!` macro: a case's channel may be a `Receiver`,
+/// or any number of references to one (`&rx`, `&&rx`, a method returning
+/// `&Receiver`), exactly as the expression gives it.
 #[doc(hidden)]
 pub trait AsReceiver<T> {
     fn as_receiver(&self) -> &Receiver<T>;
@@ -832,18 +843,18 @@ impl<T> AsReceiver<T> for Receiver<T> {
         self
     }
 }
-impl<T> AsReceiver<T> for &Receiver<T> {
+impl<T, R: AsReceiver<T> + ?Sized> AsReceiver<T> for &R {
     fn as_receiver(&self) -> &Receiver<T> {
-        self
+        (**self).as_receiver()
     }
 }
-impl<T> AsReceiver<T> for &mut Receiver<T> {
+impl<T, R: AsReceiver<T> + ?Sized> AsReceiver<T> for &mut R {
     fn as_receiver(&self) -> &Receiver<T> {
-        self
+        (**self).as_receiver()
     }
 }
 
-/// Helpers for the `select!` macro: take `tx` or `&tx` alike.
+/// Helpers for the `select!` macro: `tx`, `&tx`, `&&tx`, ... alike.
 #[doc(hidden)]
 pub trait AsSender<T> {
     fn as_sender(&self) -> &Sender<T>;
@@ -853,14 +864,14 @@ impl<T> AsSender<T> for Sender<T> {
         self
     }
 }
-impl<T> AsSender<T> for &Sender<T> {
+impl<T, S: AsSender<T> + ?Sized> AsSender<T> for &S {
     fn as_sender(&self) -> &Sender<T> {
-        self
+        (**self).as_sender()
     }
 }
-impl<T> AsSender<T> for &mut Sender<T> {
+impl<T, S: AsSender<T> + ?Sized> AsSender<T> for &mut S {
     fn as_sender(&self) -> &Sender<T> {
-        self
+        (**self).as_sender()
     }
 }
 

@@ -97,15 +97,46 @@ macro_rules! __select_munch {
     };
 }
 
-/// Gives each case a binding with its own hygiene context, then emits.
+/// Gives each case a binding with its own hygiene context, then binds.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_emit {
     (($($bound:tt)*) ([case $kind:ident $args:tt $res:tt $body:tt] $($more:tt)*) $def:tt) => {
         $crate::__select_emit!(($($bound)* [__case $kind $args $res $body]) ($($more)*) $def)
     };
-    (($([$c:ident $kind:ident $args:tt $res:tt $body:tt])*) () $def:tt) => {{
-        $( let mut $c = $crate::__select_make!($kind $args); )*
+    (($($bound:tt)*) () $def:tt) => {
+        $crate::__select_bind!(($($bound)*) ($($bound)*) $def)
+    };
+}
+
+/// Evaluates each case's channel (and value) once, in order, as the
+/// scrutinee of a `match`: a temporary there (`recv(after(d))`,
+/// `recv(ctx.done())`) lives until the end of that `match`, that is for
+/// the whole select, where a `let` would drop it at once (E0716). The
+/// `ref` binding borrows a place (`recv(rx)`) without moving it; the
+/// borrow ends when the case is turned into its output, before any arm.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_bind {
+    (([$c:ident recv ($r:expr) $res:tt $body:tt] $($more:tt)*) $all:tt $def:tt) => {
+        match $r {
+            ref __goro_rx => {
+                let mut $c = $crate::__private::recv_case(__goro_rx);
+                $crate::__select_bind!(($($more)*) $all $def)
+            }
+        }
+    };
+    (([$c:ident send ($s:expr, $v:expr) $res:tt $body:tt] $($more:tt)*) $all:tt $def:tt) => {
+        match $s {
+            ref __goro_tx => match $v {
+                __goro_v => {
+                    let mut $c = $crate::__private::send_case(__goro_tx, __goro_v);
+                    $crate::__select_bind!(($($more)*) $all $def)
+                }
+            },
+        }
+    };
+    (() ($([$c:ident $kind:ident $args:tt $res:tt $body:tt])*) $def:tt) => {{
         let __mode = $crate::__select_mode!($def);
         let _ = $crate::__private::select_cases(
             &mut [$( &mut $c as &mut dyn $crate::__private::Case ),*],
@@ -114,17 +145,6 @@ macro_rules! __select_emit {
         $( let $c = $c.into_output(); )*
         $crate::__select_dispatch!(($([$c $res $body])*) $def)
     }};
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __select_make {
-    (recv ($r:expr)) => {
-        $crate::__private::recv_case(&$r)
-    };
-    (send ($s:expr, $v:expr)) => {
-        $crate::__private::send_case(&$s, $v)
-    };
 }
 
 #[doc(hidden)]

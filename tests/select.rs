@@ -185,3 +185,263 @@ fn select_parks_coroutines_and_threads_alike() {
         h.join().unwrap();
     });
 }
+
+// ---- Any expression as a case's channel (temporaries live for the select).
+
+struct Ctx {
+    done: goro::Receiver<()>,
+}
+
+impl Ctx {
+    fn done(&self) -> &goro::Receiver<()> {
+        &self.done
+    }
+}
+
+fn pick<'a>(txs: &'a [goro::Sender<i32>], i: usize) -> &'a goro::Sender<i32> {
+    &txs[i]
+}
+
+#[test]
+fn temporaries_as_case_channels() {
+    let (_tx, rx) = chan::<i32>(0);
+    // A temporary receiver in a recv case: Go's `case <-time.After(d):`.
+    let got = select! {
+        recv(rx) -> _ => "value",
+        recv(goro::time::after(Duration::from_millis(10))) -> _ => "timeout",
+    };
+    assert_eq!(got, "timeout");
+    // A temporary receiver whose sender is gone.
+    fn closed() -> goro::Receiver<u8> {
+        chan::<u8>(0).1
+    }
+    let got = select! {
+        recv(closed()) -> v => v,
+    };
+    assert_eq!(got, Err(RecvError), "a channel whose sender is gone is closed");
+    // A temporary sender in a send case.
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| chan::<i32>(1)).unzip();
+    select! {
+        send(pick(&txs, 2), 7) -> r => r.unwrap(),
+    }
+    assert_eq!(rxs[2].try_recv(), Ok(7));
+    select! {
+        send(txs[1].clone(), 8) -> r => r.unwrap(),
+    }
+    assert_eq!(rxs[1].try_recv(), Ok(8));
+}
+
+#[test]
+fn references_and_method_calls_as_case_channels() {
+    let (tx, rx) = chan::<i32>(2);
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    let r1 = &rx;
+    let r2 = &r1; // &&Receiver
+    let a = select! { recv(r2) -> v => v.unwrap() };
+    let b = select! { recv(&r2) -> v => v.unwrap() };
+    assert_eq!((a, b), (1, 2));
+    let t = &&tx;
+    select! { send(t, 3) -> r => r.unwrap() }
+    assert_eq!(rx.try_recv(), Ok(3));
+    let (cancel, done) = chan::<()>(0);
+    let ctx = Ctx { done };
+    drop(cancel);
+    let got = select! {
+        recv(ctx.done()) -> v => v,
+        default => Ok(()),
+    };
+    assert_eq!(got, Err(RecvError), "ctx.done() is closed");
+}
+
+#[test]
+fn case_expressions_are_evaluated_once_in_order() {
+    let order = std::cell::RefCell::new(Vec::new());
+    let (tx, rx) = chan::<i32>(1);
+    let (_tx2, rx2) = chan::<i32>(1);
+    fn note<'a, T>(order: &std::cell::RefCell<Vec<&'static str>>, name: &'static str, v: T) -> T {
+        order.borrow_mut().push(name);
+        v
+    }
+    tx.send(5).unwrap();
+    let got = select! {
+        recv(note(&order, "a", &rx2)) -> _ => 0,
+        send(note(&order, "b", &tx), note(&order, "v", 6)) -> _ => 1,
+        recv(note(&order, "c", &rx)) -> v => v.unwrap(),
+    };
+    assert!(got == 5 || got == 1, "{got}");
+    assert_eq!(*order.borrow(), ["a", "b", "v", "c"]);
+}
+
+#[test]
+fn arms_may_reassign_temporary_bound_channels() {
+    // Go's nil-channel trick with a channel variable the arm reassigns,
+    // next to a temporary in the same select.
+    let (tx_a, mut a) = chan::<i32>(3);
+    for i in 0..3 {
+        tx_a.send(i).unwrap();
+    }
+    drop(tx_a);
+    let mut sum = 0;
+    loop {
+        select! {
+            recv(a) -> v => match v {
+                Ok(v) => sum += v,
+                Err(_) => a = never(),
+            },
+            recv(goro::time::after(Duration::from_millis(30))) -> _ => break,
+        }
+    }
+    assert_eq!(sum, 3);
+}
+
+// ---- Fairness of parked selects (Go's TestPseudoRandomSend).
+
+#[test]
+fn parked_select_picks_its_cases_at_random() {
+    goro::run(|| {
+        let (tx, rx) = chan::<i32>(0);
+        let n = 100;
+        let h = goro::go(move || {
+            let mut got = [0; 2];
+            for _ in 0..n {
+                got[rx.recv().unwrap() as usize] += 1;
+            }
+            got
+        });
+        for _ in 0..n {
+            // Both cases are the same unbuffered channel; the receiver comes
+            // after this select has parked on both.
+            select! {
+                send(tx, 0) -> r => r.unwrap(),
+                send(tx, 1) -> r => r.unwrap(),
+            }
+        }
+        let got = h.join().unwrap();
+        assert!(got[0] > 10 && got[1] > 10, "want both values, got {got:?} zeros/ones");
+    });
+}
+
+#[test]
+fn parked_select_fairness_between_receive_cases() {
+    goro::run(|| {
+        let (tx, rx) = chan::<u8>(0);
+        let (rx_a, rx_b) = (rx.clone(), rx);
+        let mut got = [0; 2];
+        for _ in 0..100 {
+            let tx = tx.clone();
+            let s = goro::go(move || {
+                goro::yield_now();
+                tx.send(1).unwrap();
+            });
+            select! {
+                recv(rx_a) -> _ => got[0] += 1,
+                recv(rx_b) -> _ => got[1] += 1,
+            }
+            s.join().unwrap();
+        }
+        assert!(got[0] > 10 && got[1] > 10, "{got:?}");
+    });
+}
+
+// ---- Dynamic Select: send cases park like receive cases.
+
+#[test]
+fn dynamic_select_send_case_parks_until_a_receiver_comes() {
+    goro::run(|| {
+        let (tx, rx) = chan::<i32>(0);
+        let (_tx2, rx2) = chan::<i32>(0);
+        let h = goro::go(move || {
+            goro::time::sleep(Duration::from_millis(20));
+            rx.recv().unwrap()
+        });
+        let t = std::time::Instant::now();
+        let mut sel = Select::new();
+        let s = sel.send(&tx);
+        let _r = sel.recv(&rx2);
+        let op = sel.select();
+        assert_eq!(op.index(), s);
+        op.send(&tx, 42).unwrap();
+        assert_eq!(h.join().unwrap(), 42);
+        assert!(t.elapsed() >= Duration::from_millis(15));
+    });
+}
+
+#[test]
+fn dynamic_select_registers_one_observer_and_does_not_spin() {
+    // A select parked on a send case for 100 ms must not wake every
+    // millisecond (it polled before): count its context switches.
+    goro::run(|| {
+        let (tx, _rx) = chan::<i32>(0);
+        let before = goro::stats().context_switches;
+        let mut sel = Select::new();
+        sel.send(&tx);
+        assert!(sel.select_timeout(Duration::from_millis(100)).is_err());
+        let switches = goro::stats().context_switches - before;
+        assert!(switches < 10, "{switches} context switches while parked");
+    });
+}
+
+#[test]
+fn dynamic_select_send_and_recv_on_one_channel_do_not_pair() {
+    goro::run(|| {
+        let (tx, rx) = chan::<i32>(0);
+        let mut sel = Select::new();
+        sel.send(&tx);
+        sel.recv(&rx);
+        assert!(sel.select_timeout(Duration::from_millis(30)).is_err(), "paired with itself");
+    });
+}
+
+#[test]
+fn dynamic_select_can_be_reused() {
+    let (tx, rx) = chan::<i32>(4);
+    for i in 0..4 {
+        tx.send(i).unwrap();
+    }
+    let mut sel = Select::new();
+    let r = sel.recv(&rx);
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let op = sel.select();
+        assert_eq!(op.index(), r);
+        got.push(op.recv(&rx).unwrap());
+    }
+    assert_eq!(got, [0, 1, 2, 3]);
+}
+
+// ---- A cancelled select drops a won value after releasing its locks.
+
+struct TouchOnDrop(goro::Sender<u8>);
+
+impl Drop for TouchOnDrop {
+    fn drop(&mut self) {
+        // Uses a channel the cancelled select also waits on.
+        let _ = self.0.try_send(1);
+    }
+}
+
+#[test]
+fn cancelled_select_drops_its_won_value_after_unlocking() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = goro::Runtime::builder().workers(1).build().unwrap();
+        let r = rt.run(|| {
+            let (tx, rx) = chan::<TouchOnDrop>(0);
+            let (tx2, rx2) = chan::<u8>(1);
+            goro::go(move || {
+                select! {
+                    recv(rx) -> _ => {},
+                    recv(rx2) -> _ => {},
+                }
+            });
+            goro::yield_now(); // it parks on both channels
+                               // Completes the hand-off and queues it; main returns before it
+                               // runs, so it is cancelled with the value in its case.
+            tx.send(TouchOnDrop(tx2)).ok().unwrap();
+        });
+        done_tx.send(r.is_ok()).unwrap();
+    });
+    let ok = done_rx.recv_timeout(Duration::from_secs(20)).expect("the runtime hung cancelling the select");
+    assert!(ok);
+}

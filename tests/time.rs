@@ -203,3 +203,106 @@ fn timeouts_in_select() {
         }
     });
 }
+
+// ---- Go's timer channels: never closed, kept alive by their receivers.
+
+#[test]
+fn after_stays_open_after_its_value() {
+    let rx = goro::time::after(ms(5));
+    assert!(rx.recv().is_ok());
+    // Go: a second receive waits; it never fails.
+    assert_eq!(rx.recv_timeout(ms(30)), Err(goro::RecvTimeoutError::Timeout));
+    assert!(!rx.is_closed());
+}
+
+#[test]
+fn after_duration_max_is_never_ready() {
+    goro::run(|| {
+        let got = goro::select! {
+            recv(goro::time::after(Duration::MAX)) -> _ => "max",
+            recv(goro::time::after(ms(25))) -> _ => "25ms",
+        };
+        assert_eq!(got, "25ms");
+        let t = Timer::new(Duration::MAX);
+        assert!(t.chan().try_recv().is_err());
+        assert!(t.stop(), "an armed timer that never fires is stopped by stop()");
+    });
+}
+
+#[test]
+fn dropped_timer_still_delivers_to_a_receiver_clone() {
+    goro::run(|| {
+        let t = Timer::new(ms(20));
+        let rx = t.chan().clone();
+        drop(t);
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok(), "the channel keeps its timer (Go 1.23)");
+        let tk = Ticker::new(ms(5));
+        let rx = tk.chan().clone();
+        drop(tk);
+        for _ in 0..3 {
+            assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        }
+    });
+}
+
+#[test]
+fn an_abandoned_after_does_not_hold_off_a_deadlock_verdict() {
+    let rt = goro::Runtime::builder().build().unwrap();
+    let t = Instant::now();
+    let r = rt.run(|| {
+        let (_tx, rx) = goro::chan::<i32>(0);
+        let rx2 = rx.clone();
+        drop(_tx);
+        let (tx3, rx3) = goro::chan::<i32>(0);
+        let _keep = tx3.clone();
+        // A select that gave up on a 5 s timer...
+        goro::select! {
+            recv(rx2) -> _ => {},
+            recv(goro::time::after(Duration::from_secs(5))) -> _ => {},
+        }
+        // ...then a wait nothing can end.
+        let _ = rx3.recv();
+        drop(rx);
+    });
+    assert!(matches!(r, Err(goro::RunError::Deadlock(_))), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(4), "the verdict waited for the abandoned timer: {:?}", t.elapsed());
+}
+
+#[test]
+fn after_func_runs_in_a_coroutine_and_stop_prevents_it() {
+    goro::run(|| {
+        let (tx, rx) = goro::chan(1);
+        let t = goro::time::after_func(ms(10), move || {
+            assert!(goro::coroutines().iter().any(|c| c.state != goro::CoroutineState::Done));
+            tx.send(goro::num_coroutines()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap() >= 2, "f runs in its own coroutine");
+        assert!(t.chan().try_recv().is_err(), "chan() of an after_func timer is never ready");
+        assert!(!t.stop(), "already fired");
+
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let t = goro::time::after_func(ms(20), move || {
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(t.stop());
+        // Dropping the handle of a running timer does not stop it.
+        let h = hits.clone();
+        drop(goro::time::after_func(ms(5), move || {
+            h.fetch_add(10, Ordering::SeqCst);
+        }));
+        goro::time::sleep(ms(60));
+        assert_eq!(hits.load(Ordering::SeqCst), 10);
+    });
+}
+
+#[test]
+fn sender_never_is_never_ready() {
+    let s = goro::Sender::<i32>::never();
+    assert_eq!(s.send_timeout(1, ms(10)), Err(goro::SendTimeoutError::Timeout(1)));
+    let got = goro::select! {
+        send(s, 2) -> _ => "sent",
+        default(ms(10)) => "timeout",
+    };
+    assert_eq!(got, "timeout");
+}

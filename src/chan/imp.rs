@@ -30,17 +30,25 @@
 //!     returns without seeing `done` (abort, unwinding) first removes its op
 //!     under the channel lock, or, if its abort lost, takes the channel lock
 //!     once, which waits out the winner (all winners work under that lock).
+//!  7. A select may also wait for send *readiness* only (the dynamic
+//!     `Select`'s send cases): an [`ObsPtr`] in `observers`, claimed for
+//!     its case, under the lock, by whoever makes a send possible (a
+//!     receive that frees a slot, a receiver that queues, close, the last
+//!     receiver leaving), exactly as an op is claimed (invariants 3, 4, 6),
+//!     with no value moved. A select's own queued receive never claims its
+//!     own observer.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Weak;
 use std::time::Instant;
 
 use super::err::*;
 use super::lock::{ChanMutex, ChanMutexGuard};
 use crate::diag::WaitReason;
-use crate::park::{self, Waiter, Wakeup};
+use crate::park::{self, Wakeup};
 
 const WAITING: usize = usize::MAX;
 const ABORTED: usize = usize::MAX - 1;
@@ -297,20 +305,77 @@ pub(crate) struct Inner<T> {
     pub(crate) no_receivers: bool,
     pub(crate) recvq: VecDeque<OpPtr<T>>,
     pub(crate) sendq: VecDeque<OpPtr<T>>,
-    /// Parties waiting for readiness only (dynamic `Select` send cases).
-    pub(crate) observers: Vec<Waiter>,
+    /// Select cases waiting for send readiness only (the dynamic
+    /// `Select`'s send cases): each is claimed like an op (invariant 3)
+    /// when a send could proceed (invariant 7).
+    pub(crate) observers: Vec<ObsPtr>,
 }
 
+/// A queued send-readiness case (invariant 7): case `case` of the select
+/// owning the selector. Like an [`OpPtr`], dereferenced only under the
+/// lock of the channel whose `observers` held it.
+pub(crate) struct ObsPtr {
+    sel: NonNull<Selector>,
+    case: usize,
+}
+
+// SAFETY: a shared reference to a `Selector` (all atomics, plus a waiter
+// handle that is itself `Send + Sync`) that its owner keeps alive while the
+// entry is queued (invariant 6).
+unsafe impl Send for ObsPtr {}
+// SAFETY: as above.
+unsafe impl Sync for ObsPtr {}
+
 impl<T> Inner<T> {
-    /// Takes the readiness observers to wake; `None` (and no allocation
-    /// touched) when there are none, as is usual.
+    /// A send could now proceed: claims every observer (invariant 7) but
+    /// those of the select `except` (its own receive must not make its own
+    /// send case ready: a select never pairs with itself). Returns whom to
+    /// wake once the lock is dropped; `None` (and no allocation touched)
+    /// when nobody observes, as is usual.
     #[inline]
-    pub(crate) fn take_observers(&mut self) -> Option<Vec<Waiter>> {
+    pub(crate) fn take_observers(&mut self, except: Option<&Selector>) -> Option<Vec<Wakeup>> {
         if self.observers.is_empty() {
-            None
-        } else {
-            Some(std::mem::take(&mut self.observers))
+            return None;
         }
+        Some(self.claim_observers(except))
+    }
+
+    #[cold]
+    fn claim_observers(&mut self, except: Option<&Selector>) -> Vec<Wakeup> {
+        let mut wake = Vec::new();
+        self.observers.retain(|o| {
+            if except.is_some_and(|e| std::ptr::eq(e, o.sel.as_ptr())) {
+                return true;
+            }
+            // SAFETY: invariant 6: the owner keeps its selector alive while
+            // the entry is queued, and we hold the channel lock.
+            let sel = unsafe { o.sel.as_ref() };
+            if sel.claim(o.case) {
+                wake.push(sel.waker());
+                // SAFETY: we won the claim just above; this is our last
+                // touch of the selector (invariant 6).
+                unsafe { Selector::finish(o.sel.as_ptr()) };
+            }
+            false
+        });
+        wake
+    }
+
+    /// Queues case `case` of the select owning `sel` as a send-readiness
+    /// observer.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds this channel's lock, and keeps `sel` alive and in
+    /// place until [`Inner::unobserve`] has removed the entry under the
+    /// lock (invariant 6).
+    pub(crate) unsafe fn observe(&mut self, sel: &Selector, case: usize) {
+        self.observers.push(ObsPtr { sel: NonNull::from(sel), case });
+    }
+
+    /// Removes the observer entry of case `case` of `sel`, if still queued.
+    pub(crate) fn unobserve(&mut self, sel: &Selector, case: usize) {
+        self.observers.retain(|o| !(std::ptr::eq(o.sel.as_ptr(), sel) && o.case == case));
     }
 }
 
@@ -333,6 +398,16 @@ pub(crate) struct Chan<T> {
     /// `hint` current. Channels never selected on skip that work (a stale
     /// hint only sends select the slow way, through every lock).
     hinted: AtomicBool,
+    /// Told when the last `Receiver` is gone: a timer's channel (which has
+    /// no `Sender`) disarms its timer then (`time/`).
+    owner: Option<Weak<dyn ReceiversGone>>,
+}
+
+/// Something a channel tells when its last `Receiver` is gone: the timer
+/// that feeds a timer channel.
+pub(crate) trait ReceiversGone: Send + Sync {
+    /// Called once, with no channel lock held.
+    fn receivers_gone(&self);
 }
 
 /// A receive could complete (buffered values, queued senders, or closed).
@@ -374,7 +449,7 @@ impl<T> Drop for ChanGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct Wake {
     party: Option<Wakeup>,
-    observers: Option<Vec<Waiter>>,
+    observers: Option<Vec<Wakeup>>,
 }
 
 impl Wake {
@@ -382,7 +457,7 @@ impl Wake {
         Wake { party: Some(w), observers: None }
     }
 
-    fn observers(o: Option<Vec<Waiter>>) -> Wake {
+    fn observers(o: Option<Vec<Wakeup>>) -> Wake {
         Wake { party: None, observers: o }
     }
 
@@ -419,7 +494,15 @@ impl<T> Chan<T> {
             closed: AtomicBool::new(false),
             hint: AtomicU8::new(if cap > 0 || kind != Kind::Normal { HINT_SEND } else { 0 }),
             hinted: AtomicBool::new(false),
+            owner: None,
         }
+    }
+
+    /// A channel fed by `owner` instead of by `Sender`s (a timer's): it
+    /// counts one sender that never leaves, so it never closes by itself,
+    /// and tells `owner` when its last `Receiver` is gone.
+    pub(crate) fn owned(cap: usize, owner: Weak<dyn ReceiversGone>) -> Chan<T> {
+        Chan { owner: Some(owner), ..Chan::new(cap, Kind::Normal) }
     }
 
     /// Locks the channel.
@@ -503,7 +586,7 @@ impl<T> Chan<T> {
                     return Ok((v, Wake::party(w)));
                 }
             }
-            return Ok((v, Wake::observers(g.take_observers())));
+            return Ok((v, Wake::observers(g.take_observers(None))));
         }
         while let Some(s) = g.sendq.pop_front() {
             if s.claim(s.case) {
@@ -554,12 +637,10 @@ impl<T> Chan<T> {
         // SAFETY: `op` stays in this frame, unmoved, until it is off the
         // queue and done with (the `Dequeue` guard and the paths below).
         g.sendq.push_back(unsafe { OpPtr::new(&op) });
-        let obs = g.take_observers();
         drop(g);
         // The guard first: from here on, unwinding must take the op off the
         // queue before it is freed (invariant 6).
         let guard = Dequeue { chan: self, op: &op, send: true };
-        wake_all(obs);
         let r = op.sel().wait(reason, deadline, || self.abort(&op, true));
         std::mem::forget(guard);
         match r {
@@ -599,7 +680,7 @@ impl<T> Chan<T> {
         let op = Op::single(None);
         // SAFETY: as in `send`.
         g.recvq.push_back(unsafe { OpPtr::new(&op) });
-        let obs = g.take_observers();
+        let obs = g.take_observers(None);
         drop(g);
         // The guard first: from here on, unwinding must take the op off the
         // queue before it is freed (invariant 6).
@@ -641,20 +722,37 @@ impl<T> Chan<T> {
         self.closed.store(true, Ordering::Release);
         let inner = &mut *g;
         let mut wake = fail_ops(inner.recvq.drain(..).chain(inner.sendq.drain(..)));
-        wake.extend(g.observers.drain(..).map(Wakeup::from));
+        wake.extend(g.take_observers(None).into_iter().flatten());
         drop(g);
         wake.into_iter().for_each(Wakeup::wake);
         true
     }
 
-    /// The last Receiver is gone: fail blocked and future sends.
+    /// The last Receiver is gone: fail blocked and future sends, and tell
+    /// the owner (a timer) if there is one.
     pub(crate) fn disconnect_receivers(&self) {
         let mut g = self.lock();
         g.no_receivers = true;
         let mut wake = fail_ops(g.sendq.drain(..));
-        wake.extend(g.observers.drain(..).map(Wakeup::from));
+        wake.extend(g.take_observers(None).into_iter().flatten());
         drop(g);
         wake.into_iter().for_each(Wakeup::wake);
+        if let Some(o) = self.owner.as_ref().and_then(Weak::upgrade) {
+            o.receivers_gone();
+        }
+    }
+
+    /// A send that never waits, without a `Sender` (a timer feeding its
+    /// channel); a value a dropping or sliding channel discards is dropped
+    /// after the lock is released.
+    pub(crate) fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
+        park::note_thread();
+        let mut g = self.lock();
+        let (w, discarded) = self.try_send_locked(&mut g, v)?;
+        drop(g);
+        w.wake();
+        drop(discarded);
+        Ok(())
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -686,9 +784,9 @@ pub(crate) fn dequeue_locked<T>(g: &mut Inner<T>, op: &Op<T>, send: bool) {
 
 /// Wakes readiness observers taken with `Inner::take_observers`.
 #[inline]
-pub(crate) fn wake_all(ws: Option<Vec<Waiter>>) {
+pub(crate) fn wake_all(ws: Option<Vec<Wakeup>>) {
     if let Some(ws) = ws {
-        ws.into_iter().for_each(Waiter::wake_owned);
+        ws.into_iter().for_each(Wakeup::wake);
     }
 }
 

@@ -98,6 +98,26 @@ fn deadline(d: Duration) -> Option<Instant> {
 }
 
 impl<T> Sender<T> {
+    /// A sender that is never ready: Go's nil channel in a send case.
+    /// `send` blocks for ever (until the runtime cancels the coroutine), and
+    /// in a select its case is never chosen. The receiving counterpart is
+    /// [`never`].
+    ///
+    /// ```
+    /// let quiet = goro::Sender::<i32>::never();
+    /// goro::select! {
+    ///     send(quiet, 1) -> _ => unreachable!(),
+    ///     default => {}
+    /// }
+    /// assert_eq!(quiet.try_send(2), Err(goro::TrySendError::Full(2)));
+    /// ```
+    pub fn never() -> Sender<T> {
+        // A rendezvous channel with one receiver that never comes: the
+        // count starts at one and no `Receiver` exists to drop it, so a
+        // send neither completes nor fails.
+        Sender { chan: Arc::new(Chan::new(0, Kind::Normal)) }
+    }
+
     /// Sends `v`, parking until a receiver takes it (unbuffered) or there is
     /// room (buffered).
     ///
@@ -114,13 +134,7 @@ impl<T> Sender<T> {
     ///
     /// `Full(v)` if it would block, `Closed(v)` if closed.
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
-        crate::park::note_thread();
-        let mut g = self.chan.lock();
-        let (w, discarded) = self.chan.try_send_locked(&mut g, v)?;
-        drop(g);
-        w.wake();
-        drop(discarded);
-        Ok(())
+        self.chan.try_send(v)
     }
 
     /// Sends, waiting at most `d`.

@@ -1,7 +1,8 @@
 //! Time: `sleep`, `after`, `tick`, [`Timer`], [`Ticker`] (Go's `time`).
 //!
 //! Owns: channel timers (`ChanTimer`, their armed count, the fallback driver
-//! thread for timers armed off the workers), and the Go 1.23 timer rules.
+//! thread for timers armed off the workers), `after_func`, and the Go 1.23
+//! timer rules.
 //! The per-worker heaps themselves live in `sched/worker.rs`.
 //!
 //! Two engines:
@@ -12,7 +13,8 @@
 //!    its earliest live entry. Heaps are per worker because a coroutine
 //!    never leaves its home worker, so arming and disarming never cross
 //!    threads.
-//!  * **Channel timers** (`after`, `tick`, `Timer`, `Ticker`): an entry
+//!  * **Channel timers** (`after`, `tick`, `Timer`, `Ticker`,
+//!    `after_func`): an entry
 //!    goes on the heap of the worker that arms it (creation, `reset`, a
 //!    ticker's next tick), so arming from a coroutine takes no lock shared
 //!    with other workers; only the timer's own small lock (stop/reset may
@@ -37,10 +39,26 @@
 //! value already buffered, all under the timer's lock. So once `stop` or
 //! `reset` returns, no value from the old deadline is received. Timer
 //! channels have a buffer of one: a slow ticker reader sees dropped ticks,
-//! never a backlog. A dropped `Timer`/`Ticker` is stopped; its heap entry is
-//! discarded when it comes up.
+//! never a backlog.
 //!
-//! Durations too large for `Instant` (e.g. `Duration::MAX`) never fire.
+//! Ownership (Go 1.23: "the channel keeps its timer"): a timer channel has
+//! no `Sender`, so it is never closed; the timer holds it weakly and its
+//! receivers own it. The timer is held by its heap entry while armed and
+//! by its `Timer`/`Ticker` handle. When the last receiver (the handle's
+//! own included) is dropped, the channel tells the timer
+//! (`ReceiversGone`), which disarms at once: it stops counting in `ARMED`
+//! (so it no longer holds off a deadlock verdict) and its heap entry turns
+//! stale, to be dropped when it comes up or at the next compaction. So an
+//! abandoned `after(1h)` costs nothing for long, while a handle dropped
+//! with a receiver clone still alive leaves the timer running.
+//!
+//! `after_func` timers run a closure in a new coroutine instead of sending;
+//! they live through their heap entry, so dropping the handle does not stop
+//! them (Go's `AfterFunc` result is often ignored).
+//!
+//! Durations too large for `Instant` (e.g. `Duration::MAX`) never fire: the
+//! timer is armed (`stop` returns true) but has no heap entry and is not
+//! counted in `ARMED`.
 
 #![deny(unsafe_code)]
 
@@ -48,13 +66,14 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::chan::imp::{Chan, ReceiversGone};
 use crate::diag::WaitReason;
-use crate::{chan, Receiver, Sender, TrySendError};
+use crate::{Receiver, TrySendError};
 
 /// Pauses the calling coroutine (or thread) for at least `d`.
 ///
@@ -93,12 +112,25 @@ fn far_future() -> Instant {
 
 /// A channel that receives the current time once, after `d` (Go's
 /// `time.After`).
+///
+/// After its one value the channel stays open and empty, as in Go: a second
+/// `recv` waits (for ever), it never fails. The timer lives as long as a
+/// clone of the receiver does; once every clone is dropped it is disarmed
+/// and freed at once, so an `after` abandoned in a select costs nothing.
+/// `after(Duration::MAX)` never fires.
+///
+/// ```
+/// use std::time::Duration;
+/// let (_tx, rx) = goro::chan::<i32>(0);
+/// let got = goro::select! {
+///     recv(rx) -> _ => "value",
+///     recv(goro::time::after(Duration::from_millis(10))) -> _ => "timeout",
+/// };
+/// assert_eq!(got, "timeout");
+/// ```
 pub fn after(d: Duration) -> Receiver<Instant> {
-    // No handle: the driver's entry keeps the state alive until it fires.
-    let (inner, rx) = new_inner(None);
-    let mut st = inner.state.lock();
-    arm(&inner, &mut st, d);
-    drop(st);
+    let (inner, rx) = new_chan_timer(None);
+    inner.arm(d);
     rx
 }
 
@@ -106,23 +138,80 @@ pub fn after(d: Duration) -> Receiver<Instant> {
 /// are dropped for slow readers. The ticker stops once every receiver is
 /// dropped.
 ///
+/// ```
+/// use std::time::Duration;
+/// let ticks = goro::time::tick(Duration::from_millis(2));
+/// let a = ticks.recv().unwrap();
+/// let b = ticks.recv().unwrap();
+/// assert!(b > a);
+/// ```
+///
 /// # Panics
 ///
 /// `non-positive interval for NewTicker` if `d` is zero.
+#[track_caller]
 pub fn tick(d: Duration) -> Receiver<Instant> {
     assert!(!d.is_zero(), "non-positive interval for NewTicker");
-    let (inner, rx) = new_inner(Some(d));
-    let mut st = inner.state.lock();
-    arm(&inner, &mut st, d);
-    drop(st);
+    let (inner, rx) = new_chan_timer(Some(d));
+    inner.arm(d);
     rx
+}
+
+/// Go's `time.AfterFunc`: after `d`, `f` runs in a new coroutine of the
+/// runtime that armed the timer (the current one inside a coroutine, the
+/// global default runtime on a plain thread).
+///
+/// [`Timer::stop`] before it fires prevents the call (and returns `true`);
+/// [`Timer::reset`] before it fires postpones it. `f` is an `FnOnce`, so a
+/// reset after it ran arms the timer again but has nothing left to call.
+/// Dropping the returned `Timer` does not stop it (as in Go, where the
+/// result is often ignored). Its [`Timer::chan`] is never ready.
+///
+/// ```
+/// use std::time::Duration;
+/// goro::run(|| {
+///     let (tx, rx) = goro::chan(1);
+///     goro::time::after_func(Duration::from_millis(5), move || tx.send("fired").unwrap());
+///     assert_eq!(rx.recv(), Ok("fired"));
+///
+///     let t = goro::time::after_func(Duration::from_secs(60), || unreachable!());
+///     assert!(t.stop()); // stopped before it fired
+/// });
+/// ```
+#[track_caller]
+pub fn after_func<F: FnOnce() + Send + 'static>(d: Duration, f: F) -> Timer {
+    let rt = crate::sched::with_runtime(Arc::downgrade);
+    let inner = Arc::new(TimerInner::new(
+        None,
+        Action::Call { f: Mutex::new(Some(Box::new(f))), rt, site: std::panic::Location::caller() },
+    ));
+    inner.arm(d);
+    Timer { inner, rx: crate::never() }
 }
 
 struct State {
     seq: u64,
-    /// Armed: a firing with the current `seq` will deliver.
+    /// Armed: a firing with the current `seq` will act.
     active: bool,
+    /// Counted in `ARMED`: active with a deadline that will come (a timer
+    /// armed for `Duration::MAX` is active but never fires, so it must not
+    /// hold off a deadlock verdict).
+    counted: bool,
     period: Option<Duration>,
+}
+
+/// What a timer does when it fires.
+enum Action {
+    /// Send the time on its channel (`after`, `tick`, `Timer`, `Ticker`).
+    /// Weak: the receivers own the channel, and the channel, once they are
+    /// all gone, disarms its timer (`ReceiversGone`).
+    Send(Weak<Chan<Instant>>),
+    /// Run `f` in a new coroutine of `rt` (`after_func`).
+    Call {
+        f: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+        rt: Weak<crate::sched::Shared>,
+        site: &'static std::panic::Location<'static>,
+    },
 }
 
 struct TimerInner {
@@ -130,7 +219,7 @@ struct TimerInner {
     /// `state.seq` while armed, else 0: lets a worker skip a stale heap entry
     /// without taking the lock. Written only under `state`.
     armed_seq: AtomicU64,
-    tx: Sender<Instant>,
+    action: Action,
 }
 
 /// A channel timer as a worker's heap holds it (`sched/worker.rs`).
@@ -149,9 +238,10 @@ impl ChanTimer {
     }
 }
 
-/// Channel timers armed and not yet fired, stopped or dropped, in the whole
-/// process (the deadlock detector reads it). Exact: it changes only with
-/// `State::active`, under the timer's lock.
+/// Channel timers armed with a deadline that will come, and not yet fired,
+/// stopped or abandoned, in the whole process (the deadlock detector reads
+/// it). Exact: it changes only with `State::counted`, under the timer's
+/// lock.
 static ARMED: AtomicUsize = AtomicUsize::new(0);
 
 /// Armed channel timers (see `ARMED`).
@@ -159,16 +249,88 @@ pub(crate) fn armed_chan_timers() -> usize {
     ARMED.load(Ordering::SeqCst)
 }
 
-fn set_active(inner: &TimerInner, st: &mut State, on: bool) {
-    if st.active != on {
-        if on {
-            ARMED.fetch_add(1, Ordering::SeqCst);
-        } else {
+impl TimerInner {
+    fn new(period: Option<Duration>, action: Action) -> TimerInner {
+        let state = Mutex::new(State { seq: 0, active: false, counted: false, period });
+        TimerInner { state, armed_seq: AtomicU64::new(0), action }
+    }
+
+    /// Arms the timer to fire after `d` (a new generation).
+    fn arm(self: &Arc<Self>, d: Duration) {
+        let mut st = self.state.lock();
+        self.arm_locked(&mut st, d);
+    }
+
+    /// Arms with the state locked by the caller.
+    fn arm_locked(self: &Arc<Self>, st: &mut State, d: Duration) {
+        crate::park::note_thread();
+        st.seq += 1;
+        // A deadline beyond `Instant`'s range never fires.
+        let when = Instant::now().checked_add(d);
+        self.set_active(st, true, when.is_some());
+        if let Some(when) = when {
+            schedule(when, st.seq, self.clone());
+        }
+    }
+
+    fn set_active(&self, st: &mut State, on: bool, will_fire: bool) {
+        let count = on && will_fire;
+        if st.counted != count {
+            if count {
+                ARMED.fetch_add(1, Ordering::SeqCst);
+            } else {
+                ARMED.fetch_sub(1, Ordering::SeqCst);
+            }
+            st.counted = count;
+        }
+        st.active = on;
+        self.armed_seq.store(if on { st.seq } else { 0 }, Ordering::Release);
+    }
+
+    /// Disarms; drains a value already buffered on `rx` (Go 1.23: no stale
+    /// value after `stop`/`reset`). Was it armed or undelivered?
+    fn disarm(&self, st: &mut State, rx: &Receiver<Instant>) -> bool {
+        let was = st.active;
+        self.set_active(st, false, false);
+        st.seq += 1;
+        let drained = rx.try_recv().is_ok();
+        was || drained
+    }
+}
+
+impl ReceiversGone for TimerInner {
+    /// Nobody can receive any more: disarm at once (the heap entry, if any,
+    /// is now stale and is dropped when it comes up or compacted away).
+    fn receivers_gone(&self) {
+        let mut st = self.state.lock();
+        self.set_active(&mut st, false, false);
+        st.seq += 1;
+    }
+}
+
+impl Drop for TimerInner {
+    fn drop(&mut self) {
+        // Unreachable while counted (a counted timer has a heap entry that
+        // holds it), but keep the count exact whatever happens.
+        let st = self.state.get_mut();
+        if st.counted {
             ARMED.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    st.active = on;
-    inner.armed_seq.store(if on { st.seq } else { 0 }, Ordering::Release);
+}
+
+/// A timer feeding a fresh channel of one slot, and the channel's first
+/// receiver (which, with its clones, keeps the channel alive).
+fn new_chan_timer(period: Option<Duration>) -> (Arc<TimerInner>, Receiver<Instant>) {
+    let mut rx = None;
+    let inner = Arc::new_cyclic(|me: &Weak<TimerInner>| {
+        let owner: Weak<dyn ReceiversGone> = me.clone();
+        let c = Arc::new(Chan::owned(1, owner));
+        let weak = Arc::downgrade(&c);
+        rx = Some(Receiver { chan: Some(c) });
+        TimerInner::new(period, Action::Send(weak))
+    });
+    (inner, rx.expect("set by new_cyclic"))
 }
 
 struct Entry {
@@ -216,6 +378,7 @@ fn driver() -> &'static Driver {
 fn run_driver(d: &'static Driver) {
     crate::park::mark_internal_thread();
     let mut h = d.heap.lock();
+    let mut compact_at = 1024;
     loop {
         let now = Instant::now();
         let mut due = Vec::new();
@@ -229,6 +392,13 @@ fn run_driver(d: &'static Driver) {
             }
             h = d.heap.lock();
             continue;
+        }
+        // Entries of stopped and abandoned timers are stale: drop them each
+        // time the heap has doubled (amortised O(1), as on the workers), so
+        // they cost no memory for long.
+        if h.len() >= compact_at {
+            h.retain(|e| e.0.timer.armed_seq.load(Ordering::Acquire) == e.0.seq);
+            compact_at = (2 * h.len()).max(1024);
         }
         match h.peek().map(|e| e.0.when) {
             Some(w) => {
@@ -265,17 +435,35 @@ fn fire(e: Entry, now: Instant) {
     let inner = &*e.timer;
     let mut st = inner.state.lock();
     if st.seq != e.seq || !st.active {
-        return; // stale: stopped or reset since
+        return; // stale: stopped, reset or abandoned since
     }
     if st.period.is_none() {
         // A one-shot timer stops counting as armed before its value can be
         // received: whoever receives it then sees the count without it.
-        set_active(inner, &mut st, false);
+        inner.set_active(&mut st, false, false);
     }
-    match inner.tx.try_send(now) {
-        Ok(()) | Err(TrySendError::Full(_)) => {} // full: a slow reader drops this tick
-        Err(TrySendError::Closed(_)) => {
-            set_active(inner, &mut st, false); // nobody can receive any more
+    match &inner.action {
+        Action::Send(chan) => {
+            let Some(chan) = chan.upgrade() else {
+                inner.set_active(&mut st, false, false); // nobody can receive any more
+                return;
+            };
+            match chan.try_send(now) {
+                Ok(()) | Err(TrySendError::Full(_)) => {} // full: a slow reader drops this tick
+                Err(TrySendError::Closed(_)) => {
+                    inner.set_active(&mut st, false, false); // closed by a receiver
+                    return;
+                }
+            }
+        }
+        Action::Call { f, rt, site } => {
+            let f = f.lock().take();
+            drop(st);
+            if let (Some(f), Some(rt)) = (f, rt.upgrade()) {
+                if let Err(err) = crate::coroutine::spawn_inner(&rt, None, None, 0, site, f) {
+                    eprintln!("goro: time::after_func (armed at {site}) could not start its coroutine: {err}");
+                }
+            }
             return;
         }
     }
@@ -298,11 +486,19 @@ fn fire(e: Entry, now: Instant) {
 
 /// Go's `time.Timer`: one value on [`chan`](Timer::chan) after its deadline.
 ///
+/// Go 1.23 rules: after [`stop`](Timer::stop) or [`reset`](Timer::reset)
+/// returns, no value from the old deadline is received; the channel is
+/// never closed. Dropping the `Timer` does not cancel a value that a clone
+/// of its channel's receiver can still take; once the `Timer` and every
+/// clone are gone, the timer is disarmed and freed.
+///
 /// ```
 /// use std::time::Duration;
 /// let t = goro::time::Timer::new(Duration::from_millis(5));
 /// assert!(t.chan().recv().is_ok());
 /// assert!(!t.stop()); // already fired and received
+/// assert!(t.reset(Duration::from_millis(1)));
+/// assert!(t.chan().recv().is_ok());
 /// ```
 pub struct Timer {
     inner: Arc<TimerInner>,
@@ -310,45 +506,27 @@ pub struct Timer {
 }
 
 /// Go's `time.Ticker`: a value on [`chan`](Ticker::chan) every period.
+///
+/// ```
+/// use std::time::Duration;
+/// let t = goro::time::Ticker::new(Duration::from_millis(2));
+/// for _ in 0..3 {
+///     t.chan().recv().unwrap();
+/// }
+/// t.stop();
+/// assert!(t.chan().recv_timeout(Duration::from_millis(20)).is_err());
+/// ```
 pub struct Ticker {
     inner: Arc<TimerInner>,
     rx: Receiver<Instant>,
 }
 
-fn new_inner(period: Option<Duration>) -> (Arc<TimerInner>, Receiver<Instant>) {
-    let (tx, rx) = chan(1);
-    let state = Mutex::new(State { seq: 0, active: false, period });
-    (Arc::new(TimerInner { state, armed_seq: AtomicU64::new(0), tx }), rx)
-}
-
-/// Arms `inner` to fire after `d` (state locked by the caller).
-fn arm(inner: &Arc<TimerInner>, st: &mut State, d: Duration) {
-    crate::park::note_thread();
-    st.seq += 1;
-    set_active(inner, st, true);
-    // A deadline beyond `Instant`'s range never fires.
-    if let Some(when) = Instant::now().checked_add(d) {
-        schedule(when, st.seq, inner.clone());
-    }
-}
-
-/// Disarms and drains a buffered stale value; was it armed or undelivered?
-fn disarm(inner: &TimerInner, st: &mut State, rx: &Receiver<Instant>) -> bool {
-    let was = st.active;
-    set_active(inner, st, false);
-    st.seq += 1;
-    let drained = rx.try_recv().is_ok();
-    was || drained
-}
-
 impl Timer {
-    /// A timer that fires once after `d` (a zero duration fires at once).
+    /// A timer that fires once after `d` (a zero duration fires at once;
+    /// `Duration::MAX` never fires).
     pub fn new(d: Duration) -> Timer {
-        let (inner, rx) = new_inner(None);
-        {
-            let mut st = inner.state.lock();
-            arm(&inner, &mut st, d);
-        }
+        let (inner, rx) = new_chan_timer(None);
+        inner.arm(d);
         Timer { inner, rx }
     }
 
@@ -363,15 +541,15 @@ impl Timer {
     /// received.
     pub fn stop(&self) -> bool {
         let mut st = self.inner.state.lock();
-        disarm(&self.inner, &mut st, &self.rx)
+        self.inner.disarm(&mut st, &self.rx)
     }
 
     /// Re-arms the timer to fire after `d`; returns what `stop` would have.
     /// After it returns, no value from the old deadline is received.
     pub fn reset(&self, d: Duration) -> bool {
         let mut st = self.inner.state.lock();
-        let was = disarm(&self.inner, &mut st, &self.rx);
-        arm(&self.inner, &mut st, d);
+        let was = self.inner.disarm(&mut st, &self.rx);
+        self.inner.arm_locked(&mut st, d);
         was
     }
 }
@@ -382,13 +560,11 @@ impl Ticker {
     /// # Panics
     ///
     /// `non-positive interval for NewTicker` if `d` is zero.
+    #[track_caller]
     pub fn new(d: Duration) -> Ticker {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
-        let (inner, rx) = new_inner(Some(d));
-        {
-            let mut st = inner.state.lock();
-            arm(&inner, &mut st, d);
-        }
+        let (inner, rx) = new_chan_timer(Some(d));
+        inner.arm(d);
         Ticker { inner, rx }
     }
 
@@ -400,7 +576,7 @@ impl Ticker {
     /// Stops the ticker; no tick from before the call is received after it.
     pub fn stop(&self) {
         let mut st = self.inner.state.lock();
-        disarm(&self.inner, &mut st, &self.rx);
+        self.inner.disarm(&mut st, &self.rx);
     }
 
     /// Changes the period to `d` and restarts the ticker.
@@ -408,26 +584,13 @@ impl Ticker {
     /// # Panics
     ///
     /// `non-positive interval for NewTicker` if `d` is zero.
+    #[track_caller]
     pub fn reset(&self, d: Duration) {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
         let mut st = self.inner.state.lock();
-        disarm(&self.inner, &mut st, &self.rx);
+        self.inner.disarm(&mut st, &self.rx);
         st.period = Some(d);
-        arm(&self.inner, &mut st, d);
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        let mut st = self.inner.state.lock();
-        set_active(&self.inner, &mut st, false);
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        let mut st = self.inner.state.lock();
-        set_active(&self.inner, &mut st, false);
+        self.inner.arm_locked(&mut st, d);
     }
 }
 
