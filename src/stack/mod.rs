@@ -19,15 +19,22 @@
 //!     runs the coroutine (off the spawner's path, in parallel across
 //!     workers), or when the unstarted coroutine is dropped. So every slot
 //!     in a free list has its guard.
-//!  2. Memory is committed by the kernel as the stack is touched; an idle
+//!  2. A `Stack` knows whether its guard is installed (`guarded`). Only a
+//!     guarded slot ever reaches a free list: dropping an unguarded `Stack`
+//!     (its install failed) sets the slot aside for good (its memory is
+//!     given back, its address space never reused). So a recycled slot
+//!     needs no system call, and a coroutine whose guard could not be
+//!     installed (it does not run: `join` says what to do) never hands its
+//!     slot to another.
+//!  3. Memory is committed by the kernel as the stack is touched; an idle
 //!     coroutine costs the one or two pages it used.
-//!  3. Freed slots go to a per-thread LIFO cache (hot pages are reused first),
+//!  4. Freed slots go to a per-thread LIFO cache (hot pages are reused first),
 //!     overflowing into a global list. A slot whose stack went deeper than
 //!     `KEEP` bytes gets everything below the top `KEEP` bytes given back
 //!     (`MADV_DONTNEED`) when it is freed, so one deep call does not pin
 //!     memory forever. "Went deeper" is read off a probe page at that depth:
 //!     a stack that never reached it left it all zero.
-//!  4. Reservations are never unmapped (slots are recycled), so a guard-page
+//!  5. Reservations are never unmapped (slots are recycled), so a guard-page
 //!     address stays a guard page for the life of the process; the overflow
 //!     handler relies on that.
 
@@ -36,7 +43,7 @@ mod segment;
 
 use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -62,6 +69,35 @@ const CACHE: usize = 256;
 static IN_USE: AtomicU64 = AtomicU64::new(0);
 static RESERVED: AtomicU64 = AtomicU64::new(0);
 static DEEP_RECLAIMS: AtomicU64 = AtomicU64::new(0);
+/// Slots set aside because their guard could not be installed (invariant 2).
+static UNGUARDED: AtomicU64 = AtomicU64::new(0);
+
+/// Fault injection for tests: guard installs that are to fail. Read only on the install path (fresh slots), never on the
+/// spawn or free path of a recycled slot.
+static FAIL_INSTALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Testing hook, not API: the next `n` guard installs in this process fail
+/// as if the kernel had refused another mapping (`ENOMEM`).
+#[doc(hidden)]
+pub fn __fail_next_guard_installs(n: u32) {
+    FAIL_INSTALLS.store(n, Ordering::Relaxed);
+}
+
+/// Testing hook, not API: slots set aside so far because their guard could
+/// not be installed.
+#[doc(hidden)]
+pub fn __unguarded_slots() -> u64 {
+    UNGUARDED.load(Ordering::Relaxed)
+}
+
+/// What `join` returns (as the panic payload) for a coroutine that did not
+/// run because its stack's guard could not be installed.
+pub(crate) const NO_GUARD_HELP: &str = "goro: this coroutine did not run: the guard below its stack could not be \
+installed (the kernel refused another memory mapping; goro printed the error). Before Linux 6.13 every \
+coroutine stack's guard costs a memory mapping, and vm.max_map_count (65530 by default) caps live \
+coroutines near 32000. Raise it (sysctl -w vm.max_map_count=1048576), keep fewer coroutines alive at \
+once, or run on Linux 6.13 or later (MADV_GUARD_INSTALL: no mapping per stack). The stack was set aside, \
+never reused without a guard.";
 
 /// One class's carving state and free list.
 struct Class {
@@ -104,23 +140,31 @@ fn class_of(size: usize) -> io::Result<u32> {
     Ok(bits.max(MIN_CLASS))
 }
 
-/// A coroutine stack: a slot of the slab. Dropping it recycles the slot.
+/// A coroutine stack: a slot of the slab. Dropping it recycles the slot if
+/// its guard is installed, else sets it aside (invariant 2).
 pub(crate) struct Stack {
-    /// Start of the slot (its guard page).
+    /// Start of the slot (its guard).
     slot: usize,
     class: u32,
+    /// Its guard is installed (invariant 2).
+    guarded: bool,
 }
 
-/// A freshly carved slot's guard page, not installed yet (invariant 1).
+/// A freshly carved slot's guard, not installed yet (invariant 1).
 /// Whoever holds it must `install` it before code runs deeper than the top
-/// page of the stack, and before the stack is freed.
-#[must_use = "a stack's guard page must be installed"]
+/// page of the stack; a stack freed without it is set aside (invariant 2).
+#[must_use = "a stack's guard must be installed"]
 #[derive(Debug)]
 pub(crate) struct PendingGuard(usize);
 
 impl PendingGuard {
-    pub(crate) fn install(self) -> io::Result<()> {
-        install_guard(self.0)
+    /// Installs the guard of `stack` (the stack this guard came with) and
+    /// marks it guarded, so it may be recycled.
+    pub(crate) fn install(self, stack: &mut Stack) -> io::Result<()> {
+        debug_assert_eq!(self.0, stack.slot, "goro bug: a guard installed for another stack");
+        install_guard(self.0)?;
+        stack.guarded = true;
+        Ok(())
     }
 }
 
@@ -137,14 +181,16 @@ impl Stack {
             None => carve(class)?,
         };
         IN_USE.fetch_add(1, Ordering::Relaxed);
-        Ok((Stack { slot, class }, guard))
+        let guarded = guard.is_none();
+        Ok((Stack { slot, class, guarded }, guard))
     }
 
-    /// A stack whose guard is installed before it is returned.
+    /// A stack whose guard is installed before it is returned. If that
+    /// fails the fresh stack is dropped, so set aside (invariant 2).
     pub(crate) fn new_guarded(size: usize) -> io::Result<Stack> {
-        let (stack, guard) = Stack::new(size)?;
+        let (mut stack, guard) = Stack::new(size)?;
         if let Some(g) = guard {
-            g.install()?;
+            g.install(&mut stack)?;
         }
         Ok(stack)
     }
@@ -200,6 +246,11 @@ fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
 
 /// Invariant 1.
 fn install_guard(page: usize) -> io::Result<()> {
+    if FAIL_INSTALLS.load(Ordering::Relaxed) != 0
+        && FAIL_INSTALLS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    {
+        return Err(guard_error(io::Error::from_raw_os_error(libc::ENOMEM)));
+    }
     #[cfg(goro_madv_guard)]
     {
         const MADV_GUARD_INSTALL: libc::c_int = 102;
@@ -211,18 +262,37 @@ fn install_guard(page: usize) -> io::Result<()> {
     }
     // SAFETY: as above; PROT_NONE on our own unused page.
     if unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_NONE) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("goro: cannot install a stack guard page: {e}")));
+        return Err(guard_error(io::Error::last_os_error()));
     }
     Ok(())
+}
+
+fn guard_error(e: io::Error) -> io::Error {
+    let help = if e.raw_os_error() == Some(libc::ENOMEM) {
+        " (this kernel lacks MADV_GUARD_INSTALL, so each stack guard costs a memory mapping, and \
+vm.max_map_count is reached: raise it with sysctl -w vm.max_map_count=1048576, keep fewer coroutines \
+alive at once, or run on Linux 6.13 or later)"
+    } else {
+        ""
+    };
+    io::Error::new(e.kind(), format!("goro: cannot install a stack guard: {e}{help}"))
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         IN_USE.fetch_sub(1, Ordering::Relaxed);
+        if !self.guarded {
+            // Invariant 2: never recycle a slot without a guard. Give its
+            // memory back and forget it; its address space stays reserved.
+            // SAFETY: this slot's usable range, mapped read-write and ours;
+            // whatever ran on it is gone, and nothing will run on it again.
+            unsafe { libc::madvise((self.slot + PAGE) as *mut libc::c_void, self.size(), libc::MADV_DONTNEED) };
+            UNGUARDED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let size = self.size();
         if size > KEEP {
-            // Invariant 3: probe the page just below the kept top.
+            // Invariant 4: probe the page just below the kept top.
             let probe = self.top() - KEEP - PAGE;
             // SAFETY: `probe` is inside this slot's usable range (size > KEEP),
             // which is mapped read-write; the coroutine that used it is gone.

@@ -1,0 +1,164 @@
+//! Stack guards: a slot whose guard could not be installed is never handed
+//! to another coroutine or segment (issue 15, item 1). Crashes are observed in child
+//! processes (the test re-runs its own binary, as in `stack_growth.rs`).
+//!
+//! The guard fault-injection hooks are process-wide, so the in-process tests
+//! take turns, and each child runs one scenario on size classes of its own.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use goro::stack::maybe_grow;
+
+static HOOK_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hook_lock() -> std::sync::MutexGuard<'static, ()> {
+    HOOK_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const SIGABRT: i32 = 6;
+
+fn addr_of_local() -> usize {
+    let x = 0u8;
+    std::hint::black_box(&x) as *const u8 as usize
+}
+
+/// Plain safe recursion, 512 bytes a level, until `done(sp)` holds; then
+/// `f` runs at that depth.
+fn dive<R>(done: &dyn Fn(usize) -> bool, f: &mut dyn FnMut() -> R) -> R {
+    let pad = std::hint::black_box([7u8; 512]);
+    let r = if done(pad.as_ptr() as usize) { f() } else { dive(done, f) };
+    std::hint::black_box(pad);
+    r
+}
+
+/// A coroutine that fills 48 KiB of its own stack with a pattern, parks
+/// until `rx` delivers, and then says whether the pattern survived: the
+/// neighbour whose stack an unguarded overflow would write into.
+fn neighbour(rx: goro::Receiver<()>) -> goro::JoinHandle<bool> {
+    goro::Builder::new()
+        .name("neighbour")
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut pattern = [0xA5u8; 48 * 1024];
+            std::hint::black_box(&mut pattern);
+            let _ = rx.recv();
+            std::hint::black_box(&pattern).iter().all(|&b| b == 0xA5)
+        })
+        .unwrap()
+}
+
+/// Child bodies, selected by env var.
+#[test]
+fn child_bodies() {
+    let Ok(which) = std::env::var("GORO_GUARD_CHILD") else { return };
+    let words: Vec<String> = which.split_whitespace().map(str::to_owned).collect();
+    goro::Runtime::builder()
+        .workers(1)
+        .build()
+        .unwrap()
+        .run(move || match words[0].as_str() {
+            // The neighbour takes the first 64 KiB slot; A's guard install
+            // fails on the next; B, spawned next on the same worker, must not
+            // get A's slot: its overflow (plain recursion 16 KiB past its
+            // stack) must hit a guard, not the neighbour's live frames.
+            "after-failed-guard" => {
+                let (tx, rx) = goro::chan::<()>(0);
+                let c = neighbour(rx);
+                goro::yield_now(); // let the neighbour fill its stack and park
+                goro::stack::__fail_next_guard_installs(1);
+                let a = goro::Builder::new().name("A").stack_size(64 * 1024).spawn(|| ()).unwrap();
+                let e = a.join().unwrap_err();
+                eprintln!("A: {}", e.downcast_ref::<&str>().unwrap());
+                let b = goro::Builder::new()
+                    .name("B")
+                    .stack_size(64 * 1024)
+                    .spawn(|| {
+                        let top = addr_of_local();
+                        dive(&|sp| top - sp > 80 * 1024, &mut || ());
+                    })
+                    .unwrap();
+                let _ = b.join();
+                tx.send(()).unwrap();
+                eprintln!("B came back; neighbour intact: {}", c.join().unwrap());
+            }
+            // The same for a maybe_grow segment: the outer segment is live
+            // below, the failed one would sit right above it.
+            "segment-after-failed-guard" => {
+                maybe_grow(usize::MAX, 64 * 1024, || {
+                    let mut canary = [0x5Au8; 16 * 1024];
+                    std::hint::black_box(&mut canary);
+                    goro::stack::__fail_next_guard_installs(1);
+                    let r = std::panic::catch_unwind(|| maybe_grow(usize::MAX, 64 * 1024, || ()));
+                    eprintln!("first segment refused: {}", r.is_err());
+                    maybe_grow(usize::MAX, 64 * 1024, || {
+                        let top = addr_of_local();
+                        dive(&|sp| top - sp > 80 * 1024, &mut || ());
+                    });
+                    let intact = std::hint::black_box(&canary).iter().all(|&b| b == 0x5A);
+                    eprintln!("came back; outer segment intact: {intact}");
+                });
+            }
+            other => panic!("unknown child {other}"),
+        })
+        .unwrap();
+}
+
+fn run_child(which: &str) -> (Option<i32>, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_bodies", "--nocapture", "--test-threads=1"])
+        .env("GORO_GUARD_CHILD", which)
+        .output()
+        .unwrap();
+    (out.status.signal(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_overflow_abort(which: &str, name: &str) {
+    let (sig, err) = run_child(which);
+    assert_eq!(sig, Some(SIGABRT), "child {which:?} should abort; stderr:\n{err}");
+    let want = format!("\"{name}\" has overflowed its stack (stack size 65536 bytes)");
+    assert!(err.contains(&want), "child {which:?}: no {want:?} in stderr:\n{err}");
+}
+
+#[test]
+fn coroutine_after_a_failed_guard_gets_a_guarded_slot() {
+    let (_, err) = run_child("after-failed-guard");
+    assert!(err.contains("A: goro: this coroutine did not run"), "{err}");
+    assert_overflow_abort("after-failed-guard", "B");
+}
+
+#[test]
+fn segment_after_a_failed_guard_gets_a_guarded_slot() {
+    let (sig, err) = run_child("segment-after-failed-guard");
+    assert_eq!(sig, Some(SIGABRT), "stderr:\n{err}");
+    assert!(err.contains("first segment refused: true"), "{err}");
+    assert!(err.contains("has overflowed its stack"), "{err}");
+}
+
+#[test]
+fn failed_guard_is_an_error_saying_what_to_do_and_the_slot_is_set_aside() {
+    let _turn = hook_lock();
+    let rt = goro::Runtime::builder().workers(1).build().unwrap();
+    rt.run(|| {
+        let before = goro::stack::__unguarded_slots();
+        goro::stack::__fail_next_guard_installs(1);
+        // A class of its own, so the slot is freshly carved.
+        let h = goro::Builder::new().stack_size(2 << 20).spawn(|| 1).unwrap();
+        let e = h.join().unwrap_err();
+        let msg = e.downcast_ref::<&str>().unwrap();
+        assert!(msg.contains("did not run") && msg.contains("vm.max_map_count"), "{msg}");
+        assert!(msg.contains("Linux 6.13"), "{msg}");
+        assert_eq!(goro::stack::__unguarded_slots(), before + 1);
+        // The next one runs, on another slot.
+        assert_eq!(goro::Builder::new().stack_size(2 << 20).spawn(|| 2).unwrap().join().unwrap(), 2);
+
+        goro::stack::__fail_next_guard_installs(1);
+        let r = std::panic::catch_unwind(|| maybe_grow(usize::MAX, 4 << 20, || ()));
+        let e = r.unwrap_err();
+        let msg = e.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("cannot install a stack guard") && msg.contains("vm.max_map_count"), "{msg}");
+        assert_eq!(goro::stack::__unguarded_slots(), before + 2);
+        assert_eq!(maybe_grow(usize::MAX, 4 << 20, || 3), 3);
+    })
+    .unwrap();
+}
