@@ -1,5 +1,7 @@
 //! Stack guards: a slot whose guard could not be installed is never handed
-//! to another coroutine or segment (issue 15, item 1). Crashes are observed in child
+//! to another coroutine or segment (issue 15, item 1), and the 64 KiB guard
+//! catches frames larger than a page that touch their far end first, with
+//! either way of installing it (item 2). Crashes are observed in child
 //! processes (the test re-runs its own binary, as in `stack_growth.rs`).
 //!
 //! The guard fault-injection hooks are process-wide, so the in-process tests
@@ -8,7 +10,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
-use goro::stack::maybe_grow;
+use goro::stack::{maybe_grow, remaining, GUARD_SIZE};
 
 static HOOK_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -53,6 +55,9 @@ fn neighbour(rx: goro::Receiver<()>) -> goro::JoinHandle<bool> {
 fn child_bodies() {
     let Ok(which) = std::env::var("GORO_GUARD_CHILD") else { return };
     let words: Vec<String> = which.split_whitespace().map(str::to_owned).collect();
+    if words.iter().any(|w| w == "mprotect") {
+        goro::stack::__force_mprotect_guards(true);
+    }
     goro::Runtime::builder()
         .workers(1)
         .build()
@@ -99,6 +104,66 @@ fn child_bodies() {
                     eprintln!("came back; outer segment intact: {intact}");
                 });
             }
+            // A C-like frame of `n` bytes on a coroutine with little stack
+            // left: the prologue moves the stack pointer down by n and the
+            // first store goes to the lowest address, skipping the guard's
+            // top pages.
+            "frame" => {
+                let n: usize = words[1].parse().unwrap();
+                let (tx, rx) = goro::chan::<()>(0);
+                let c = neighbour(rx);
+                goro::yield_now();
+                let d = goro::Builder::new()
+                    .name("big-frame")
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        dive(&|_| remaining() < 3 * 1024, &mut || {
+                            let lowest = addr_of_local() - n;
+                            // SAFETY: not sound, on purpose: this child
+                            // simulates a non-probing C frame that overflows;
+                            // the store must fault in the guard (and the
+                            // process abort) before it writes anything.
+                            unsafe { std::ptr::write_volatile(lowest as *mut u8, 1) };
+                        })
+                    })
+                    .unwrap();
+                let _ = d.join();
+                tx.send(()).unwrap();
+                eprintln!("the frame fit; neighbour intact: {}", c.join().unwrap());
+            }
+            // A real Rust frame larger than the guard: caught where rustc
+            // probes frames (it touches the frame from the top, page by page).
+            "huge-rust-frame" => {
+                #[inline(never)]
+                fn huge() -> u8 {
+                    let big = std::hint::black_box([3u8; 256 * 1024]);
+                    big[0]
+                }
+                goro::Builder::new()
+                    .name("huge")
+                    .stack_size(64 * 1024)
+                    .spawn(|| dive(&|_| remaining() < 3 * 1024, &mut huge))
+                    .unwrap()
+                    .join()
+                    .unwrap();
+            }
+            "overflow" => {
+                fn overflow(n: u64) -> u64 {
+                    let pad = std::hint::black_box([n; 64]);
+                    if n == 0 {
+                        0
+                    } else {
+                        overflow(n - 1) + pad[3]
+                    }
+                }
+                goro::Builder::new()
+                    .name("deep-diver")
+                    .stack_size(64 * 1024)
+                    .spawn(|| overflow(1 << 30))
+                    .unwrap()
+                    .join()
+                    .unwrap();
+            }
             other => panic!("unknown child {other}"),
         })
         .unwrap();
@@ -136,6 +201,26 @@ fn segment_after_a_failed_guard_gets_a_guarded_slot() {
 }
 
 #[test]
+fn frames_up_to_the_guard_size_hit_the_guard() {
+    for frame in ["frame 32768", "frame 61440", "frame 32768 mprotect", "frame 61440 mprotect"] {
+        assert_overflow_abort(frame, "big-frame");
+    }
+}
+
+#[test]
+fn overflow_report_with_the_mprotect_fallback() {
+    assert_overflow_abort("overflow mprotect", "deep-diver");
+}
+
+#[test]
+fn rust_frames_larger_than_the_guard_where_probed() {
+    if !goro::stack::FRAMES_PROBED {
+        return; // documented: not caught on riscv64, arm, loongarch64
+    }
+    assert_overflow_abort("huge-rust-frame", "huge");
+}
+
+#[test]
 fn failed_guard_is_an_error_saying_what_to_do_and_the_slot_is_set_aside() {
     let _turn = hook_lock();
     let rt = goro::Runtime::builder().workers(1).build().unwrap();
@@ -161,4 +246,21 @@ fn failed_guard_is_an_error_saying_what_to_do_and_the_slot_is_set_aside() {
         assert_eq!(maybe_grow(usize::MAX, 4 << 20, || 3), 3);
     })
     .unwrap();
+}
+
+#[test]
+fn the_guard_does_not_shrink_the_stack() {
+    let _turn = hook_lock();
+    goro::run(|| {
+        let h = goro::Builder::new().stack_size(64 * 1024).spawn(|| {
+            let r = remaining();
+            // Use all but 4 KiB of the 64 KiB asked for.
+            let top = addr_of_local();
+            dive(&|sp| top - sp > 60 * 1024, &mut || ());
+            r
+        });
+        let r = h.unwrap().join().unwrap();
+        assert!(r > 62 * 1024 && r <= 64 * 1024, "{r}");
+    });
+    assert_eq!(GUARD_SIZE, 64 * 1024);
 }
