@@ -30,7 +30,7 @@
 //!
 //! # Design
 //!
-//! Owns: [`Stack`] (one coroutine's stack, implementing corosensei's `Stack`),
+//! Owns: `Stack` (one coroutine's stack, implementing corosensei's `Stack`),
 //! the slab of reservations behind it, and the stack counters.
 //!
 //! Layout: stacks come in power-of-two *classes* (16 KiB .. 1 GiB of usable
@@ -50,7 +50,7 @@
 //!     the only price of the larger guard is 60 KiB more address space per
 //!     slot (one 16 KiB stack takes 80 KiB of address space, 80 GB for a
 //!     million; on 32-bit targets it caps out near 40 000 stacks). A freshly
-//!     carved slot comes with a [`PendingGuard`]: the system call is made by
+//!     carved slot comes with a `PendingGuard`: the system call is made by
 //!     the worker that first runs the coroutine (off the spawner's path, in
 //!     parallel across workers), or when the unstarted coroutine is dropped.
 //!  2. A `Stack` knows whether its guard is installed (`guarded`). Only a
