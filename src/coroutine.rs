@@ -121,10 +121,13 @@ impl Start {
     /// frame onto the stack). If the guard cannot be installed the body is
     /// still built, and must be resumed with `Resume::NoGuard` (it then runs
     /// none of the user's code); the error is returned beside it.
+    /// (A stack whose guard failed is set aside when the body is dropped,
+    /// never recycled: `stack/mod.rs` invariant 2.)
     pub(crate) fn into_body(self) -> (Body, io::Result<()>) {
-        let guarded = self.guard.install();
+        let mut stack = self.stack;
+        let guarded = self.guard.install(&mut stack);
         let entry = self.entry;
-        (Coroutine::with_stack(self.stack, move |y: &CoYielder, first: Resume| entry(y, first)), guarded)
+        (Coroutine::with_stack(stack, move |y: &CoYielder, first: Resume| entry(y, first)), guarded)
     }
 }
 
@@ -195,14 +198,12 @@ impl Drop for CoInner {
     fn drop(&mut self) {
         // Never ran: its fresh stack still lacks a guard, and must not reach
         // a free list without one (stack/mod.rs invariant 1).
-        if let Some(Start { stack, guard, entry }) = self.start.get_mut().take() {
+        if let Some(Start { mut stack, guard, entry }) = self.start.get_mut().take() {
             drop(entry);
-            if guard.install().is_ok() {
-                drop(stack);
-            } else {
-                // Leak the stack rather than recycle an unguarded slot.
-                std::mem::forget(stack);
-            }
+            // If the install fails, dropping the stack sets the slot aside
+            // rather than recycle it unguarded (stack/mod.rs invariant 2).
+            let _ = guard.install(&mut stack);
+            drop(stack);
         }
     }
 }
@@ -687,10 +688,7 @@ where
         co.yielder.set(y as *const CoYielder);
         let result: std::thread::Result<T> = match first {
             Resume::Cancel => Err(Box::new(Cancelled) as Box<dyn Any + Send>),
-            Resume::NoGuard => Err(Box::new(
-                "goro: the coroutine's stack guard page could not be installed (out of memory mappings?), \
-                 so it did not run; see the error printed by goro",
-            ) as Box<dyn Any + Send>),
+            Resume::NoGuard => Err(Box::new(crate::stack::NO_GUARD_HELP) as Box<dyn Any + Send>),
             Resume::Run => panic::catch_unwind(AssertUnwindSafe(f)),
         };
         // SAFETY: Packet invariant: written once, before DONE.

@@ -1,42 +1,85 @@
 //! Coroutine stacks: carved from large reservations, reused LIFO.
 //!
-//! Owns: [`Stack`] (one coroutine's stack, implementing corosensei's `Stack`),
+//! # Guarantees
+//!
+//! Below every coroutine stack and every [`maybe_grow`] segment lies a guard
+//! of [`GUARD_SIZE`] bytes (64 KiB) that no code can read or write. Each
+//! stack still has at least the `stack_size` it was asked for: the guard is
+//! reserved beside it, not carved out of it. A fault anywhere in a guard
+//! aborts the process with a message naming the coroutine, its stack size
+//! and how to raise it. What that catches depends on how code grows its
+//! frames:
+//!
+//!  * **Frames up to 64 KiB, on every target**: a function whose frame is
+//!    smaller than the guard cannot step over it, whatever order it touches
+//!    the frame in (C built without `-fstack-clash-protection` included).
+//!  * **Frames of any size, where Rust probes large frames** (x86_64, x86
+//!    and aarch64: [`FRAMES_PROBED`] is true): rustc touches a large frame
+//!    page by page from the top, so it meets the guard first. C and other
+//!    languages get the same only if built with stack-clash protection.
+//!  * **On riscv64, arm and loongarch64** rustc does not probe frames
+//!    ([`FRAMES_PROBED`] is false): a single frame larger than 64 KiB (a big
+//!    local array) that overflows may write past the guard into whatever
+//!    lies below it (another coroutine's stack) without a fault. Keep large
+//!    buffers on the heap there.
+//!
+//! A coroutine whose guard cannot be installed at all (kernels before 6.13
+//! when `vm.max_map_count` runs out, see invariant 1) does not run: its
+//! `join` returns an error saying what to do, and its slot is set aside for
+//! good, never given to another coroutine.
+//!
+//! # Design
+//!
+//! Owns: `Stack` (one coroutine's stack, implementing corosensei's `Stack`),
 //! the slab of reservations behind it, and the stack counters.
 //!
 //! Layout: stacks come in power-of-two *classes* (16 KiB .. 1 GiB of usable
 //! space). A class carves its slots from `MAP_NORESERVE` reservations of at
 //! least 64 MiB, so a million stacks need a few thousand mappings, not a
 //! million (`vm.max_map_count` is 65 530 on a stock Linux). Each slot is
-//! `[guard page][usable stack]`; the stack grows down from the top.
+//! `[guard (GUARD_SIZE)][usable stack]`; the stack grows down from the top.
 //!
 //! Invariants:
-//!  1. Every slot's guard page is installed once, before any code runs on
-//!     the slot, with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+: no extra
-//!     mapping) or, if the kernel refuses, `mprotect(PROT_NONE)` (which
-//!     splits the mapping in two per slot, so the fallback caps out near
-//!     32 000 live stacks). A freshly carved slot comes with a
-//!     [`PendingGuard`]: the system call is made by the worker that first
-//!     runs the coroutine (off the spawner's path, in parallel across
-//!     workers), or when the unstarted coroutine is dropped. So every slot
-//!     in a free list has its guard.
-//!  2. Memory is committed by the kernel as the stack is touched; an idle
+//!  1. Every slot's guard is installed once, before any code runs on the
+//!     slot, with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+: no extra
+//!     mapping, no memory, whatever its size) or, if the kernel refuses,
+//!     `mprotect(PROT_NONE)` over the same 64 KiB. The fallback splits the
+//!     mapping in two per slot, so it caps out near 32 000 live stacks; its
+//!     cost is per slot, not per byte (a `PROT_NONE` range is one mapping
+//!     and is never committed), so the fallback keeps the full 64 KiB too:
+//!     the only price of the larger guard is 60 KiB more address space per
+//!     slot (one 16 KiB stack takes 80 KiB of address space, 80 GB for a
+//!     million; on 32-bit targets it caps out near 40 000 stacks). A freshly
+//!     carved slot comes with a `PendingGuard`: the system call is made by
+//!     the worker that first runs the coroutine (off the spawner's path, in
+//!     parallel across workers), or when the unstarted coroutine is dropped.
+//!  2. A `Stack` knows whether its guard is installed (`guarded`). Only a
+//!     guarded slot ever reaches a free list: dropping an unguarded `Stack`
+//!     (its install failed) sets the slot aside for good (its memory is
+//!     given back, its address space never reused). So every slot in a free
+//!     list has its guard, and a recycled slot needs no system call.
+//!  3. Memory is committed by the kernel as the stack is touched; an idle
 //!     coroutine costs the one or two pages it used.
-//!  3. Freed slots go to a per-thread LIFO cache (hot pages are reused first),
+//!  4. Freed slots go to a per-thread LIFO cache (hot pages are reused first),
 //!     overflowing into a global list. A slot whose stack went deeper than
 //!     `KEEP` bytes gets everything below the top `KEEP` bytes given back
 //!     (`MADV_DONTNEED`) when it is freed, so one deep call does not pin
 //!     memory forever. "Went deeper" is read off a probe page at that depth:
 //!     a stack that never reached it left it all zero.
-//!  4. Reservations are never unmapped (slots are recycled), so a guard-page
-//!     address stays a guard page for the life of the process; the overflow
+//!  5. Reservations are never unmapped (slots are recycled), so a guard
+//!     address stays a guard for the life of the process; the overflow
 //!     handler relies on that.
+//!
+//! Lock order: a class lock, then the overflow region table's lock
+//! (`carve` registers a new reservation under its class lock); nothing else
+//! is taken under either.
 
 pub(crate) mod overflow;
 mod segment;
 
 use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -48,6 +91,17 @@ pub const MIN_STACK_SIZE: usize = 16 * 1024;
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// Default reservation for the main coroutine of `run`.
 pub const DEFAULT_MAIN_STACK_SIZE: usize = 8 * 1024 * 1024;
+
+/// Bytes of guard below every coroutine stack and segment (module docs,
+/// "Guarantees"): 64 KiB, the largest frame GCC assumes may skip a guard on
+/// aarch64. Reserved beside the usable stack, never taken out of it.
+pub const GUARD_SIZE: usize = 64 * 1024;
+
+/// Whether rustc probes large stack frames on this target (x86_64, x86,
+/// aarch64), so that an overflowing Rust frame of any size meets the guard
+/// first. Where false (riscv64, arm, loongarch64) only frames up to
+/// [`GUARD_SIZE`] are sure to (module docs, "Guarantees").
+pub const FRAMES_PROBED: bool = cfg!(goro_frames_probed);
 
 const PAGE: usize = 4096;
 const MIN_CLASS: u32 = 14; // 16 KiB
@@ -62,6 +116,45 @@ const CACHE: usize = 256;
 static IN_USE: AtomicU64 = AtomicU64::new(0);
 static RESERVED: AtomicU64 = AtomicU64::new(0);
 static DEEP_RECLAIMS: AtomicU64 = AtomicU64::new(0);
+/// Slots set aside because their guard could not be installed (invariant 2).
+static UNGUARDED: AtomicU64 = AtomicU64::new(0);
+
+/// Fault injection for tests: guard installs that are to fail, and whether
+/// to skip `MADV_GUARD_INSTALL` (to exercise the `mprotect` fallback on a
+/// new kernel). Read only on the install path (fresh slots), never on the
+/// spawn or free path of a recycled slot.
+static FAIL_INSTALLS: AtomicU32 = AtomicU32::new(0);
+static FORCE_MPROTECT: AtomicBool = AtomicBool::new(false);
+
+/// Testing hook, not API: the next `n` guard installs in this process fail
+/// as if the kernel had refused another mapping (`ENOMEM`).
+#[doc(hidden)]
+pub fn __fail_next_guard_installs(n: u32) {
+    FAIL_INSTALLS.store(n, Ordering::Relaxed);
+}
+
+/// Testing hook, not API: install guards with `mprotect` even where
+/// `MADV_GUARD_INSTALL` works (the pre-6.13 fallback).
+#[doc(hidden)]
+pub fn __force_mprotect_guards(on: bool) {
+    FORCE_MPROTECT.store(on, Ordering::Relaxed);
+}
+
+/// Testing hook, not API: slots set aside so far because their guard could
+/// not be installed.
+#[doc(hidden)]
+pub fn __unguarded_slots() -> u64 {
+    UNGUARDED.load(Ordering::Relaxed)
+}
+
+/// What `join` returns (as the panic payload) for a coroutine that did not
+/// run because its stack's guard could not be installed.
+pub(crate) const NO_GUARD_HELP: &str = "goro: this coroutine did not run: the guard below its stack could not be \
+installed (the kernel refused another memory mapping; goro printed the error). Before Linux 6.13 every \
+coroutine stack's guard costs a memory mapping, and vm.max_map_count (65530 by default) caps live \
+coroutines near 32000. Raise it (sysctl -w vm.max_map_count=1048576), keep fewer coroutines alive at \
+once, or run on Linux 6.13 or later (MADV_GUARD_INSTALL: no mapping per stack). The stack was set aside, \
+never reused without a guard.";
 
 /// One class's carving state and free list.
 struct Class {
@@ -104,30 +197,38 @@ fn class_of(size: usize) -> io::Result<u32> {
     Ok(bits.max(MIN_CLASS))
 }
 
-/// A coroutine stack: a slot of the slab. Dropping it recycles the slot.
+/// A coroutine stack: a slot of the slab. Dropping it recycles the slot if
+/// its guard is installed, else sets it aside (invariant 2).
 pub(crate) struct Stack {
-    /// Start of the slot (its guard page).
+    /// Start of the slot (its guard).
     slot: usize,
     class: u32,
+    /// Its guard is installed (invariant 2).
+    guarded: bool,
 }
 
-/// A freshly carved slot's guard page, not installed yet (invariant 1).
+/// A freshly carved slot's guard, not installed yet (invariant 1).
 /// Whoever holds it must `install` it before code runs deeper than the top
-/// page of the stack, and before the stack is freed.
-#[must_use = "a stack's guard page must be installed"]
+/// page of the stack; a stack freed without it is set aside (invariant 2).
+#[must_use = "a stack's guard must be installed"]
 #[derive(Debug)]
 pub(crate) struct PendingGuard(usize);
 
 impl PendingGuard {
-    pub(crate) fn install(self) -> io::Result<()> {
-        install_guard(self.0)
+    /// Installs the guard of `stack` (the stack this guard came with) and
+    /// marks it guarded, so it may be recycled.
+    pub(crate) fn install(self, stack: &mut Stack) -> io::Result<()> {
+        debug_assert_eq!(self.0, stack.slot, "goro bug: a guard installed for another stack");
+        install_guard(self.0)?;
+        stack.guarded = true;
+        Ok(())
     }
 }
 
 impl Stack {
     /// A stack with at least `size` usable bytes (rounded up to a power of
-    /// two, at least [`MIN_STACK_SIZE`]), and its guard page if that is
-    /// still to be installed (a fresh slot; a recycled one has it).
+    /// two, at least [`MIN_STACK_SIZE`]), and its guard if that is still to
+    /// be installed (a fresh slot; a recycled one has it).
     pub(crate) fn new(size: usize) -> io::Result<(Stack, Option<PendingGuard>)> {
         let class = class_of(size)?;
         let ci = (class - MIN_CLASS) as usize;
@@ -137,14 +238,16 @@ impl Stack {
             None => carve(class)?,
         };
         IN_USE.fetch_add(1, Ordering::Relaxed);
-        Ok((Stack { slot, class }, guard))
+        let guarded = guard.is_none();
+        Ok((Stack { slot, class, guarded }, guard))
     }
 
-    /// A stack whose guard is installed before it is returned.
+    /// A stack whose guard is installed before it is returned. If that
+    /// fails the fresh stack is dropped, so set aside (invariant 2).
     pub(crate) fn new_guarded(size: usize) -> io::Result<Stack> {
-        let (stack, guard) = Stack::new(size)?;
+        let (mut stack, guard) = Stack::new(size)?;
         if let Some(g) = guard {
-            g.install()?;
+            g.install(&mut stack)?;
         }
         Ok(stack)
     }
@@ -155,13 +258,13 @@ impl Stack {
     }
 
     fn top(&self) -> usize {
-        self.slot + PAGE + self.size()
+        self.slot + GUARD_SIZE + self.size()
     }
 }
 
 fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
     let ci = (class - MIN_CLASS) as usize;
-    let slot_len = PAGE + (1usize << class);
+    let slot_len = GUARD_SIZE + (1usize << class);
     let mut c = CLASSES[ci].lock();
     if let Some(s) = c.free.pop() {
         return Ok((s, None));
@@ -198,38 +301,62 @@ fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
     Ok((slot, Some(PendingGuard(slot))))
 }
 
-/// Invariant 1.
-fn install_guard(page: usize) -> io::Result<()> {
-    #[cfg(goro_madv_guard)]
+/// Invariant 1: makes the `GUARD_SIZE` bytes at `slot` inaccessible.
+fn install_guard(slot: usize) -> io::Result<()> {
+    if FAIL_INSTALLS.load(Ordering::Relaxed) != 0
+        && FAIL_INSTALLS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
     {
+        return Err(guard_error(io::Error::from_raw_os_error(libc::ENOMEM)));
+    }
+    #[cfg(goro_madv_guard)]
+    if !FORCE_MPROTECT.load(Ordering::Relaxed) {
         const MADV_GUARD_INSTALL: libc::c_int = 102;
-        // SAFETY: `page` is the first page of a slot we just carved from our
-        // own reservation; nothing lives there.
-        if unsafe { libc::madvise(page as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) } == 0 {
+        // SAFETY: `slot` starts a slot we carved from our own reservation and
+        // nobody has run on yet; its first GUARD_SIZE bytes hold nothing.
+        if unsafe { libc::madvise(slot as *mut libc::c_void, GUARD_SIZE, MADV_GUARD_INSTALL) } == 0 {
             return Ok(());
         }
     }
-    // SAFETY: as above; PROT_NONE on our own unused page.
-    if unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_NONE) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("goro: cannot install a stack guard page: {e}")));
+    // SAFETY: as above; PROT_NONE on our own unused range.
+    if unsafe { libc::mprotect(slot as *mut libc::c_void, GUARD_SIZE, libc::PROT_NONE) } != 0 {
+        return Err(guard_error(io::Error::last_os_error()));
     }
     Ok(())
+}
+
+fn guard_error(e: io::Error) -> io::Error {
+    let help = if e.raw_os_error() == Some(libc::ENOMEM) {
+        " (this kernel lacks MADV_GUARD_INSTALL, so each stack guard costs a memory mapping, and \
+vm.max_map_count is reached: raise it with sysctl -w vm.max_map_count=1048576, keep fewer coroutines \
+alive at once, or run on Linux 6.13 or later)"
+    } else {
+        ""
+    };
+    io::Error::new(e.kind(), format!("goro: cannot install a stack guard: {e}{help}"))
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         IN_USE.fetch_sub(1, Ordering::Relaxed);
+        if !self.guarded {
+            // Invariant 2: never recycle a slot without a guard. Give its
+            // memory back and forget it; its address space stays reserved.
+            // SAFETY: this slot's usable range, mapped read-write and ours;
+            // whatever ran on it is gone, and nothing will run on it again.
+            unsafe { libc::madvise((self.slot + GUARD_SIZE) as *mut libc::c_void, self.size(), libc::MADV_DONTNEED) };
+            UNGUARDED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let size = self.size();
         if size > KEEP {
-            // Invariant 3: probe the page just below the kept top.
+            // Invariant 4: probe the page just below the kept top.
             let probe = self.top() - KEEP - PAGE;
             // SAFETY: `probe` is inside this slot's usable range (size > KEEP),
             // which is mapped read-write; the coroutine that used it is gone.
             // Volatile so the reads are not elided.
             let deep = (0..4).any(|k| unsafe { std::ptr::read_volatile((probe + k * 1024) as *const u64) } != 0);
             if deep {
-                let lo = self.slot + PAGE;
+                let lo = self.slot + GUARD_SIZE;
                 // SAFETY: our own usable range below the kept top; its
                 // contents are dead.
                 unsafe { libc::madvise(lo as *mut libc::c_void, self.top() - KEEP - lo, libc::MADV_DONTNEED) };
@@ -255,8 +382,9 @@ impl Drop for Stack {
     }
 }
 
-// SAFETY: `limit` is the slot's guard page (invariant 1), below `base` by
-// at least MIN_STACK_SIZE usable bytes; base is page aligned (so 16-byte
+// SAFETY: `limit` is the start of the slot's guard (invariant 1; corosensei
+// wants the limit to include guard pages), below `base` by GUARD_SIZE plus
+// at least MIN_STACK_SIZE usable bytes; both are page aligned (so 16-byte
 // aligned). The slot is exclusively ours until dropped.
 unsafe impl corosensei::stack::Stack for Stack {
     fn base(&self) -> corosensei::stack::StackPointer {

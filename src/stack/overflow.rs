@@ -1,5 +1,7 @@
 //! Stack-overflow reports: a SIGSEGV/SIGBUS handler that recognises goro
-//! guard pages and says which coroutine overflowed, instead of a bare crash.
+//! stack guards (the `GUARD_SIZE` bytes at the start of every slot, faulted
+//! anywhere, not just in their top page) and says which coroutine
+//! overflowed, instead of a bare crash.
 //!
 //! Owns: the region table (every stack reservation: start, length, slot
 //! length), written under a lock but read lock-free by the handler, and the
@@ -8,13 +10,13 @@
 //! The handler runs on a per-worker alternate signal stack (the faulting
 //! stack has no room left). It only reads atomics and thread-locals and
 //! calls `write(2)` and `abort(3)`: async-signal-safe. A fault that is not on
-//! a goro guard page is passed to the handler installed before ours (Rust's
+//! a goro guard is passed to the handler installed before ours (Rust's
 //! own main-thread overflow report keeps working), or to the default action.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
-use super::PAGE;
+use super::GUARD_SIZE;
 
 const MAX_REGIONS: usize = 1 << 16;
 static REGIONS: [[AtomicUsize; 3]; MAX_REGIONS] = [const { [const { AtomicUsize::new(0) }; 3] }; MAX_REGIONS];
@@ -118,7 +120,9 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     // SAFETY: the kernel passes a valid siginfo for SIGSEGV/SIGBUS.
     let addr = unsafe { (*info).si_addr() } as usize;
     if let Some((slot, _)) = slot_of(addr) {
-        if addr < slot + PAGE {
+        // Anywhere in the guard (the first GUARD_SIZE bytes of the slot): a
+        // frame larger than a page may skip its top pages.
+        if addr < slot + GUARD_SIZE {
             let mut buf = [0u8; 512];
             let mut n = 0;
             put(&mut buf, &mut n, b"\ngoro: coroutine ");

@@ -1,8 +1,8 @@
 //! Segmented growth: `maybe_grow` runs a closure on a fresh segment chained
 //! to the current stack when the current one is nearly full (stacker's
 //! shape), so recursion that calls it at each level is bounded only by
-//! memory. Segments are ordinary slab stacks (`Stack`), so they have guard
-//! pages too, and go back to the pool when the closure returns or unwinds.
+//! memory. Segments are ordinary slab stacks (`Stack`), so they have a
+//! guard too, and go back to the pool when the closure returns or unwinds.
 //!
 //! `remaining()` needs the bounds of the stack the caller runs on. They are
 //! cached per thread (`BOUNDS`); a stack pointer outside the cached range
@@ -13,7 +13,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Stack, PAGE};
+use super::{Stack, GUARD_SIZE, PAGE};
 
 pub(crate) static SEGMENTS: AtomicU64 = AtomicU64::new(0);
 /// Committed-memory estimate per segment in use (the statistic is a guess;
@@ -60,7 +60,7 @@ fn thread_bounds() -> (usize, usize) {
 
 fn bounds_of(sp: usize) -> (usize, usize) {
     if let Some((slot, slot_len)) = super::overflow::slot_of(sp) {
-        return (slot + PAGE, slot + slot_len);
+        return (slot + GUARD_SIZE, slot + slot_len);
     }
     thread_bounds()
 }
@@ -121,7 +121,7 @@ fn grow<R, F: FnOnce() -> R>(segment_size: usize, f: F) -> R {
         }
     }
     let _restore = Restore(BOUNDS.with(|b| b.get()));
-    BOUNDS.with(|b| b.set((seg.slot + PAGE, seg.top())));
+    BOUNDS.with(|b| b.set((seg.slot + GUARD_SIZE, seg.top())));
     let view = SegmentView { top: seg.top(), limit: seg.slot };
     let r = corosensei::on_stack(view, f);
     drop(seg);
@@ -139,7 +139,8 @@ struct SegmentView {
 }
 
 // SAFETY: the view describes a live slab slot (`grow` keeps the owning
-// `Stack` alive until `on_stack` returns): `limit` is its guard page and
+// `Stack` alive until `on_stack` returns): `limit` is the start of its
+// installed guard (`new_guarded`) and
 // `top` its page-aligned top, with at least MIN_STACK_SIZE usable bytes.
 unsafe impl corosensei::stack::Stack for SegmentView {
     fn base(&self) -> corosensei::stack::StackPointer {
