@@ -88,3 +88,6 @@ pub(crate) fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     }
     b.check(f);
 }
+
+#[cfg(all(test, loom))]
+mod park_model;
