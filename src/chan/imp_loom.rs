@@ -89,7 +89,10 @@ fn loom_single_op_claim() {
         let sender = thread::spawn(move || {
             let (lock, sel, op) = &*s1;
             let held = lock.raw().lock();
-            if op.pop() && { op.touch(); sel.0.claim_locked(0) } {
+            if op.pop() && {
+                op.touch();
+                sel.0.claim_locked(0)
+            } {
                 op.put(7);
                 op.touch();
                 // SAFETY: won the claim just above, lock held.
@@ -102,7 +105,10 @@ fn loom_single_op_claim() {
         let closer = thread::spawn(move || {
             let (lock, sel, op) = &*s2;
             let held = lock.raw().lock();
-            if op.pop() && { op.touch(); sel.0.claim_locked(CLOSED_BIT) } {
+            if op.pop() && {
+                op.touch();
+                sel.0.claim_locked(CLOSED_BIT)
+            } {
                 // SAFETY: as for the sender.
                 unsafe { Selector::finish(&sel.0) };
             }
@@ -154,14 +160,18 @@ fn loom_single_op_claim() {
 #[test]
 fn loom_select_claim() {
     crate::loom::model(|| {
-        let st = Arc::new((Sel(Selector::new()), [ChanMutex::new(()), ChanMutex::new(())], [OpCell::new(), OpCell::new()]));
+        let st =
+            Arc::new((Sel(Selector::new()), [ChanMutex::new(()), ChanMutex::new(())], [OpCell::new(), OpCell::new()]));
         let senders: Vec<_> = (0..2)
             .map(|i| {
                 let st = st.clone();
                 thread::spawn(move || {
                     let (sel, locks, ops) = &*st;
                     let held = locks[i].raw().lock();
-                    if ops[i].pop() && { ops[i].touch(); sel.0.claim(i) } {
+                    if ops[i].pop() && {
+                        ops[i].touch();
+                        sel.0.claim(i)
+                    } {
                         ops[i].put(10 + i as u32);
                         ops[i].touch();
                         // SAFETY: won the CAS just above, lock held.
@@ -196,7 +206,7 @@ fn loom_select_claim() {
         for (l, op) in locks.iter().zip(ops) {
             let held = l.raw().lock();
             op.pop(); // `dequeue_locked`
-            // SAFETY: `held` is this lock's acquisition.
+                      // SAFETY: `held` is this lock's acquisition.
             unsafe { l.raw().unlock(held) };
         }
         ops[0].free();

@@ -177,7 +177,8 @@ fn remote(co: &Co, h: &Home) {
 #[test]
 fn loom_park_pinned_wakes() {
     crate::loom::model(|| {
-        let co = Arc::new(Co { state: AtomicU8::new(RUNNING), remote: AtomicUsize::new(0), local: AtomicUsize::new(0) });
+        let co =
+            Arc::new(Co { state: AtomicU8::new(RUNNING), remote: AtomicUsize::new(0), local: AtomicUsize::new(0) });
         let h = Arc::new(Home { inbox: Mutex::new(0), bell: Condvar::new() });
         let (co2, h2) = (co.clone(), h.clone());
         let waker = thread::spawn(move || remote(&co2, &h2));
