@@ -43,34 +43,34 @@ impl OpCell {
     /// holds the channel lock): true if it was still there. A waker meets
     /// an op only this way (stale entries included).
     fn pop(&self) -> bool {
-        // SAFETY (of the model): under the channel lock.
+        // SAFETY: (model) under the channel lock.
         self.queued.with_mut(|p| unsafe { std::mem::replace(&mut *p, false) })
     }
     /// A touch of the op by a party other than its owner.
     fn touch(&self) {
-        // SAFETY (of the model): a read; loom checks it against `free`.
+        // SAFETY: (model) a read; loom checks it against `free`.
         assert!(self.alive.with(|p| unsafe { *p }), "op touched after it was freed");
     }
     /// `OpPtr::complete`'s move of the value (a sender's `put`).
     fn put(&self, v: u32) {
-        // SAFETY (of the model): invariant 4 says the winner alone.
+        // SAFETY: (model) invariant 4 says the winner alone.
         self.slot.with_mut(|p| unsafe { *p = Some(v) });
     }
     /// The owner takes the value (`Op::take`).
     fn take(&self) -> Option<u32> {
-        // SAFETY (of the model): invariant 4 says the owner alone now.
+        // SAFETY: (model) invariant 4 says the owner alone now.
         self.slot.with_mut(|p| unsafe { (*p).take() })
     }
     /// The owner's frame goes away (invariant 6).
     fn free(&self) {
-        // SAFETY (of the model): loom checks no other party is at work.
+        // SAFETY: (model) loom checks no other party is at work.
         self.alive.with_mut(|p| unsafe { *p = false });
     }
 }
 
 /// The model's selector: the real one, shared across the model's threads.
 struct Sel(Selector);
-// SAFETY (of the model): `Selector` is Send + Sync in the real code through
+// SAFETY: (model) `Selector` is Send + Sync in the real code through
 // its `WaiterRef` (`park.rs`); loom's atomics are too.
 unsafe impl Send for Sel {}
 // SAFETY: as above.

@@ -17,7 +17,7 @@ use super::RawLock;
 /// One locked increment of the checked counter.
 fn bump(l: &RawLock, count: &UnsafeCell<u32>) {
     let held = l.lock();
-    // SAFETY (of the model): we hold the lock; loom checks that no other
+    // SAFETY: (model) we hold the lock; loom checks that no other
     // access to `count` is concurrent.
     count.with_mut(|c| unsafe { *c += 1 });
     // SAFETY: `held` is this lock's acquisition.
@@ -38,7 +38,7 @@ fn loom_lock_two_lockers() {
         bump(&l.0, &l.1);
         t.join().unwrap();
         let held = l.0.lock();
-        // SAFETY (of the model): under the lock.
+        // SAFETY: (model) under the lock.
         assert_eq!(l.1.with(|c| unsafe { *c }), 2);
         // SAFETY: `held` is this lock's acquisition.
         unsafe { l.0.unlock(held) };
@@ -61,7 +61,7 @@ fn loom_lock_three_lockers() {
         for t in ts {
             t.join().unwrap();
         }
-        // SAFETY (of the model): every other party has finished.
+        // SAFETY: (model) every other party has finished.
         assert_eq!(l.1.with(|c| unsafe { *c }), 3);
     });
 }

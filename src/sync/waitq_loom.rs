@@ -35,7 +35,7 @@ impl Record {
         while self.locked.swap(true, Ordering::Acquire) {
             thread::yield_now();
         }
-        // SAFETY (of the model): under the record's spin lock.
+        // SAFETY: (model) under the record's spin lock.
         let r = self.v.with_mut(|p| f(unsafe { &mut *p }));
         self.locked.store(false, Ordering::Release);
         r
@@ -48,7 +48,7 @@ impl Record {
 
     /// `ReasonCell::set_own`: the unlocked read is what races.
     fn set_own(&self, r: u32) {
-        // SAFETY (of the model): the claim under test: nobody else writes
+        // SAFETY: (model) the claim under test: nobody else writes
         // the record now. Loom reports it if somebody does.
         if self.v.with(|p| unsafe { *p }) == r {
             return;
