@@ -43,6 +43,7 @@
 mod chan;
 mod coroutine;
 pub mod diag;
+mod loom;
 pub mod net;
 mod park;
 mod runtime;

@@ -48,6 +48,7 @@ use std::time::Instant;
 use super::err::*;
 use super::lock::{ChanMutex, ChanMutexGuard};
 use crate::diag::WaitReason;
+use crate::loom::atomic as model;
 use crate::park::{self, Wakeup};
 
 const WAITING: usize = usize::MAX;
@@ -68,11 +69,14 @@ pub(crate) enum Kind {
 }
 
 /// One waiting party (a single op, or all cases of one select).
+///
+/// Its atomics come from `crate::loom` (std's, or loom's in the model
+/// checker's build: `imp_loom.rs` checks invariants 3, 4 and 6 on it).
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Selector {
-    state: AtomicUsize,
-    done: AtomicBool,
+    state: model::AtomicUsize,
+    done: model::AtomicBool,
     waiter: crate::park::WaiterRef,
 }
 
@@ -82,8 +86,8 @@ impl Selector {
     #[inline]
     pub(crate) fn new() -> Selector {
         Selector {
-            state: AtomicUsize::new(WAITING),
-            done: AtomicBool::new(false),
+            state: model::AtomicUsize::new(WAITING),
+            done: model::AtomicBool::new(false),
             waiter: crate::park::WaiterRef::current(),
         }
     }
@@ -134,6 +138,17 @@ impl Selector {
         self.claim(ABORTED)
     }
 
+    /// The won state, once the winner has finished (`done`, Acquire: the
+    /// winner's moves through the slot are visible then, invariant 4).
+    #[inline]
+    fn won(&self) -> Option<usize> {
+        if self.done.load(Ordering::Acquire) {
+            Some(self.state.load(Ordering::Acquire))
+        } else {
+            None
+        }
+    }
+
     /// Parks until won (returns the won state) or until `deadline` passes and
     /// `abort` (the owner's claim of ABORTED) wins (returns None).
     #[inline]
@@ -144,8 +159,8 @@ impl Selector {
         mut abort: impl FnMut() -> bool,
     ) -> Option<usize> {
         loop {
-            if self.done.load(Ordering::Acquire) {
-                return Some(self.state.load(Ordering::Acquire));
+            if let Some(st) = self.won() {
+                return Some(st);
             }
             if let Some(d) = deadline {
                 if Instant::now() >= d {
@@ -806,3 +821,7 @@ impl<T> Drop for Dequeue<'_, T> {
         self.chan.abort(self.op, self.send);
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "imp_loom.rs"]
+mod loom_tests;

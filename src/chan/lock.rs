@@ -25,7 +25,7 @@
 //! full barrier on every running thread of the process, so the light one is
 //! only a compiler fence (the scheme of liburcu and of Folly's
 //! `asymmetricHeavyBarrier`). Where the kernel lacks it, the light barrier
-//! is a full fence and the heavy one the `SeqCst` increment itself. The
+//! is a full fence and the heavy one a full fence after the increment. The
 //! choice is made once, before the first channel exists (`ChanMutex::new`),
 //! so every unlock agrees with every sleeper. `GORO_CHAN_BARRIER=fence` in
 //! the environment forces the fallback (its test runs that way).
@@ -42,14 +42,24 @@
 //! by the next unlock, since it still counts as a sleeper.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicU8, Ordering};
+
+// The protocol's atomics: std's, or loom's in the model checker's build
+// (`crate::loom`; the checks are in `lock_loom.rs`). `BARRIER` is not part
+// of the protocol (decided once before any lock exists) and stays std.
+use crate::loom::atomic::{fence, AtomicU32};
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 
 /// Spins before sleeping: 240 `pause`s in all (a few microseconds), in
 /// four rounds of 16 looks that pause 1, 2, 4 and 8 times between looks.
+#[cfg(not(all(test, loom)))]
 const SPINS: u32 = 64;
+/// Under the model checker: one look, so both the spin and the sleep paths
+/// are explored without blowing up the state space.
+#[cfg(all(test, loom))]
+const SPINS: u32 = 1;
 
 /// How unlock and sleep order their store and load (module doc).
 static BARRIER: AtomicU8 = AtomicU8::new(UNDECIDED);
@@ -113,8 +123,17 @@ impl RawLock {
             }
         }
         self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // The heavy barrier (module doc). In the fallback it is a full
+        // fence, not the `SeqCst` increment alone: a `SeqCst` read-modify-
+        // write is no fence for the *later* Relaxed load of `state` (C11
+        // lets that load read a stale LOCKED while the unlocker's load reads
+        // a stale 0 sleepers: a store-buffering lost wake-up; on AArch64 an
+        // LL/SC increment really lets the load pass its store). x86's locked
+        // add is a full barrier anyway. Found by `lock_loom.rs`.
         if BARRIER.load(Ordering::Relaxed) == ASYMMETRIC {
             sys::heavy_barrier();
+        } else {
+            fence(Ordering::SeqCst);
         }
         let mut naps = 0u32;
         loop {
@@ -217,7 +236,7 @@ impl<T> Drop for ChanMutexGuard<'_, T> {
     }
 }
 
-#[cfg(goro_linux)]
+#[cfg(all(goro_linux, not(all(test, loom))))]
 mod sys {
     use std::sync::atomic::AtomicU32;
 
@@ -269,7 +288,7 @@ mod sys {
     }
 }
 
-#[cfg(not(goro_linux))]
+#[cfg(all(not(goro_linux), not(all(test, loom))))]
 mod sys {
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
@@ -291,7 +310,35 @@ mod sys {
     pub(super) fn wake_one(_word: &AtomicU32) {}
 }
 
-#[cfg(test)]
+/// Under the model checker: no `membarrier` (loom cannot model a barrier
+/// forced onto other threads), so the checked mode is the fence fallback,
+/// and the futex is loom's stand-in (`crate::loom::futex`).
+#[cfg(all(test, loom))]
+mod sys {
+    use crate::loom::atomic::AtomicU32;
+
+    pub(super) fn register_membarrier() -> bool {
+        false
+    }
+
+    pub(super) fn heavy_barrier() {
+        unreachable!("no membarrier under loom");
+    }
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32, _naps: u32) {
+        crate::loom::futex::wait(word, expected);
+    }
+
+    pub(super) fn wake_one(_word: &AtomicU32) {
+        crate::loom::futex::wake();
+    }
+}
+
+#[cfg(all(test, loom))]
+#[path = "lock_loom.rs"]
+mod loom_tests;
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

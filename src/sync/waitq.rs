@@ -18,15 +18,27 @@
 //! parks with `park_recorded`, which keeps it. So the record always reflects
 //! the queue as of its last change (locks use this for wait-for edges). A
 //! grant, or a wake to retry, clears it (`WaitReason::None`) before the
-//! party is woken.
+//! party's flag is raised (`publish`): once the flag is up the record is
+//! the party's again, since it may return at once without parking.
+//!
+//! Owns: [`Slot`] (one per waiting party) and the queue of them.
+//! Invariants: a slot's `granted`/`retry` flag is raised at most once, by
+//! a granter holding the queue lock, and is the last write of the granter
+//! to the party's record; the record is written by others only while the
+//! slot is queued or being granted. Lock order: the queue lock, then the
+//! record's own spin lock (`ReasonCell`); no lock is held across a park or
+//! a wake.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::diag::WaitReason;
+// The flags' atomics: std's, or loom's in the model checker's build
+// (`waitq_loom.rs` checks `publish`).
+use crate::loom::atomic::AtomicBool;
 use crate::park::{self, Waiter};
 
 /// One waiting party.
@@ -41,17 +53,13 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub(crate) fn grant(self: &Arc<Self>) -> Waiter {
-        // Release: pairs with the Acquire load in `wait`, so the grantee sees
-        // the state the granter set up for it.
-        self.granted.store(true, Ordering::Release);
-        self.runnable();
+        self.runnable(&self.granted);
         self.waiter.clone()
     }
 
     /// Takes the party out of line to compete again; returns whom to wake.
     pub(crate) fn wake_to_retry(self: &Arc<Self>) -> Waiter {
-        self.retry.store(true, Ordering::Release);
-        self.runnable();
+        self.runnable(&self.retry);
         self.waiter.clone()
     }
 
@@ -59,9 +67,10 @@ impl Slot {
     /// (under the queue lock, while the slot is still ours to write). A
     /// coroutine woken from another thread stays parked until its home
     /// applies the wake (coroutine.rs), and the partial-deadlock search
-    /// must not read its old lock edge meanwhile.
-    fn runnable(&self) {
-        self.waiter.set_wait(WaitReason::None);
+    /// must not read its old lock edge meanwhile. Then `flag` (`granted` or
+    /// `retry`) is raised: see [`publish`] for why in that order.
+    fn runnable(&self, flag: &AtomicBool) {
+        publish(flag, || self.waiter.set_wait(WaitReason::None));
     }
 
     /// The waiting coroutine's id (0: a plain thread).
@@ -74,6 +83,22 @@ impl Slot {
     pub(crate) fn set_wait(&self, reason: WaitReason) {
         self.waiter.set_wait(reason);
     }
+}
+
+/// Clears a party's wait record, then raises its `granted` or `retry` flag:
+/// the flag is the publication, and the record write must come before it.
+/// The party may see the flag without ever parking (it checks before each
+/// park), return, and park elsewhere with its own reason, which reads the
+/// record unlocked (`ReasonCell::set_own`, coroutine.rs): a record write
+/// after the flag could race that read. Release: pairs with the Acquire
+/// loads in `wait_ex` (and in `Leave::drop`), so the party sees the record
+/// cleared and the state the granter set up for it. Nothing of the party
+/// is touched after the store (the caller keeps the `Slot` alive itself).
+/// Checked by `loom_tests::grant_vs_repark`.
+#[inline]
+fn publish(flag: &AtomicBool, clear_record: impl FnOnce()) {
+    clear_record();
+    flag.store(true, Ordering::Release);
 }
 
 /// How a party left the queue early.
@@ -192,3 +217,7 @@ impl<S> WaitQueue<S> {
         woken
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "waitq_loom.rs"]
+mod loom_tests;
