@@ -27,22 +27,20 @@
 //!   RUNNING -wake-> NOTIFIED (the next park returns at once)
 //!   PARKED  -wake-> RUNNING + queued on home
 //!
-//! Who moves it, two ways, fixed per coroutine at spawn (`pinned`):
-//!  * **Pinned** (the default: started coroutines never move). Only the home
-//!    thread ever writes `state` once the coroutine has started, so every
-//!    transition is a plain load and store, with no locked instruction. A
-//!    wake on the home thread applies the table above at once
-//!    (`wake_local`). A wake from any other thread does not touch `state`:
-//!    it queues a *wake request* (a counted reference) in the home's inbox,
-//!    and the home applies the table when it pops it (`accept_inbound`). The
-//!    home pops requests only between two resumes, so it never sees the
-//!    coroutine mid-run. The inbox hand-off (a Release push, an Acquire pop)
-//!    orders the waker's writes (say, a value in a channel slot) before the
-//!    coroutine runs again.
-//!  * **Migrating** (`RuntimeBuilder::migrate_started`): the coroutine may
-//!    run on any worker, so wakers race the parking worker on `state` and
-//!    each transition is a CAS; exactly one waker wins PARKED -> RUNNING and
-//!    queues the coroutine (`wake_atomic`).
+//! Who moves it: started coroutines never move (`RuntimeBuilder::
+//! migrate_started` is accepted but ignored, see its doc), so once the
+//! coroutine has started only its home thread ever writes `state`, and every
+//! transition is a plain load and store, with no locked instruction. There
+//! is one wake path:
+//!  * a wake on the home thread applies the table above at once
+//!    (`wake_local`);
+//!  * a wake from any other thread does not touch `state`: it queues a *wake
+//!    request* (a counted reference) in the home's inbox, and the home
+//!    applies the table when it pops it (`accept_inbound`). The home pops
+//!    requests only between two resumes, so it never sees the coroutine
+//!    mid-run. The inbox hand-off (a Release push, an Acquire pop) orders the
+//!    waker's writes (say, a value in a channel slot) before the coroutine
+//!    runs again.
 //!
 //! The parked count: a PARKED coroutine's state owns one reference count.
 //! The worker that parks it does not drop its reference but leaves it with
@@ -156,9 +154,6 @@ pub(crate) struct CoInner {
     pub(crate) state: AtomicU8,
     /// F_* bits.
     pub(crate) flags: AtomicU8,
-    /// Started, it never leaves its home (the default), so only the home
-    /// thread writes `state`; false with `migrate_started` (module doc).
-    pub(crate) pinned: bool,
     /// The worker it lives on once started (invariant 2).
     pub(crate) home: OnceLock<Arc<WorkerShared>>,
     /// Who waits in `join` (at most one: `join` takes the handle).
@@ -229,17 +224,13 @@ impl CoInner {
         }
     }
 
-    /// Applies a wake at once where this thread may (a migrating coroutine:
-    /// the CAS; a pinned one on its home thread: plain stores). False if it
-    /// must go to the home as a wake request (module doc).
+    /// Applies a wake at once if this is the coroutine's home thread
+    /// (plain stores). False if it must go to the home as a wake request
+    /// (module doc).
     #[inline]
     fn wake_in_place(self: &Arc<Self>) -> bool {
-        if !self.pinned {
-            // SAFETY: `self` keeps it alive for the call.
-            unsafe { Self::wake_atomic(Arc::as_ptr(self)) };
-            true
-        } else if sched::runs_here(self) {
-            // SAFETY: as above; `runs_here` holds.
+        if sched::runs_here(self) {
+            // SAFETY: `self` keeps it alive for the call; `runs_here` holds.
             unsafe { Self::wake_local(Arc::as_ptr(self)) };
             true
         } else {
@@ -247,7 +238,7 @@ impl CoInner {
         }
     }
 
-    /// A wake on the home thread of a pinned coroutine (module doc): plain
+    /// A wake on the coroutine's home thread (module doc): plain
     /// loads and stores. Taking it out of PARKED takes the parked count,
     /// which goes to this worker's `runnext`.
     ///
@@ -255,7 +246,7 @@ impl CoInner {
     ///
     /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
     /// that stays alive until the call returns, and `sched::runs_here`
-    /// holds for it (so it is pinned and this is its home thread).
+    /// holds for it (this is its home thread).
     #[inline]
     pub(crate) unsafe fn wake_local(this: *const CoInner) {
         // SAFETY: alive per the contract.
@@ -274,12 +265,9 @@ impl CoInner {
     }
 
     /// The home worker pops `self` from its inbox: an unstarted coroutine
-    /// placed there, or a wake request for a pinned one (module doc), which
-    /// it now applies. Returns the coroutine if it is to run now.
+    /// placed there, or a wake request for a started one (module doc),
+    /// which it now applies. Returns the coroutine if it is to run now.
     pub(crate) fn accept_inbound(self: Arc<Self>) -> Option<CoRef> {
-        if !self.pinned {
-            return Some(self); // already made runnable by its waker
-        }
         // Relaxed: only this (home) thread writes `state` once started.
         match self.state.load(Ordering::Relaxed) {
             NEW => Some(self),
@@ -297,41 +285,6 @@ impl CoInner {
                 None
             }
             _ => None,
-        }
-    }
-
-    /// The CAS form of a wake, for a migrating coroutine (module doc).
-    /// Winning PARKED -> RUNNING hands the caller the parked count, which
-    /// is queued.
-    ///
-    /// # Safety
-    ///
-    /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
-    /// that stays alive until the call returns.
-    unsafe fn wake_atomic(this: *const CoInner) {
-        // SAFETY: alive per the contract.
-        let co = unsafe { &*this };
-        let mut s = co.state.load(Ordering::Acquire);
-        loop {
-            let to = match s {
-                PARKED => RUNNING,
-                RUNNING => NOTIFIED,
-                _ => return, // NOTIFIED: token already there; DONE/NEW: nothing to do
-            };
-            // AcqRel: pairs with the worker's Release CAS RUNNING->PARKED, so
-            // the waker sees the coroutine fully switched out before queuing.
-            match co.state.compare_exchange_weak(s, to, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    if s == PARKED {
-                        // SAFETY: our CAS took the state out of PARKED, so
-                        // the parked count is ours (module doc); `this` came
-                        // from `Arc::as_ptr`.
-                        sched::schedule_woken(unsafe { Arc::from_raw(this) });
-                    }
-                    return;
-                }
-                Err(now) => s = now,
-            }
         }
     }
 
@@ -385,18 +338,11 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     if co.has_flag(F_CANCEL) && !std::thread::panicking() {
         cancel_unwind();
     }
-    // A plain load first: the token is rare. Pinned: only this thread
-    // writes `state`, so a store consumes it; migrating: a CAS.
+    // Only this (home) thread writes `state`, so a plain store consumes the
+    // token (a wake that came first).
     if co.state.load(Ordering::Relaxed) == NOTIFIED {
-        let consumed = if co.pinned {
-            co.state.store(RUNNING, Ordering::Relaxed);
-            true
-        } else {
-            co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        };
-        if consumed {
-            return true; // a wake came first: consume the token
-        }
+        co.state.store(RUNNING, Ordering::Relaxed);
+        return true;
     }
     if let Some(reason) = reason {
         co.wait.set_own(reason);
@@ -710,7 +656,6 @@ where
         stack_size,
         state: AtomicU8::new(NEW),
         flags: AtomicU8::new(flags),
-        pinned: !rt.config.migrate_started,
         home: OnceLock::new(),
         joiner: Mutex::new(None),
         wait: ReasonCell::new(),

@@ -294,17 +294,40 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Opts into Go-style migration of *started* coroutines between workers.
+    /// Meant to opt into Go-style migration of *started* coroutines between
+    /// workers; **currently a no-op: started coroutines never migrate,
+    /// whatever the flag says.** The flag is accepted (and recorded in the
+    /// builder's `Debug` output) and every coroutine, once started, stays on
+    /// the worker that first ran it, exactly as without the call.
+    ///
+    /// Why: a migrating mode needed its own wake protocol beside the home
+    /// worker's (a compare-and-swap on the park state, and a second path for
+    /// every wake), and it was unsound even for programs that kept its
+    /// contract: a timed park arms its wake timer in the per-worker state of
+    /// the worker it parks on (that worker's timer heap, its pending-timer
+    /// count, the coroutine's timer sequence number, none of them
+    /// thread-safe), and a coroutine that had moved disarmed it from another
+    /// worker, racing the first worker's reads and corrupting its count. So
+    /// the mode was removed; there is one wake path. Load balancing still
+    /// moves unstarted coroutines (their closure is `Send`).
+    ///
+    /// The function is kept, `unsafe` and with its contract, for source
+    /// compatibility: programs written against it compile and run correctly
+    /// (they only lose the migration), and a future migrating mode could
+    /// honour it again.
     ///
     /// # Safety
     ///
-    /// With migration on, a coroutine may resume on another thread after any
-    /// blocking goro call (channel op, join, sleep, lock, I/O, yield). The
-    /// program must not hold across such a call anything bound to a thread:
-    /// references into thread-locals, `Rc`/`RefCell` values shared with
-    /// thread-locals, `std::sync::MutexGuard`s or other guards that must be
-    /// released on the locking thread, `thread_rng()` handles, or any other
-    /// `!Send` value. Breaking this is undefined behaviour.
+    /// The contract a migrating mode would need, kept so that callers stay
+    /// correct if it returns: with migration on, a coroutine may resume on
+    /// another thread after any blocking goro call (channel op, join, sleep,
+    /// lock, I/O, yield). The program must not hold across such a call
+    /// anything bound to a thread: references into thread-locals,
+    /// `Rc`/`RefCell` values shared with thread-locals,
+    /// `std::sync::MutexGuard`s or other guards that must be released on the
+    /// locking thread, `thread_rng()` handles, or any other `!Send` value.
+    /// Nothing migrates today, so breaking it has no effect now; code that
+    /// calls this should keep it all the same.
     pub unsafe fn migrate_started(mut self, on: bool) -> Self {
         self.migrate_started = on;
         self
@@ -332,7 +355,6 @@ impl RuntimeBuilder {
             stack_size: self.stack_size,
             main_stack_size: self.main_stack_size,
             detect_deadlocks: self.detect_deadlocks,
-            migrate_started: self.migrate_started,
             name: self.name,
             partial_policy: self.partial_policy,
         };

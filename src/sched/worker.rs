@@ -13,8 +13,8 @@
 //!  5. sleep until woken or the next timer.
 //!
 //! Invariants:
-//!  1. The deque and the injector hold only unstarted coroutines (unless the
-//!     runtime opted into `migrate_started`); runnable started ones live in
+//!  1. The deque and the injector hold only unstarted coroutines (started
+//!     ones never move, whatever `migrate_started` says); runnable started ones live in
 //!     `runnext`, `ready` or `yielded`. The inbox holds wake requests from
 //!     other threads (a parked coroutine becomes runnable when its request
 //!     is popped, `CoInner::accept_inbound`) and unstarted coroutines placed
@@ -556,9 +556,6 @@ impl WorkerLocal {
     /// never moves; only where a new one starts is chosen.
     fn lighter_worker(&self) -> Option<&Arc<WorkerShared>> {
         const SATURATED: std::time::Duration = std::time::Duration::from_millis(1);
-        if self.rt.config.migrate_started {
-            return None;
-        }
         // A backlog here is the thieves' business (spawn trees), and a
         // quiet worker has no reason to give work away.
         if !self.deque.is_empty() {
@@ -584,14 +581,7 @@ impl WorkerLocal {
         Some(w)
     }
 
-    /// A migrating coroutine homed here was woken on this thread: on the
-    /// stealable deque, so any worker may run it (`migrate_started`).
-    pub(crate) fn push_woken_migrating(&self, co: CoRef) {
-        self.deque.push(co);
-        self.rt.notify_work();
-    }
-
-    /// A pinned coroutine homed here was woken on this thread: it runs next.
+    /// A started coroutine homed here was woken on this thread: it runs next.
     #[inline]
     pub(crate) fn push_woken_here(&self, co: CoRef) {
         if let Some(old) = self.runnext.replace(Some(co)) {
@@ -661,19 +651,12 @@ impl WorkerLocal {
         self.shared.running.store(0, Ordering::Relaxed);
         match r {
             CoroutineResult::Yield(Suspend::Park) => {
-                let parked = if co.pinned {
-                    // Only this thread writes a pinned coroutine's state
-                    // (coroutine.rs): plain loads and stores.
-                    let parked = co.state.load(Ordering::Relaxed) != NOTIFIED;
-                    if parked {
-                        co.state.store(PARKED, Ordering::Relaxed);
-                    }
-                    parked
-                } else {
-                    // Release: pairs with the AcqRel CAS in
-                    // `CoInner::wake_atomic`.
-                    co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_ok()
-                };
+                // Only this (home) thread writes a started coroutine's state
+                // (coroutine.rs): plain loads and stores.
+                let parked = co.state.load(Ordering::Relaxed) != NOTIFIED;
+                if parked {
+                    co.state.store(PARKED, Ordering::Relaxed);
+                }
                 if parked {
                     // Our reference becomes the parked count: whoever takes
                     // the state out of PARKED queues it (coroutine.rs).
