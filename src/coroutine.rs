@@ -50,6 +50,32 @@
 //! plain pointer to it stays valid (`park::Wakeup`), and a park-and-wake
 //! costs no reference counting at all.
 //!
+//! Unwinding (`unwinding`): std's `thread::panicking()` counts the panics
+//! in flight on the OS thread, and every coroutine of a worker shares it: a
+//! coroutine parked in a destructor in the middle of its unwind leaves the
+//! count at 1 for all the others. So goro never asks std whether *a
+//! coroutine* is unwinding; each coroutine keeps its own record, used to
+//! skip a cancel (or a partial-deadlock panic) while its destructors run:
+//!  * set where its unwind starts: `cancel_unwind`, the partial-deadlock
+//!    panic, goro's own `resume_unwind`s, and a panic hook (installed by the
+//!    first `RuntimeBuilder::build`) for every `panic!`;
+//!  * at each switch-out (park, yield), `unwinding_now` settles it: if std
+//!    says no panic is in flight on the thread, nobody is unwinding (the
+//!    record is cleared: a panic caught with `catch_unwind` is over); if
+//!    one is and no other coroutine of this worker is suspended mid-unwind
+//!    (the worker's `suspended_unwinding`), the unwind is this one's;
+//!    otherwise the record stands.
+//! The record can be wrong only when another coroutine of the same worker
+//! is suspended mid-unwind: one that caught its own panic keeps it (it
+//! ignores cancels until that other unwind ends), and an unwind started by
+//! the program's own `std::panic::resume_unwind` (no hook sees it) is not
+//! seen.
+//!
+//! std's count cannot be saved and restored across switches: it is private
+//! to std (`panicking::panic_count`), only a panic's start raises it and
+//! only a `catch_unwind` that catches one lowers it, and corosensei does
+//! not touch it. What it still does to user code is documented on [`go`].
+//!
 //! Invariants:
 //!  1. `body` and `start` are touched only by the thread that holds the
 //!     coroutine's queue entry while `NEW`, and only by the home thread after
@@ -173,10 +199,18 @@ pub(crate) struct CoInner {
     /// Sequence number of its armed wake timer, 0 if none (home thread only;
     /// see the worker's timer heap).
     pub(crate) timer_seq: Cell<u64>,
+    /// This coroutine has an unwind of its own in flight (a panic or its
+    /// cancellation): its destructors are running and may park. Home thread
+    /// only; see "Unwinding" in the module doc.
+    pub(crate) unwinding: Cell<bool>,
+    /// How many times its cancellation was raised (home thread only): a
+    /// coroutine that catches `Cancelled` and goes on is re-raised at each
+    /// park, up to `MAX_CANCEL_RAISES`.
+    pub(crate) cancel_raises: Cell<u32>,
 }
 
 // SAFETY: the fields that are not thread-safe (`body`, `start`, `yielder`,
-// `reg_key`) are touched only by the one thread allowed to run the coroutine
+// `reg_key`, `timer_seq`, `unwinding`, `cancel_raises`) are touched only by the one thread allowed to run the coroutine
 // at that moment (module invariant 1): the holder of its queue entry before
 // it starts, its home thread after. Everything else is atomic or locked. The
 // body, or `start`, moves between threads only while NEW, when the stack
@@ -335,8 +369,12 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     // SAFETY: `current_ptr` is the coroutine running on this thread; the
     // worker keeps a reference to it for as long as it runs.
     let co = unsafe { &*co };
-    if co.has_flag(F_CANCEL) && !std::thread::panicking() {
-        cancel_unwind();
+    // Its own unwind, not std's per-thread count (module doc, "Unwinding"):
+    // it cannot change while the coroutine is suspended, so it also decides
+    // after the switch.
+    let unwinding = unwinding_now(co);
+    if co.has_flag(F_CANCEL) && !unwinding {
+        cancel_unwind(co);
     }
     // Only this (home) thread writes `state`, so a plain store consumes the
     // token (a wake that came first).
@@ -357,16 +395,17 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     if deadline.is_some() {
         sched::disarm_wake_timer(co);
     }
-    if co.has_flag(F_PARTIAL_PANIC) && !std::thread::panicking() {
+    if co.has_flag(F_PARTIAL_PANIC) && !unwinding {
         co.flags.fetch_and(!F_PARTIAL_PANIC, Ordering::AcqRel);
+        co.unwinding.set(true);
         let report = co.home.get().and_then(|h| h.rt.upgrade()).and_then(|rt| rt.partial_reports.lock().remove(&co.id));
         panic!("{}", report.as_deref().unwrap_or("goro: partial deadlock"));
     }
     match r {
         Resume::Run | Resume::NoGuard => {}
         Resume::Cancel => {
-            if !std::thread::panicking() {
-                cancel_unwind()
+            if !unwinding {
+                cancel_unwind(co)
             }
         }
     }
@@ -436,8 +475,90 @@ impl ReasonCell {
     }
 }
 
-fn cancel_unwind() -> ! {
+/// Whether the running coroutine `co` has an unwind of its own in flight,
+/// updating its record (module doc, "Unwinding"). Called on its stack.
+fn unwinding_now(co: &CoInner) -> bool {
+    if !std::thread::panicking() {
+        // Nothing on this thread is unwinding, so neither are we (a panic
+        // we caught and went on from is over).
+        co.unwinding.set(false);
+        return false;
+    }
+    if co.unwinding.get() {
+        return true;
+    }
+    // The thread's count is nonzero. If no other coroutine of this worker
+    // is suspended mid-unwind, the unwind can only be ours (one our marks
+    // missed: a `resume_unwind` of the user's).
+    if sched::others_unwinding() == 0 {
+        co.unwinding.set(true);
+        return true;
+    }
+    false
+}
+
+/// Marks the running coroutine (if any) as unwinding: called where an
+/// unwind of its own starts (the panic hook, goro's own `resume_unwind`s).
+pub(crate) fn mark_unwinding() {
+    if let Some(co) = sched::current_ptr() {
+        // SAFETY: as in `park_current`; `unwinding` is home-thread only and
+        // this is the home thread (the coroutine runs here).
+        unsafe { (*co).unwinding.set(true) };
+    }
+}
+
+/// `std::panic::resume_unwind`, marking the running coroutine as unwinding
+/// first (goro's own re-raises: `blocking`, `run`).
+pub(crate) fn resume_unwind(payload: Box<dyn Any + Send>) -> ! {
+    mark_unwinding();
+    panic::resume_unwind(payload)
+}
+
+/// Installs (once per process) a panic hook that marks the panicking
+/// coroutine as unwinding, then calls the hook that was installed before.
+/// A hook installed later by the program replaces it; then only the
+/// inference of `unwinding_now` is left for `panic!`s.
+pub(crate) fn install_unwind_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            mark_unwinding();
+            prev(info)
+        }));
+    });
+}
+
+/// How many times a coroutine's cancellation is raised before the runtime
+/// gives up on it (it keeps catching `Cancelled`).
+const MAX_CANCEL_RAISES: u32 = 1000;
+
+fn cancel_unwind(co: &CoInner) -> ! {
+    let n = co.cancel_raises.get() + 1;
+    co.cancel_raises.set(n);
+    if n > MAX_CANCEL_RAISES {
+        fatal_catches_cancelled(co);
+    }
+    co.unwinding.set(true);
     panic::resume_unwind(Box::new(Cancelled))
+}
+
+/// A coroutine caught its cancellation `MAX_CANCEL_RAISES` times and went
+/// on each time: the runtime can never finish cancelling it (its worker
+/// would spin on it for ever and `run` would never return), so the process
+/// stops with a message naming it.
+#[cold]
+#[inline(never)]
+fn fatal_catches_cancelled(co: &CoInner) -> ! {
+    eprintln!(
+        "goro: coroutine {} (spawned at {}) catches goro::Cancelled and keeps running: its cancellation at \
+         shutdown was raised {MAX_CANCEL_RAISES} times and caught each time, so the runtime can never finish \
+         shutting down; aborting. A catch_unwind that may see goro::Cancelled must resume it \
+         (std::panic::resume_unwind(payload) when payload.is::<goro::Cancelled>()).",
+        co.label(),
+        co.spawned_at
+    );
+    std::process::abort()
 }
 
 /// Cooperatively gives up the worker: other runnable coroutines run before
@@ -451,11 +572,12 @@ pub fn yield_now() {
     };
     // SAFETY: as in `park_current`.
     let co = unsafe { &*co };
+    let unwinding = unwinding_now(co);
     // SAFETY: as in `park_current`.
     let y = unsafe { &*co.yielder.get() };
     if let Resume::Cancel = y.suspend(Suspend::Yield) {
-        if !std::thread::panicking() {
-            cancel_unwind()
+        if !unwinding {
+            cancel_unwind(co)
         }
     }
 }
@@ -591,6 +713,30 @@ impl Builder {
 ///
 /// The closure must be `Send`: a coroutine may start on another worker.
 ///
+/// # Unwinding and `std::thread::panicking()`
+///
+/// goro keeps, per coroutine, whether it is unwinding (a panic of its own,
+/// or its cancellation at shutdown), and that alone decides whether a
+/// cancel interrupts it: a coroutine never sees another one's unwind.
+/// std's `std::thread::panicking()` is different: it counts the panics in
+/// flight on the OS thread, which every coroutine of a worker shares, and
+/// goro cannot save and restore it across switches (std keeps it private).
+/// So while coroutine A is parked in a destructor in the middle of its
+/// unwind (one that joins, locks, sends or sleeps), every other coroutine
+/// on A's worker sees `panicking() == true`. For code that calls it:
+///
+/// * A `std::sync::Mutex` locked and unlocked without a park in between is
+///   unaffected. A guard taken *before* A's parked unwind began and dropped
+///   *during* it poisons the mutex, as if its holder had panicked (std reads
+///   `panicking()` at lock and at unlock). Do not hold a std guard across a
+///   goro park (it also blocks the worker if another coroutine contends):
+///   use `goro::sync::Mutex`, which never poisons.
+/// * A destructor that does something else when `panicking()` (skips a
+///   flush, logs, aborts on a second panic) may take that branch in a
+///   coroutine that is not unwinding.
+/// * A new panic in such a coroutine is an ordinary panic (std aborts only
+///   on a panic escaping a destructor that runs *during* an unwind).
+///
 /// ```compile_fail
 /// let rc = std::rc::Rc::new(1);
 /// goro::go(move || *rc);
@@ -664,6 +810,8 @@ where
         yielder: Cell::new(std::ptr::null()),
         reg_key: Cell::new(usize::MAX),
         timer_seq: Cell::new(0),
+        unwinding: Cell::new(false),
+        cancel_raises: Cell::new(0),
     });
     rt.submit_new(co.clone());
     Ok(JoinHandle { co, packet })

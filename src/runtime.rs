@@ -340,6 +340,7 @@ impl RuntimeBuilder {
     /// `InvalidInput` for `workers(0)` or a `GORO_WORKERS` that is not a
     /// positive integer; the OS error if a thread cannot be started.
     pub fn build(self) -> io::Result<Runtime> {
+        coroutine::install_unwind_hook();
         let workers = match self.workers {
             Some(0) => {
                 return Err(io::Error::new(
@@ -655,7 +656,7 @@ where
     };
     match rt.run(f) {
         Ok(v) => v,
-        Err(RunError::Panic(p)) => std::panic::resume_unwind(p),
+        Err(RunError::Panic(p)) => coroutine::resume_unwind(p),
         Err(RunError::Deadlock(r)) => panic!("{DEADLOCK_HEADLINE}\n{r}"),
     }
 }

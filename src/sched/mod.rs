@@ -248,6 +248,13 @@ pub(crate) fn runs_here(co: &CoInner) -> bool {
         .unwrap_or(false)
 }
 
+/// How many coroutines of this worker are suspended in the middle of an
+/// unwind of their own (`coroutine.rs`, "Unwinding"); 0 off a worker.
+#[inline]
+pub(crate) fn others_unwinding() -> usize {
+    with_worker(|w| w.suspended_unwinding.get()).unwrap_or(0)
+}
+
 /// Runs `f` on the coroutine running on this thread, if any.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&CoRef) -> R) -> Option<R> {

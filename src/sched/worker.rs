@@ -119,6 +119,9 @@ pub(crate) struct WorkerLocal {
     seen_backlog: RefCell<Vec<(u64, Option<Instant>, u64)>>,
     /// Whether our deque was empty at the last look (`deque_epoch`).
     deque_was_empty: Cell<bool>,
+    /// How many coroutines homed here are suspended with `unwinding` set
+    /// (std's per-thread panic count is theirs: `coroutine::unwinding_now`).
+    pub(crate) suspended_unwinding: Cell<usize>,
     /// Since when this worker has had work without a break (`None`: it is
     /// searching or asleep); see `push_new`.
     busy_since: Cell<Option<Instant>>,
@@ -147,6 +150,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         seen_backlog: RefCell::new(Vec::new()),
         deque_was_empty: Cell::new(true),
         busy_since: Cell::new(None),
+        suspended_unwinding: Cell::new(0),
     };
     super::set_worker(&local);
     crate::park::mark_internal_thread();
@@ -637,6 +641,9 @@ impl WorkerLocal {
         } else {
             Resume::Run
         };
+        if co.unwinding.get() {
+            self.suspended_unwinding.set(self.suspended_unwinding.get() - 1);
+        }
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);
         let body = co.body.get();
@@ -649,6 +656,9 @@ impl WorkerLocal {
         let co = self.current_arc.take().expect("goro bug: lost the running coroutine");
         self.current.set(std::ptr::null());
         self.shared.running.store(0, Ordering::Relaxed);
+        if co.unwinding.get() && matches!(r, CoroutineResult::Yield(_)) {
+            self.suspended_unwinding.set(self.suspended_unwinding.get() + 1);
+        }
         match r {
             CoroutineResult::Yield(Suspend::Park) => {
                 // Only this (home) thread writes a started coroutine's state
