@@ -17,6 +17,9 @@
 //!  4. The result is returned; the workers stay, ready for the next `run`.
 //!
 //! Sessions on one `Runtime` are serialized (a second concurrent `run` waits).
+//! A caller that unwinds out of `run` (a coroutine of another runtime,
+//! cancelled there) ends its session first: step 3, then the session is
+//! removed (`SessionGuard`).
 //! Dropping a `Runtime` stops and joins its threads.
 //!
 //! Nested `run`: calling [`run`] (or another runtime's `run`) from inside a
@@ -536,9 +539,11 @@ impl Runtime {
         // The session exists before main does: main may finish before
         // `spawn_inner` even returns (it is recognised by its F_MAIN flag).
         *shared.session.lock() = Some(Session { main: 0, caller, outcome: None });
+        let mut session = SessionGuard { rt: self, armed: true };
         let handle = match coroutine::spawn_inner(shared, Some("main".into()), None, F_MAIN, loc, f) {
             Ok(h) => h,
             Err(e) => {
+                session.armed = false;
                 *shared.session.lock() = None;
                 return Err(RunError::Panic(Box::new(format!("goro: cannot start the main coroutine: {e}"))));
             }
@@ -554,6 +559,7 @@ impl Runtime {
             park::park(WaitReason::Join { id: handle.id() });
         };
         // Step 3: cancel the rest.
+        session.armed = false;
         self.cancel_all();
         *shared.session.lock() = None;
         match outcome {
@@ -584,6 +590,28 @@ impl Runtime {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// Ends the session of a `run` whose caller unwinds out of it (a coroutine
+/// of another runtime, cancelled or made to panic while parked in `run`):
+/// the session's coroutines, main included, are cancelled and waited for,
+/// then the session is removed. Without it the old main would run on with
+/// no session of its own, and its end would end the *next* session (a
+/// finishing `F_MAIN` coroutine ends whatever session is installed).
+struct SessionGuard<'a> {
+    rt: &'a Runtime,
+    armed: bool,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // The caller is unwinding: its parks here do not re-raise its
+            // cancellation (coroutine.rs, "Unwinding").
+            self.rt.cancel_all();
+            *self.rt.shared.session.lock() = None;
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use goro::Runtime;
+use goro::{RunError, Runtime};
 
 fn rt(n: usize) -> Runtime {
     Runtime::builder().workers(n).build().expect("runtime")
@@ -189,4 +189,41 @@ fn a_coroutine_that_keeps_catching_cancelled_aborts_with_its_name() {
     assert!(err.contains("\"stubborn\"") && err.contains("catches goro::Cancelled"), "{err}");
     assert!(err.contains("spawned at tests/cancel.rs:"), "{err}");
     assert!(!err.contains("child: run returned"), "{err}");
+}
+
+/// A coroutine cancelled while parked in a nested `Runtime::run` ends that
+/// session: its main and the rest are cancelled, so the next session of the
+/// inner runtime is its own. (Old code left the old session's main running
+/// with no session of its own; its end then ended the next session, whose
+/// main was cancelled: `Err(Panic(Cancelled))`.)
+#[test]
+fn a_nested_run_cancelled_mid_session_does_not_end_the_next_session() {
+    let _w = watchdog(20, "nested run cancelled");
+    let inner = Arc::new(rt(1));
+    let old_main_dropped = Arc::new(AtomicUsize::new(0));
+    let (i2, d2) = (inner.clone(), old_main_dropped.clone());
+    rt(1)
+        .run(move || {
+            goro::go(move || {
+                let _ = i2.run(move || {
+                    let _d = DropCount(d2);
+                    std::thread::sleep(Duration::from_millis(1)); // not a goro park
+                    goro::time::sleep(Duration::from_millis(150));
+                });
+            });
+            goro::time::sleep(Duration::from_millis(30)); // the nested session runs
+        })
+        .unwrap();
+    assert_eq!(old_main_dropped.load(Ordering::SeqCst), 1, "the cancelled session's main was cancelled");
+    let v = inner.run(|| {
+        goro::time::sleep(Duration::from_millis(300));
+        42
+    });
+    match v {
+        Ok(v) => assert_eq!(v, 42),
+        Err(RunError::Panic(p)) => {
+            panic!("next session ended early: main panicked with is Cancelled = {}", p.is::<goro::Cancelled>())
+        }
+        Err(e) => panic!("{e}"),
+    }
 }
