@@ -20,7 +20,12 @@
 //! A caller that unwinds out of `run` (a coroutine of another runtime,
 //! cancelled there) ends its session first: step 3, then the session is
 //! removed (`SessionGuard`).
-//! Dropping a `Runtime` stops and joins its threads.
+//!
+//! Dropping a `Runtime` cancels every coroutine still alive (step 3: those
+//! spawned into it outside a session, e.g. by a `goro::blocking` job), then
+//! stops and joins its threads. Coroutines spawned into it after that (by a
+//! job still running) never run: their closures are dropped with the
+//! runtime's queues, and a `join` of one waits for ever.
 //!
 //! Nested `run`: calling [`run`] (or another runtime's `run`) from inside a
 //! coroutine works: a new runtime runs `f` while the calling coroutine parks.
@@ -53,6 +58,17 @@ use crate::sched::{idle, Config, Outcome, Session, Shared, Slab, WorkerShared};
 /// assert_eq!(rt.run(|| 1 + 1).unwrap(), 2);
 /// assert_eq!(rt.run(|| 2 + 2).unwrap(), 4);
 /// ```
+///
+/// Dropping a `Runtime` first cancels the coroutines still alive in it
+/// (those spawned into it outside a `run`, say by a [`blocking`](crate::blocking)
+/// job after the session ended): they unwind on their workers, their
+/// destructors run and `join` returns `Err` holding [`Cancelled`](crate::Cancelled).
+/// Like the end of a session, the drop waits for those unwinds (a destructor
+/// that waits for ever makes it wait for ever). Coroutines spawned into the
+/// runtime after the drop (by a job still running) never run, and a `join`
+/// of one never returns. Dropped on one of its own workers (the last
+/// reference dropped inside one of its coroutines), it cancels nothing: it
+/// would wait for itself.
 pub struct Runtime {
     shared: Arc<Shared>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -634,6 +650,17 @@ impl Drop for ExternalWait {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        // Coroutines still alive outside any session (spawned into this
+        // runtime by a `goro::blocking` job or a plain thread after its last
+        // `run`) are cancelled on their homes first, as at the end of a
+        // session: their destructors run and their joiners get `Cancelled`.
+        // (A parked one would otherwise leak: it holds its home worker,
+        // whose registry holds it.) Not when dropped on one of its own
+        // workers: that would wait for the caller itself.
+        let on_own_worker = crate::sched::with_worker(|w| Arc::ptr_eq(&w.rt, &self.shared)).unwrap_or(false);
+        if !on_own_worker {
+            self.cancel_all();
+        }
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.shared.wake_all();
         let me = std::thread::current().id();

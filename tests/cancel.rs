@@ -227,3 +227,39 @@ fn a_nested_run_cancelled_mid_session_does_not_end_the_next_session() {
         Err(e) => panic!("{e}"),
     }
 }
+
+/// A `Runtime` dropped while coroutines no session owns are parked (spawned
+/// by a `goro::blocking` job after its session ended) cancels them: their
+/// destructors run and `join` returns `Err(Cancelled)`. (Old code leaked
+/// them in a `home` <-> registry cycle: no destructor, `join` hung.)
+#[test]
+fn dropping_a_runtime_cancels_parked_coroutines_spawned_by_a_blocking_job() {
+    let _w = watchdog(20, "runtime drop with parked coroutines");
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (h_tx, h_rx) = std::sync::mpsc::channel();
+    let (keep_tx, rx) = goro::chan::<()>(0);
+    let r = rt(1);
+    let d2 = drops.clone();
+    r.run(move || {
+        goro::go(move || {
+            goro::blocking(move || {
+                std::thread::sleep(Duration::from_millis(100)); // the session is over by then
+                let h = goro::go(move || {
+                    let _d = DropCount(d2);
+                    let _ = rx.recv(); // parks for ever: `keep_tx` stays alive
+                });
+                h_tx.send(h).unwrap();
+            })
+        });
+        goro::time::sleep(Duration::from_millis(20)); // the job starts
+    })
+    .unwrap();
+    let h = h_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // it starts and parks
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    drop(r);
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "its destructors ran when the runtime was dropped");
+    let e = h.join().unwrap_err();
+    assert!(e.is::<goro::Cancelled>());
+    drop(keep_tx);
+}
