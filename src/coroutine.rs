@@ -65,6 +65,7 @@
 //!    one is and no other coroutine of this worker is suspended mid-unwind
 //!    (the worker's `suspended_unwinding`), the unwind is this one's;
 //!    otherwise the record stands.
+//!
 //! The record can be wrong only when another coroutine of the same worker
 //! is suspended mid-unwind: one that caught its own panic keeps it (it
 //! ignores cancels until that other unwind ends), and an unwind started by
