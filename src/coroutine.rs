@@ -27,22 +27,20 @@
 //!   RUNNING -wake-> NOTIFIED (the next park returns at once)
 //!   PARKED  -wake-> RUNNING + queued on home
 //!
-//! Who moves it, two ways, fixed per coroutine at spawn (`pinned`):
-//!  * **Pinned** (the default: started coroutines never move). Only the home
-//!    thread ever writes `state` once the coroutine has started, so every
-//!    transition is a plain load and store, with no locked instruction. A
-//!    wake on the home thread applies the table above at once
-//!    (`wake_local`). A wake from any other thread does not touch `state`:
-//!    it queues a *wake request* (a counted reference) in the home's inbox,
-//!    and the home applies the table when it pops it (`accept_inbound`). The
-//!    home pops requests only between two resumes, so it never sees the
-//!    coroutine mid-run. The inbox hand-off (a Release push, an Acquire pop)
-//!    orders the waker's writes (say, a value in a channel slot) before the
-//!    coroutine runs again.
-//!  * **Migrating** (`RuntimeBuilder::migrate_started`): the coroutine may
-//!    run on any worker, so wakers race the parking worker on `state` and
-//!    each transition is a CAS; exactly one waker wins PARKED -> RUNNING and
-//!    queues the coroutine (`wake_atomic`).
+//! Who moves it: started coroutines never move (`RuntimeBuilder::
+//! migrate_started` is accepted but ignored, see its doc), so once the
+//! coroutine has started only its home thread ever writes `state`, and every
+//! transition is a plain load and store, with no locked instruction. There
+//! is one wake path:
+//!  * a wake on the home thread applies the table above at once
+//!    (`wake_local`);
+//!  * a wake from any other thread does not touch `state`: it queues a *wake
+//!    request* (a counted reference) in the home's inbox, and the home
+//!    applies the table when it pops it (`accept_inbound`). The home pops
+//!    requests only between two resumes, so it never sees the coroutine
+//!    mid-run. The inbox hand-off (a Release push, an Acquire pop) orders the
+//!    waker's writes (say, a value in a channel slot) before the coroutine
+//!    runs again.
 //!
 //! The parked count: a PARKED coroutine's state owns one reference count.
 //! The worker that parks it does not drop its reference but leaves it with
@@ -51,6 +49,33 @@
 //! the coroutine cannot finish while that thread runs something else, so a
 //! plain pointer to it stays valid (`park::Wakeup`), and a park-and-wake
 //! costs no reference counting at all.
+//!
+//! Unwinding (`unwinding`): std's `thread::panicking()` counts the panics
+//! in flight on the OS thread, and every coroutine of a worker shares it: a
+//! coroutine parked in a destructor in the middle of its unwind leaves the
+//! count at 1 for all the others. So goro never asks std whether *a
+//! coroutine* is unwinding; each coroutine keeps its own record, used to
+//! skip a cancel (or a partial-deadlock panic) while its destructors run:
+//!  * set where its unwind starts: `cancel_unwind`, the partial-deadlock
+//!    panic, goro's own `resume_unwind`s, and a panic hook (installed by the
+//!    first `RuntimeBuilder::build`) for every `panic!`;
+//!  * at each switch-out (park, yield), `unwinding_now` settles it: if std
+//!    says no panic is in flight on the thread, nobody is unwinding (the
+//!    record is cleared: a panic caught with `catch_unwind` is over); if
+//!    one is and no other coroutine of this worker is suspended mid-unwind
+//!    (the worker's `suspended_unwinding`), the unwind is this one's;
+//!    otherwise the record stands.
+//!
+//! The record can be wrong only when another coroutine of the same worker
+//! is suspended mid-unwind: one that caught its own panic keeps it (it
+//! ignores cancels until that other unwind ends), and an unwind started by
+//! the program's own `std::panic::resume_unwind` (no hook sees it) is not
+//! seen.
+//!
+//! std's count cannot be saved and restored across switches: it is private
+//! to std (`panicking::panic_count`), only a panic's start raises it and
+//! only a `catch_unwind` that catches one lowers it, and corosensei does
+//! not touch it. What it still does to user code is documented on [`go`].
 //!
 //! Invariants:
 //!  1. `body` and `start` are touched only by the thread that holds the
@@ -159,9 +184,6 @@ pub(crate) struct CoInner {
     pub(crate) state: AtomicU8,
     /// F_* bits.
     pub(crate) flags: AtomicU8,
-    /// Started, it never leaves its home (the default), so only the home
-    /// thread writes `state`; false with `migrate_started` (module doc).
-    pub(crate) pinned: bool,
     /// The worker it lives on once started (invariant 2).
     pub(crate) home: OnceLock<Arc<WorkerShared>>,
     /// Who waits in `join` (at most one: `join` takes the handle).
@@ -181,10 +203,18 @@ pub(crate) struct CoInner {
     /// Sequence number of its armed wake timer, 0 if none (home thread only;
     /// see the worker's timer heap).
     pub(crate) timer_seq: Cell<u64>,
+    /// This coroutine has an unwind of its own in flight (a panic or its
+    /// cancellation): its destructors are running and may park. Home thread
+    /// only; see "Unwinding" in the module doc.
+    pub(crate) unwinding: Cell<bool>,
+    /// How many times its cancellation was raised (home thread only): a
+    /// coroutine that catches `Cancelled` and goes on is re-raised at each
+    /// park, up to `MAX_CANCEL_RAISES`.
+    pub(crate) cancel_raises: Cell<u32>,
 }
 
 // SAFETY: the fields that are not thread-safe (`body`, `start`, `yielder`,
-// `reg_key`) are touched only by the one thread allowed to run the coroutine
+// `reg_key`, `timer_seq`, `unwinding`, `cancel_raises`) are touched only by the one thread allowed to run the coroutine
 // at that moment (module invariant 1): the holder of its queue entry before
 // it starts, its home thread after. Everything else is atomic or locked. The
 // body, or `start`, moves between threads only while NEW, when the stack
@@ -230,17 +260,13 @@ impl CoInner {
         }
     }
 
-    /// Applies a wake at once where this thread may (a migrating coroutine:
-    /// the CAS; a pinned one on its home thread: plain stores). False if it
-    /// must go to the home as a wake request (module doc).
+    /// Applies a wake at once if this is the coroutine's home thread
+    /// (plain stores). False if it must go to the home as a wake request
+    /// (module doc).
     #[inline]
     fn wake_in_place(self: &Arc<Self>) -> bool {
-        if !self.pinned {
-            // SAFETY: `self` keeps it alive for the call.
-            unsafe { Self::wake_atomic(Arc::as_ptr(self)) };
-            true
-        } else if sched::runs_here(self) {
-            // SAFETY: as above; `runs_here` holds.
+        if sched::runs_here(self) {
+            // SAFETY: `self` keeps it alive for the call; `runs_here` holds.
             unsafe { Self::wake_local(Arc::as_ptr(self)) };
             true
         } else {
@@ -248,7 +274,7 @@ impl CoInner {
         }
     }
 
-    /// A wake on the home thread of a pinned coroutine (module doc): plain
+    /// A wake on the coroutine's home thread (module doc): plain
     /// loads and stores. Taking it out of PARKED takes the parked count,
     /// which goes to this worker's `runnext`.
     ///
@@ -256,7 +282,7 @@ impl CoInner {
     ///
     /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
     /// that stays alive until the call returns, and `sched::runs_here`
-    /// holds for it (so it is pinned and this is its home thread).
+    /// holds for it (this is its home thread).
     #[inline]
     pub(crate) unsafe fn wake_local(this: *const CoInner) {
         // SAFETY: alive per the contract.
@@ -275,12 +301,9 @@ impl CoInner {
     }
 
     /// The home worker pops `self` from its inbox: an unstarted coroutine
-    /// placed there, or a wake request for a pinned one (module doc), which
-    /// it now applies. Returns the coroutine if it is to run now.
+    /// placed there, or a wake request for a started one (module doc),
+    /// which it now applies. Returns the coroutine if it is to run now.
     pub(crate) fn accept_inbound(self: Arc<Self>) -> Option<CoRef> {
-        if !self.pinned {
-            return Some(self); // already made runnable by its waker
-        }
         // Relaxed: only this (home) thread writes `state` once started.
         match self.state.load(Ordering::Relaxed) {
             NEW => Some(self),
@@ -298,41 +321,6 @@ impl CoInner {
                 None
             }
             _ => None,
-        }
-    }
-
-    /// The CAS form of a wake, for a migrating coroutine (module doc).
-    /// Winning PARKED -> RUNNING hands the caller the parked count, which
-    /// is queued.
-    ///
-    /// # Safety
-    ///
-    /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
-    /// that stays alive until the call returns.
-    unsafe fn wake_atomic(this: *const CoInner) {
-        // SAFETY: alive per the contract.
-        let co = unsafe { &*this };
-        let mut s = co.state.load(Ordering::Acquire);
-        loop {
-            let to = match s {
-                PARKED => RUNNING,
-                RUNNING => NOTIFIED,
-                _ => return, // NOTIFIED: token already there; DONE/NEW: nothing to do
-            };
-            // AcqRel: pairs with the worker's Release CAS RUNNING->PARKED, so
-            // the waker sees the coroutine fully switched out before queuing.
-            match co.state.compare_exchange_weak(s, to, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    if s == PARKED {
-                        // SAFETY: our CAS took the state out of PARKED, so
-                        // the parked count is ours (module doc); `this` came
-                        // from `Arc::as_ptr`.
-                        sched::schedule_woken(unsafe { Arc::from_raw(this) });
-                    }
-                    return;
-                }
-                Err(now) => s = now,
-            }
         }
     }
 
@@ -383,21 +371,18 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     // SAFETY: `current_ptr` is the coroutine running on this thread; the
     // worker keeps a reference to it for as long as it runs.
     let co = unsafe { &*co };
-    if co.has_flag(F_CANCEL) && !std::thread::panicking() {
-        cancel_unwind();
+    // Its own unwind, not std's per-thread count (module doc, "Unwinding"):
+    // it cannot change while the coroutine is suspended, so it also decides
+    // after the switch.
+    let unwinding = unwinding_now(co);
+    if co.has_flag(F_CANCEL) && !unwinding {
+        cancel_unwind(co);
     }
-    // A plain load first: the token is rare. Pinned: only this thread
-    // writes `state`, so a store consumes it; migrating: a CAS.
+    // Only this (home) thread writes `state`, so a plain store consumes the
+    // token (a wake that came first).
     if co.state.load(Ordering::Relaxed) == NOTIFIED {
-        let consumed = if co.pinned {
-            co.state.store(RUNNING, Ordering::Relaxed);
-            true
-        } else {
-            co.state.compare_exchange(NOTIFIED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        };
-        if consumed {
-            return true; // a wake came first: consume the token
-        }
+        co.state.store(RUNNING, Ordering::Relaxed);
+        return true;
     }
     if let Some(reason) = reason {
         co.wait.set_own(reason);
@@ -412,16 +397,17 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     if deadline.is_some() {
         sched::disarm_wake_timer(co);
     }
-    if co.has_flag(F_PARTIAL_PANIC) && !std::thread::panicking() {
+    if co.has_flag(F_PARTIAL_PANIC) && !unwinding {
         co.flags.fetch_and(!F_PARTIAL_PANIC, Ordering::AcqRel);
+        co.unwinding.set(true);
         let report = co.home.get().and_then(|h| h.rt.upgrade()).and_then(|rt| rt.partial_reports.lock().remove(&co.id));
         panic!("{}", report.as_deref().unwrap_or("goro: partial deadlock"));
     }
     match r {
         Resume::Run | Resume::NoGuard => {}
         Resume::Cancel => {
-            if !std::thread::panicking() {
-                cancel_unwind()
+            if !unwinding {
+                cancel_unwind(co)
             }
         }
     }
@@ -491,8 +477,90 @@ impl ReasonCell {
     }
 }
 
-fn cancel_unwind() -> ! {
+/// Whether the running coroutine `co` has an unwind of its own in flight,
+/// updating its record (module doc, "Unwinding"). Called on its stack.
+fn unwinding_now(co: &CoInner) -> bool {
+    if !std::thread::panicking() {
+        // Nothing on this thread is unwinding, so neither are we (a panic
+        // we caught and went on from is over).
+        co.unwinding.set(false);
+        return false;
+    }
+    if co.unwinding.get() {
+        return true;
+    }
+    // The thread's count is nonzero. If no other coroutine of this worker
+    // is suspended mid-unwind, the unwind can only be ours (one our marks
+    // missed: a `resume_unwind` of the user's).
+    if sched::others_unwinding() == 0 {
+        co.unwinding.set(true);
+        return true;
+    }
+    false
+}
+
+/// Marks the running coroutine (if any) as unwinding: called where an
+/// unwind of its own starts (the panic hook, goro's own `resume_unwind`s).
+pub(crate) fn mark_unwinding() {
+    if let Some(co) = sched::current_ptr() {
+        // SAFETY: as in `park_current`; `unwinding` is home-thread only and
+        // this is the home thread (the coroutine runs here).
+        unsafe { (*co).unwinding.set(true) };
+    }
+}
+
+/// `std::panic::resume_unwind`, marking the running coroutine as unwinding
+/// first (goro's own re-raises: `blocking`, `run`).
+pub(crate) fn resume_unwind(payload: Box<dyn Any + Send>) -> ! {
+    mark_unwinding();
+    panic::resume_unwind(payload)
+}
+
+/// Installs (once per process) a panic hook that marks the panicking
+/// coroutine as unwinding, then calls the hook that was installed before.
+/// A hook installed later by the program replaces it; then only the
+/// inference of `unwinding_now` is left for `panic!`s.
+pub(crate) fn install_unwind_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            mark_unwinding();
+            prev(info)
+        }));
+    });
+}
+
+/// How many times a coroutine's cancellation is raised before the runtime
+/// gives up on it (it keeps catching `Cancelled`).
+const MAX_CANCEL_RAISES: u32 = 1000;
+
+fn cancel_unwind(co: &CoInner) -> ! {
+    let n = co.cancel_raises.get() + 1;
+    co.cancel_raises.set(n);
+    if n > MAX_CANCEL_RAISES {
+        fatal_catches_cancelled(co);
+    }
+    co.unwinding.set(true);
     panic::resume_unwind(Box::new(Cancelled))
+}
+
+/// A coroutine caught its cancellation `MAX_CANCEL_RAISES` times and went
+/// on each time: the runtime can never finish cancelling it (its worker
+/// would spin on it for ever and `run` would never return), so the process
+/// stops with a message naming it.
+#[cold]
+#[inline(never)]
+fn fatal_catches_cancelled(co: &CoInner) -> ! {
+    eprintln!(
+        "goro: coroutine {} (spawned at {}) catches goro::Cancelled and keeps running: its cancellation at \
+         shutdown was raised {MAX_CANCEL_RAISES} times and caught each time, so the runtime can never finish \
+         shutting down; aborting. A catch_unwind that may see goro::Cancelled must resume it \
+         (std::panic::resume_unwind(payload) when payload.is::<goro::Cancelled>()).",
+        co.label(),
+        co.spawned_at
+    );
+    std::process::abort()
 }
 
 /// Cooperatively gives up the worker: other runnable coroutines run before
@@ -506,11 +574,12 @@ pub fn yield_now() {
     };
     // SAFETY: as in `park_current`.
     let co = unsafe { &*co };
+    let unwinding = unwinding_now(co);
     // SAFETY: as in `park_current`.
     let y = unsafe { &*co.yielder.get() };
     if let Resume::Cancel = y.suspend(Suspend::Yield) {
-        if !std::thread::panicking() {
-            cancel_unwind()
+        if !unwinding {
+            cancel_unwind(co)
         }
     }
 }
@@ -646,6 +715,30 @@ impl Builder {
 ///
 /// The closure must be `Send`: a coroutine may start on another worker.
 ///
+/// # Unwinding and `std::thread::panicking()`
+///
+/// goro keeps, per coroutine, whether it is unwinding (a panic of its own,
+/// or its cancellation at shutdown), and that alone decides whether a
+/// cancel interrupts it: a coroutine never sees another one's unwind.
+/// std's `std::thread::panicking()` is different: it counts the panics in
+/// flight on the OS thread, which every coroutine of a worker shares, and
+/// goro cannot save and restore it across switches (std keeps it private).
+/// So while coroutine A is parked in a destructor in the middle of its
+/// unwind (one that joins, locks, sends or sleeps), every other coroutine
+/// on A's worker sees `panicking() == true`. For code that calls it:
+///
+/// * A `std::sync::Mutex` locked and unlocked without a park in between is
+///   unaffected. A guard taken *before* A's parked unwind began and dropped
+///   *during* it poisons the mutex, as if its holder had panicked (std reads
+///   `panicking()` at lock and at unlock). Do not hold a std guard across a
+///   goro park (it also blocks the worker if another coroutine contends):
+///   use `goro::sync::Mutex`, which never poisons.
+/// * A destructor that does something else when `panicking()` (skips a
+///   flush, logs, aborts on a second panic) may take that branch in a
+///   coroutine that is not unwinding.
+/// * A new panic in such a coroutine is an ordinary panic (std aborts only
+///   on a panic escaping a destructor that runs *during* an unwind).
+///
 /// ```compile_fail
 /// let rc = std::rc::Rc::new(1);
 /// goro::go(move || *rc);
@@ -708,7 +801,6 @@ where
         stack_size,
         state: AtomicU8::new(NEW),
         flags: AtomicU8::new(flags),
-        pinned: !rt.config.migrate_started,
         home: OnceLock::new(),
         joiner: Mutex::new(None),
         wait: ReasonCell::new(),
@@ -717,6 +809,8 @@ where
         yielder: Cell::new(std::ptr::null()),
         reg_key: Cell::new(usize::MAX),
         timer_seq: Cell::new(0),
+        unwinding: Cell::new(false),
+        cancel_raises: Cell::new(0),
     });
     rt.submit_new(co.clone());
     Ok(JoinHandle { co, packet })

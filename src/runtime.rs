@@ -17,7 +17,15 @@
 //!  4. The result is returned; the workers stay, ready for the next `run`.
 //!
 //! Sessions on one `Runtime` are serialized (a second concurrent `run` waits).
-//! Dropping a `Runtime` stops and joins its threads.
+//! A caller that unwinds out of `run` (a coroutine of another runtime,
+//! cancelled there) ends its session first: step 3, then the session is
+//! removed (`SessionGuard`).
+//!
+//! Dropping a `Runtime` cancels every coroutine still alive (step 3: those
+//! spawned into it outside a session, e.g. by a `goro::blocking` job), then
+//! stops and joins its threads. Coroutines spawned into it after that (by a
+//! job still running) never run: their closures are dropped with the
+//! runtime's queues, and a `join` of one waits for ever.
 //!
 //! Nested `run`: calling [`run`] (or another runtime's `run`) from inside a
 //! coroutine works: a new runtime runs `f` while the calling coroutine parks.
@@ -50,6 +58,17 @@ use crate::sched::{idle, Config, Outcome, Session, Shared, Slab, WorkerShared};
 /// assert_eq!(rt.run(|| 1 + 1).unwrap(), 2);
 /// assert_eq!(rt.run(|| 2 + 2).unwrap(), 4);
 /// ```
+///
+/// Dropping a `Runtime` first cancels the coroutines still alive in it
+/// (those spawned into it outside a `run`, say by a [`blocking`](crate::blocking)
+/// job after the session ended): they unwind on their workers, their
+/// destructors run and `join` returns `Err` holding [`Cancelled`](crate::Cancelled).
+/// Like the end of a session, the drop waits for those unwinds (a destructor
+/// that waits for ever makes it wait for ever). Coroutines spawned into the
+/// runtime after the drop (by a job still running) never run, and a `join`
+/// of one never returns. Dropped on one of its own workers (the last
+/// reference dropped inside one of its coroutines), it cancels nothing: it
+/// would wait for itself.
 pub struct Runtime {
     shared: Arc<Shared>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -294,17 +313,40 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Opts into Go-style migration of *started* coroutines between workers.
+    /// Meant to opt into Go-style migration of *started* coroutines between
+    /// workers; **currently a no-op: started coroutines never migrate,
+    /// whatever the flag says.** The flag is accepted (and recorded in the
+    /// builder's `Debug` output) and every coroutine, once started, stays on
+    /// the worker that first ran it, exactly as without the call.
+    ///
+    /// Why: a migrating mode needed its own wake protocol beside the home
+    /// worker's (a compare-and-swap on the park state, and a second path for
+    /// every wake), and it was unsound even for programs that kept its
+    /// contract: a timed park arms its wake timer in the per-worker state of
+    /// the worker it parks on (that worker's timer heap, its pending-timer
+    /// count, the coroutine's timer sequence number, none of them
+    /// thread-safe), and a coroutine that had moved disarmed it from another
+    /// worker, racing the first worker's reads and corrupting its count. So
+    /// the mode was removed; there is one wake path. Load balancing still
+    /// moves unstarted coroutines (their closure is `Send`).
+    ///
+    /// The function is kept, `unsafe` and with its contract, for source
+    /// compatibility: programs written against it compile and run correctly
+    /// (they only lose the migration), and a future migrating mode could
+    /// honour it again.
     ///
     /// # Safety
     ///
-    /// With migration on, a coroutine may resume on another thread after any
-    /// blocking goro call (channel op, join, sleep, lock, I/O, yield). The
-    /// program must not hold across such a call anything bound to a thread:
-    /// references into thread-locals, `Rc`/`RefCell` values shared with
-    /// thread-locals, `std::sync::MutexGuard`s or other guards that must be
-    /// released on the locking thread, `thread_rng()` handles, or any other
-    /// `!Send` value. Breaking this is undefined behaviour.
+    /// The contract a migrating mode would need, kept so that callers stay
+    /// correct if it returns: with migration on, a coroutine may resume on
+    /// another thread after any blocking goro call (channel op, join, sleep,
+    /// lock, I/O, yield). The program must not hold across such a call
+    /// anything bound to a thread: references into thread-locals,
+    /// `Rc`/`RefCell` values shared with thread-locals,
+    /// `std::sync::MutexGuard`s or other guards that must be released on the
+    /// locking thread, `thread_rng()` handles, or any other `!Send` value.
+    /// Nothing migrates today, so breaking it has no effect now; code that
+    /// calls this should keep it all the same.
     pub unsafe fn migrate_started(mut self, on: bool) -> Self {
         self.migrate_started = on;
         self
@@ -317,6 +359,7 @@ impl RuntimeBuilder {
     /// `InvalidInput` for `workers(0)` or a `GORO_WORKERS` that is not a
     /// positive integer; the OS error if a thread cannot be started.
     pub fn build(self) -> io::Result<Runtime> {
+        coroutine::install_unwind_hook();
         let workers = match self.workers {
             Some(0) => {
                 return Err(io::Error::new(
@@ -332,7 +375,6 @@ impl RuntimeBuilder {
             stack_size: self.stack_size,
             main_stack_size: self.main_stack_size,
             detect_deadlocks: self.detect_deadlocks,
-            migrate_started: self.migrate_started,
             name: self.name,
             partial_policy: self.partial_policy,
         };
@@ -513,9 +555,11 @@ impl Runtime {
         // The session exists before main does: main may finish before
         // `spawn_inner` even returns (it is recognised by its F_MAIN flag).
         *shared.session.lock() = Some(Session { main: 0, caller, outcome: None });
+        let mut session = SessionGuard { rt: self, armed: true };
         let handle = match coroutine::spawn_inner(shared, Some("main".into()), None, F_MAIN, loc, f) {
             Ok(h) => h,
             Err(e) => {
+                session.armed = false;
                 *shared.session.lock() = None;
                 return Err(RunError::Panic(Box::new(format!("goro: cannot start the main coroutine: {e}"))));
             }
@@ -531,6 +575,7 @@ impl Runtime {
             park::park(WaitReason::Join { id: handle.id() });
         };
         // Step 3: cancel the rest.
+        session.armed = false;
         self.cancel_all();
         *shared.session.lock() = None;
         match outcome {
@@ -564,6 +609,28 @@ impl Runtime {
     }
 }
 
+/// Ends the session of a `run` whose caller unwinds out of it (a coroutine
+/// of another runtime, cancelled or made to panic while parked in `run`):
+/// the session's coroutines, main included, are cancelled and waited for,
+/// then the session is removed. Without it the old main would run on with
+/// no session of its own, and its end would end the *next* session (a
+/// finishing `F_MAIN` coroutine ends whatever session is installed).
+struct SessionGuard<'a> {
+    rt: &'a Runtime,
+    armed: bool,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // The caller is unwinding: its parks here do not re-raise its
+            // cancellation (coroutine.rs, "Unwinding").
+            self.rt.cancel_all();
+            *self.rt.shared.session.lock() = None;
+        }
+    }
+}
+
 /// Counts a wait the deadlock detector of `rt` cannot see through, for as
 /// long as it lives (also when unwinding).
 pub(crate) struct ExternalWait(Arc<Shared>);
@@ -583,6 +650,17 @@ impl Drop for ExternalWait {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        // Coroutines still alive outside any session (spawned into this
+        // runtime by a `goro::blocking` job or a plain thread after its last
+        // `run`) are cancelled on their homes first, as at the end of a
+        // session: their destructors run and their joiners get `Cancelled`.
+        // (A parked one would otherwise leak: it holds its home worker,
+        // whose registry holds it.) Not when dropped on one of its own
+        // workers: that would wait for the caller itself.
+        let on_own_worker = crate::sched::with_worker(|w| Arc::ptr_eq(&w.rt, &self.shared)).unwrap_or(false);
+        if !on_own_worker {
+            self.cancel_all();
+        }
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.shared.wake_all();
         let me = std::thread::current().id();
@@ -633,7 +711,7 @@ where
     };
     match rt.run(f) {
         Ok(v) => v,
-        Err(RunError::Panic(p)) => std::panic::resume_unwind(p),
+        Err(RunError::Panic(p)) => coroutine::resume_unwind(p),
         Err(RunError::Deadlock(r)) => panic!("{DEADLOCK_HEADLINE}\n{r}"),
     }
 }

@@ -348,19 +348,33 @@ fn join_handle_is_send_sync() {
     assert_eq!(h.join().unwrap(), 1);
 }
 
+/// `migrate_started(true)` is accepted but started coroutines never
+/// migrate (its doc): programs written for it still run correctly, and a
+/// started coroutine stays on the thread that first ran it across joins,
+/// yields and timed parks.
 #[test]
 fn migrate_started_mode_runs_correctly() {
     // SAFETY: the bodies hold nothing thread-bound across blocking calls.
     let r = unsafe { Runtime::builder().workers(4).migrate_started(true) }.build().unwrap();
+    let moved = Arc::new(AtomicUsize::new(0));
+    let m2 = moved.clone();
     let v = r
-        .run(|| {
+        .run(move || {
             let hs: Vec<_> = (0..2000u64)
                 .map(|i| {
+                    let moved = m2.clone();
                     goro::go(move || {
+                        let home = std::thread::current().id();
                         let mut acc = 0;
                         for k in 0..10 {
                             acc += goro::go(move || i + k).join().unwrap();
                             goro::yield_now();
+                            if k == 5 && i % 50 == 0 {
+                                goro::time::sleep(Duration::from_millis(1));
+                            }
+                            if std::thread::current().id() != home {
+                                moved.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         acc
                     })
@@ -370,6 +384,7 @@ fn migrate_started_mode_runs_correctly() {
         })
         .unwrap();
     assert_eq!(v, (0..2000u64).map(|i| 10 * i + 45).sum::<u64>());
+    assert_eq!(moved.load(Ordering::Relaxed), 0, "a started coroutine resumed on another thread");
 }
 
 /// Wakes from other threads (plain threads, and coroutines that may sit on

@@ -131,7 +131,7 @@ where
         if let Some(r) = done.slot.lock().take() {
             return match r {
                 Ok(v) => v,
-                Err(p) => panic::resume_unwind(p),
+                Err(p) => crate::coroutine::resume_unwind(p),
             };
         }
         park::park(WaitReason::Blocking);

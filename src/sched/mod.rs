@@ -64,7 +64,6 @@ pub(crate) struct Config {
     pub(crate) stack_size: usize,
     pub(crate) main_stack_size: usize,
     pub(crate) detect_deadlocks: bool,
-    pub(crate) migrate_started: bool,
     pub(crate) name: String,
     pub(crate) partial_policy: crate::diag::PartialDeadlockPolicy,
 }
@@ -239,16 +238,21 @@ pub(crate) fn current_ptr() -> Option<*const CoInner> {
     with_worker(|w| w.current.get()).filter(|p| !p.is_null())
 }
 
-/// Whether the started coroutine `co` can only run on this thread: it is
-/// pinned (its runtime never moves started coroutines) and its home is this
-/// worker. While this thread runs something else, such a coroutine is
+/// Whether the started coroutine `co` can only run on this thread: its home
+/// is this worker (started coroutines never move). While this thread runs something else, such a coroutine is
 /// suspended and cannot finish (`park::Wakeup`), and this thread is the one
 /// that moves its park state (coroutine.rs).
 #[inline]
 pub(crate) fn runs_here(co: &CoInner) -> bool {
-    co.pinned
-        && with_worker(|w| co.home.get().is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), Arc::as_ptr(&w.shared))))
-            .unwrap_or(false)
+    with_worker(|w| co.home.get().is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), Arc::as_ptr(&w.shared))))
+        .unwrap_or(false)
+}
+
+/// How many coroutines of this worker are suspended in the middle of an
+/// unwind of their own (`coroutine.rs`, "Unwinding"); 0 off a worker.
+#[inline]
+pub(crate) fn others_unwinding() -> usize {
+    with_worker(|w| w.suspended_unwinding.get()).unwrap_or(0)
 }
 
 /// Runs `f` on the coroutine running on this thread, if any.
@@ -467,40 +471,11 @@ pub(crate) fn schedule_here(co: CoRef) {
     with_worker(move |w| w.push_woken_here(co)).expect("goro bug: a home-thread wake off a worker thread");
 }
 
-/// A wake of a pinned coroutine from a thread other than its home
+/// A wake of a started coroutine from a thread other than its home
 /// (coroutine.rs): the request, this counted reference, goes to the home's
 /// inbox, and the home is woken if it sleeps.
 pub(crate) fn request_wake(co: CoRef) {
     let home = co.home.get().expect("goro bug: a started coroutine has no home").clone();
     home.inbox.push(co);
     home.parker.unpark_if_sleeping();
-}
-
-/// Queues a migrating coroutine that its waker took out of PARKED: this
-/// very reference goes into its home's deque when called on its home
-/// thread, else into the runtime's injector (or the home's inbox, if its
-/// runtime is gone).
-pub(crate) fn schedule_woken(co: CoRef) {
-    let home = co.home.get().expect("goro bug: a parked coroutine has no home");
-    let home_ptr = Arc::as_ptr(home);
-    let mut co = Some(co);
-    let done = with_worker(|w| {
-        if std::ptr::eq(Arc::as_ptr(&w.shared), home_ptr) {
-            w.push_woken_migrating(co.take().expect("once"));
-            true
-        } else {
-            false
-        }
-    });
-    if done != Some(true) {
-        let co = co.take().expect("once");
-        let home = co.home.get().expect("set above").clone();
-        if let Some(rt) = home.rt.upgrade() {
-            rt.injector.push(co);
-            rt.notify_work();
-            return;
-        }
-        home.inbox.push(co);
-        home.parker.unpark_if_sleeping();
-    }
 }

@@ -13,8 +13,8 @@
 //!  5. sleep until woken or the next timer.
 //!
 //! Invariants:
-//!  1. The deque and the injector hold only unstarted coroutines (unless the
-//!     runtime opted into `migrate_started`); runnable started ones live in
+//!  1. The deque and the injector hold only unstarted coroutines (started
+//!     ones never move, whatever `migrate_started` says); runnable started ones live in
 //!     `runnext`, `ready` or `yielded`. The inbox holds wake requests from
 //!     other threads (a parked coroutine becomes runnable when its request
 //!     is popped, `CoInner::accept_inbound`) and unstarted coroutines placed
@@ -119,6 +119,9 @@ pub(crate) struct WorkerLocal {
     seen_backlog: RefCell<Vec<(u64, Option<Instant>, u64)>>,
     /// Whether our deque was empty at the last look (`deque_epoch`).
     deque_was_empty: Cell<bool>,
+    /// How many coroutines homed here are suspended with `unwinding` set
+    /// (std's per-thread panic count is theirs: `coroutine::unwinding_now`).
+    pub(crate) suspended_unwinding: Cell<usize>,
     /// Since when this worker has had work without a break (`None`: it is
     /// searching or asleep); see `push_new`.
     busy_since: Cell<Option<Instant>>,
@@ -147,6 +150,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         seen_backlog: RefCell::new(Vec::new()),
         deque_was_empty: Cell::new(true),
         busy_since: Cell::new(None),
+        suspended_unwinding: Cell::new(0),
     };
     super::set_worker(&local);
     crate::park::mark_internal_thread();
@@ -556,9 +560,6 @@ impl WorkerLocal {
     /// never moves; only where a new one starts is chosen.
     fn lighter_worker(&self) -> Option<&Arc<WorkerShared>> {
         const SATURATED: std::time::Duration = std::time::Duration::from_millis(1);
-        if self.rt.config.migrate_started {
-            return None;
-        }
         // A backlog here is the thieves' business (spawn trees), and a
         // quiet worker has no reason to give work away.
         if !self.deque.is_empty() {
@@ -584,14 +585,7 @@ impl WorkerLocal {
         Some(w)
     }
 
-    /// A migrating coroutine homed here was woken on this thread: on the
-    /// stealable deque, so any worker may run it (`migrate_started`).
-    pub(crate) fn push_woken_migrating(&self, co: CoRef) {
-        self.deque.push(co);
-        self.rt.notify_work();
-    }
-
-    /// A pinned coroutine homed here was woken on this thread: it runs next.
+    /// A started coroutine homed here was woken on this thread: it runs next.
     #[inline]
     pub(crate) fn push_woken_here(&self, co: CoRef) {
         if let Some(old) = self.runnext.replace(Some(co)) {
@@ -647,6 +641,9 @@ impl WorkerLocal {
         } else {
             Resume::Run
         };
+        if co.unwinding.get() {
+            self.suspended_unwinding.set(self.suspended_unwinding.get() - 1);
+        }
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);
         let body = co.body.get();
@@ -659,21 +656,17 @@ impl WorkerLocal {
         let co = self.current_arc.take().expect("goro bug: lost the running coroutine");
         self.current.set(std::ptr::null());
         self.shared.running.store(0, Ordering::Relaxed);
+        if co.unwinding.get() && matches!(r, CoroutineResult::Yield(_)) {
+            self.suspended_unwinding.set(self.suspended_unwinding.get() + 1);
+        }
         match r {
             CoroutineResult::Yield(Suspend::Park) => {
-                let parked = if co.pinned {
-                    // Only this thread writes a pinned coroutine's state
-                    // (coroutine.rs): plain loads and stores.
-                    let parked = co.state.load(Ordering::Relaxed) != NOTIFIED;
-                    if parked {
-                        co.state.store(PARKED, Ordering::Relaxed);
-                    }
-                    parked
-                } else {
-                    // Release: pairs with the AcqRel CAS in
-                    // `CoInner::wake_atomic`.
-                    co.state.compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Relaxed).is_ok()
-                };
+                // Only this (home) thread writes a started coroutine's state
+                // (coroutine.rs): plain loads and stores.
+                let parked = co.state.load(Ordering::Relaxed) != NOTIFIED;
+                if parked {
+                    co.state.store(PARKED, Ordering::Relaxed);
+                }
                 if parked {
                     // Our reference becomes the parked count: whoever takes
                     // the state out of PARKED queues it (coroutine.rs).
