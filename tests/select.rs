@@ -198,7 +198,7 @@ impl Ctx {
     }
 }
 
-fn pick<'a>(txs: &'a [goro::Sender<i32>], i: usize) -> &'a goro::Sender<i32> {
+fn pick(txs: &[goro::Sender<i32>], i: usize) -> &goro::Sender<i32> {
     &txs[i]
 }
 
@@ -259,7 +259,7 @@ fn case_expressions_are_evaluated_once_in_order() {
     let order = std::cell::RefCell::new(Vec::new());
     let (tx, rx) = chan::<i32>(1);
     let (_tx2, rx2) = chan::<i32>(1);
-    fn note<'a, T>(order: &std::cell::RefCell<Vec<&'static str>>, name: &'static str, v: T) -> T {
+    fn note<T>(order: &std::cell::RefCell<Vec<&'static str>>, name: &'static str, v: T) -> T {
         order.borrow_mut().push(name);
         v
     }
