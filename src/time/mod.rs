@@ -497,7 +497,7 @@ fn fire(e: Entry, now: Instant) {
 /// let t = goro::time::Timer::new(Duration::from_millis(5));
 /// assert!(t.chan().recv().is_ok());
 /// assert!(!t.stop()); // already fired and received
-/// assert!(t.reset(Duration::from_millis(1)));
+/// assert!(!t.reset(Duration::from_millis(1))); // stopped already: re-armed
 /// assert!(t.chan().recv().is_ok());
 /// ```
 pub struct Timer {
