@@ -563,6 +563,20 @@ fn fatal_catches_cancelled(co: &CoInner) -> ! {
     std::process::abort()
 }
 
+/// Has the running coroutine been asked to stop ([`JoinHandle::cancel`],
+/// or the end of its `run`)? It will unwind from its next park; a long
+/// computation that does not park can poll this and return early. False on
+/// a plain thread.
+///
+/// ```
+/// goro::run(|| {
+///     assert!(!goro::is_cancelled());
+/// });
+/// ```
+pub fn is_cancelled() -> bool {
+    sched::with_current(|co| co.has_flag(F_CANCEL)).unwrap_or(false)
+}
+
 /// Cooperatively gives up the worker: other runnable coroutines run before
 /// this one resumes. On a plain thread, `std::thread::yield_now`.
 ///
@@ -629,6 +643,45 @@ impl<T> JoinHandle<T> {
     /// Has the coroutine finished (returned, panicked or been cancelled)?
     pub fn is_finished(&self) -> bool {
         self.co.is_done()
+    }
+
+    /// Asks the coroutine to stop: it unwinds from its next park (at once
+    /// if it is parked now, before its first instruction if it has not
+    /// started), its destructors run, and [`join`](JoinHandle::join)
+    /// returns `Err(payload)` with `payload.is::<goro::Cancelled>()`.
+    ///
+    /// Cancelling a finished or already cancelled coroutine does nothing.
+    /// A coroutine is never cancelled in the middle of a goro operation's
+    /// commit: a value it was sending is either delivered or dropped by its
+    /// unwind, never lost half-way. A coroutine that never parks (a pure
+    /// computation loop) runs on until it does; it can poll
+    /// [`is_cancelled`] and return early. While it unwinds, its destructors
+    /// may still park (join, lock, send): a second cancel does not
+    /// interrupt them.
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let h = goro::go(|| goro::time::sleep(std::time::Duration::from_secs(3600)));
+    ///     h.cancel();
+    ///     let err = h.join().unwrap_err();
+    ///     assert!(err.is::<goro::Cancelled>());
+    /// });
+    /// ```
+    pub fn cancel(&self) {
+        if self.co.is_done() || self.co.has_flag(F_CANCEL) {
+            return;
+        }
+        self.co.flags.fetch_or(F_CANCEL, Ordering::SeqCst);
+        // Pairs with the fence after the home is set in the worker's
+        // `start_co` (Dekker): either we see the home, or the worker sees
+        // the flag at the first resume, and the body never runs.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.co.home.get().is_some() {
+            // A parked coroutine is queued and resumed with
+            // `Resume::Cancel` (its worker reads the flag at every resume);
+            // a running one finds the flag at its next park.
+            self.co.wake();
+        }
     }
 
     /// The coroutine's id (as in `goro::coroutines()` and reports).

@@ -58,7 +58,7 @@ pub use chan::{
     chan, dropping, never, sliding, IntoIter, Iter, Receiver, RecvError, RecvTimeoutError, SelectTimeoutError,
     SendError, SendTimeoutError, Sender, TryIter, TryRecvError, TrySelectError, TrySendError,
 };
-pub use coroutine::{go, yield_now, Builder, Cancelled, JoinHandle};
+pub use coroutine::{go, is_cancelled, yield_now, Builder, Cancelled, JoinHandle};
 pub use diag::{coroutines, num_coroutines, stats, CoroutineInfo, CoroutineState, LockWait, Stats, WaitReason};
 pub use runtime::{run, BlockedCoroutine, DeadlockReport, RunError, Runtime, RuntimeBuilder};
 pub use sched::blocking::blocking;

@@ -608,6 +608,10 @@ impl WorkerLocal {
     fn start_co(&self, co: &CoRef) -> Resume {
         co.state.store(RUNNING, Ordering::Relaxed);
         let _ = co.home.set(self.shared.clone());
+        // Pairs with the fence in `JoinHandle::cancel` (Dekker): either
+        // the canceller sees the home and wakes through it, or we see its
+        // flag just below.
+        std::sync::atomic::fence(Ordering::SeqCst);
         let key = self.shared.registry.lock().insert(co.clone());
         co.reg_key.set(key);
         let cancel = co.flags.load(Ordering::Acquire) & F_CANCEL != 0 || self.rt.cancelling.load(Ordering::Acquire);
