@@ -126,6 +126,9 @@ pub struct BlockedCoroutine {
     pub spawned_at: String,
     /// What it waits on.
     pub wait: WaitReason,
+    /// Where it called the blocking operation it waits in (the user's line,
+    /// via `#[track_caller]`), if known.
+    pub wait_at: Option<&'static Location<'static>>,
     /// Is it the main coroutine of the `run`?
     pub is_main: bool,
     /// For a join: the joined coroutine's name, if it has one.
@@ -133,11 +136,13 @@ pub struct BlockedCoroutine {
 }
 
 impl BlockedCoroutine {
-    /// The wait as the report prints it (`join of #12 "worker"`, ...).
+    /// The wait as the report prints it, with where it was called from
+    /// (`join of #12 "worker" at src/main.rs:42:17`, ...).
     pub fn wait_text(&self) -> String {
+        let at = crate::diag::At(self.wait_at);
         match (&self.wait, &self.joins_name) {
-            (WaitReason::Join { id }, Some(n)) => format!("join of #{id} \"{n}\""),
-            (w, _) => w.to_string(),
+            (WaitReason::Join { id }, Some(n)) => format!("join of #{id} \"{n}\"{at}"),
+            (w, _) => format!("{w}{at}"),
         }
     }
 
@@ -146,7 +151,9 @@ impl BlockedCoroutine {
     /// one lock is one line.
     fn group_text(&self) -> String {
         match self.wait.lock_wait() {
-            Some((label, wait_for)) if wait_for.ahead.is_some() => format!("{label} queued"),
+            Some((label, wait_for)) if wait_for.ahead.is_some() => {
+                format!("{label} queued{}", crate::diag::At(self.wait_at))
+            }
             _ => self.wait_text(),
         }
     }
@@ -175,6 +182,7 @@ impl DeadlockReport {
                     name: c.name.as_deref().map(str::to_string),
                     spawned_at: c.spawned_at.to_string(),
                     wait,
+                    wait_at: c.wait_site(),
                     is_main: c.has_flag(F_MAIN),
                     joins_name: match wait {
                         WaitReason::Join { id } => names.get(&id).cloned(),

@@ -450,6 +450,7 @@ fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[(usize, usize)], win
 /// Runs a select over `cases`. Returns the index of the case that completed
 /// (its result is stored in it), or `None` if `mode` gave up.
 #[doc(hidden)]
+#[track_caller]
 pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<usize> {
     crate::park::note_thread();
     let n = cases.len();
@@ -641,6 +642,7 @@ impl<'a> Select<'a> {
     }
 
     /// Waits until one case is chosen.
+    #[track_caller]
     pub fn select(&mut self) -> SelectedOperation<'a> {
         self.run(Mode::Block).expect("a blocking select returns a case")
     }
@@ -659,10 +661,12 @@ impl<'a> Select<'a> {
     /// # Errors
     ///
     /// `SelectTimeoutError` on timeout.
+    #[track_caller]
     pub fn select_timeout(&mut self, d: Duration) -> Result<SelectedOperation<'a>, crate::SelectTimeoutError> {
         self.run(Mode::timeout(d)).ok_or(crate::SelectTimeoutError)
     }
 
+    #[track_caller]
     fn run(&mut self, mode: Mode) -> Option<SelectedOperation<'a>> {
         crate::park::note_thread();
         let deadline = match mode {

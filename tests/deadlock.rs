@@ -316,6 +316,8 @@ fn sigquit_dumps_every_coroutine() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?} {err}", out.status);
     assert!(err.contains("\"quit-me\" [recv on chan#"), "{err}");
+    // ... and where it waits: the `rx.recv()` in `sigquit_child_body`.
+    assert!(err.contains("receivers alive) at tests/deadlock.rs:") || err.contains("senders alive) at tests/deadlock.rs:"), "{err}");
 }
 
 /// A feeder thread that sends, then stays away from goro (std sleep) for

@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 
 use std::sync::atomic::AtomicUsize;
 
-use super::WaitReason;
+use super::{At, WaitReason};
 
 /// Parties parked right now on a wait whose owner is known (`join`,
 /// `Mutex::lock`, `RwLock::{read, write}`), process-wide. The monitor skips
@@ -201,7 +201,7 @@ fn strongly_connected(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
 pub(crate) fn describe(cycle: &[CoRef]) -> String {
     let mut s = String::from("goro: partial deadlock: these coroutines wait on each other in a cycle:\n");
     for c in cycle {
-        let _ = writeln!(s, "  coroutine {} [{}] spawned at {}", c.label(), c.wait.get(), c.spawned_at);
+        let _ = writeln!(s, "  coroutine {} [{}{}] spawned at {}", c.label(), c.wait.get(), At(c.wait_site()), c.spawned_at);
     }
     s
 }
@@ -253,7 +253,7 @@ pub(crate) fn dump_runtime(rt: &Shared) -> String {
     let _ = writeln!(s, "goro: runtime {:?}: {} started coroutines", rt.config.name, all.len());
     for c in all {
         let st = c.state.load(Ordering::Acquire);
-        let what = if st == PARKED { c.wait.get().to_string() } else { "runnable".to_string() };
+        let what = if st == PARKED { format!("{}{}", c.wait.get(), At(c.wait_site())) } else { "runnable".to_string() };
         let _ = writeln!(s, "  coroutine {} [{}] spawned at {}", c.label(), what, c.spawned_at);
     }
     s

@@ -66,6 +66,7 @@ use crate::{chan, Receiver, Sender, TrySendError};
 /// goro::run(|| goro::time::sleep(std::time::Duration::from_millis(5)));
 /// assert!(t.elapsed() >= std::time::Duration::from_millis(5));
 /// ```
+#[track_caller]
 pub fn sleep(d: Duration) {
     let deadline = Instant::now().checked_add(d);
     if crate::coroutine::current_id().is_none() {
@@ -109,6 +110,7 @@ pub fn after(d: Duration) -> Receiver<Instant> {
 /// # Panics
 ///
 /// `non-positive interval for NewTicker` if `d` is zero.
+#[track_caller]
 pub fn tick(d: Duration) -> Receiver<Instant> {
     assert!(!d.is_zero(), "non-positive interval for NewTicker");
     let (inner, rx) = new_inner(Some(d));
@@ -382,6 +384,7 @@ impl Ticker {
     /// # Panics
     ///
     /// `non-positive interval for NewTicker` if `d` is zero.
+    #[track_caller]
     pub fn new(d: Duration) -> Ticker {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
         let (inner, rx) = new_inner(Some(d));
@@ -408,6 +411,7 @@ impl Ticker {
     /// # Panics
     ///
     /// `non-positive interval for NewTicker` if `d` is zero.
+    #[track_caller]
     pub fn reset(&self, d: Duration) {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
         let mut st = self.inner.state.lock();
