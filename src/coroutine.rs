@@ -566,6 +566,7 @@ impl<T> JoinHandle<T> {
             *self.co.joiner.lock() = Some(Waiter::current());
             let _owner = crate::diag::deadlock::OwnerWait::new();
             while !self.co.is_done() {
+                crate::diag::deadlock::note_owner_park();
                 crate::park::park(WaitReason::Join { id: self.co.id });
             }
         }

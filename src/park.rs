@@ -100,6 +100,7 @@ impl Waiter {
     /// [`park_recorded`], which keeps this record. No-op for threads.
     pub(crate) fn set_wait(&self, reason: WaitReason) {
         if let Repr::Coroutine(co) = &self.repr {
+            crate::diag::deadlock::note_owner_park();
             co.wait.set(reason);
         }
     }
@@ -283,6 +284,8 @@ pub(crate) fn park(reason: WaitReason) {
 /// `sync/waitq.rs`). `kind` only tells a thread's park what it waits on.
 #[track_caller]
 pub(crate) fn park_recorded(kind: WaitReason) {
+    // Lock waits park here: a wait-for cycle may have just formed.
+    crate::diag::deadlock::note_owner_park();
     if !crate::coroutine::park_current(None, None) {
         park_thread(kind, None);
     }

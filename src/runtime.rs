@@ -9,7 +9,10 @@
 //!     and the caller parks (a coroutine parks, a thread blocks).
 //!  2. The session ends when main finishes, or when the deadlock detector
 //!     finds that nothing can run again (`Outcome::Deadlock`).
-//!  3. Cancellation: every coroutine still alive gets `F_CANCEL` and a wake;
+//!  3. If main returned with leftovers, one last partial-deadlock search
+//!     reports a wait-for cycle still standing among them
+//!     (`diag::deadlock::final_check`).
+//!     Cancellation: every coroutine still alive gets `F_CANCEL` and a wake;
 //!     each unwinds on its home worker from the `park` it sleeps in (so its
 //!     destructors run), unstarted ones are dropped unstarted. The pass
 //!     repeats until `live == 0`, so coroutines spawned while cancelling are
@@ -538,6 +541,11 @@ impl Runtime {
             }
             park::park(WaitReason::Join { id: handle.id() });
         };
+        // A cycle still standing among the leftovers is reported before
+        // they are cancelled (diag/deadlock.rs).
+        if matches!(outcome, Outcome::MainDone) && shared.live.load(Ordering::Acquire) > 0 {
+            crate::diag::deadlock::final_check(shared);
+        }
         // Step 3: cancel the rest.
         self.cancel_all();
         *shared.session.lock() = None;
@@ -659,13 +667,20 @@ pub(crate) fn global_shared() -> &'static Arc<Shared> {
 }
 
 /// The runtime's monitor (Go's `sysmon`): warns once per coroutine that holds
-/// its worker for more than 100 ms without parking. Sleeps longer while the
-/// runtime is idle.
+/// its worker for more than 100 ms without parking, and searches for partial
+/// deadlocks when a join or lock wait began (diag/deadlock.rs, "When").
+/// Sleeps longer while the runtime is idle (at most 100 ms).
 fn monitor(rt: std::sync::Weak<Shared>) {
     const LIMIT: Duration = Duration::from_millis(100);
     let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
     let mut nap = Duration::from_millis(10);
-    let mut partial_tick = 0u64;
+    // Partial-deadlock search (diag/deadlock.rs, "When"): the epoch last
+    // seen, passes still owed since it moved, a cycle awaiting confirmation,
+    // and when the last search ran.
+    let mut owner_epoch = 0usize;
+    let mut owed = 0u8;
+    let mut pending = false;
+    let mut last_search = Instant::now();
     let mut last_resumes: Vec<u64> = Vec::new();
     park::mark_internal_thread();
     loop {
@@ -679,9 +694,15 @@ fn monitor(rt: std::sync::Weak<Shared>) {
         // Rule 3 of net/poller.rs: nobody polled for a while (every worker
         // stuck in a long-running coroutine).
         crate::net::poller::poll_if_stale(Duration::from_millis(10));
-        partial_tick += 1;
-        if partial_tick % 10 == 0 {
-            crate::diag::deadlock::check_partial(&rt);
+        let e = crate::diag::deadlock::OWNER_EPOCH.load(Ordering::Relaxed);
+        if e != owner_epoch {
+            owner_epoch = e;
+            owed = 2;
+        }
+        if (owed > 0 || pending) && last_search.elapsed() >= crate::diag::deadlock::SEARCH_EVERY {
+            owed = owed.saturating_sub(1);
+            pending = crate::diag::deadlock::check_partial(&rt);
+            last_search = Instant::now();
         }
         let ws = rt.workers();
         seen.resize(ws.len(), (0, 0, Instant::now()));
@@ -723,6 +744,9 @@ fn monitor(rt: std::sync::Weak<Shared>) {
         } else {
             (nap * 2).min(Duration::from_millis(100))
         };
+        if owed > 0 || pending {
+            nap = nap.min(crate::diag::deadlock::SEARCH_EVERY);
+        }
     }
 }
 

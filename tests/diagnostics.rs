@@ -139,3 +139,160 @@ fn coroutines_shows_where_each_parked_coroutine_waits() {
     })
     .unwrap();
 }
+
+// ------------------------------------------------------ partial deadlocks
+
+/// Forms a two-mutex lock-order inversion and returns how long after it
+/// formed the blocked `lock` calls panicked with the report (policy Panic).
+/// `busy`: a coroutine spins on `yield_now` meanwhile.
+fn time_to_report(busy: bool) -> Duration {
+    let rt = Runtime::builder()
+        .workers(2)
+        .on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic)
+        .build()
+        .unwrap();
+    rt.run(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinner = busy.then(|| {
+            let stop = stop.clone();
+            goro::go(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    goro::yield_now();
+                }
+            })
+        });
+        // A coroutine asleep for an hour: a pending timer, as in any real
+        // program, so the global detector has nothing to look at and the
+        // monitor naps its longest while idle. Cancelled when main returns.
+        goro::go(|| goro::time::sleep(Duration::from_secs(3600)));
+        // Let the monitor settle into its longest nap first.
+        goro::time::sleep(Duration::from_millis(400));
+        let a = Arc::new(goro::sync::Mutex::new(()));
+        let b = Arc::new(goro::sync::Mutex::new(()));
+        let wg = goro::sync::WaitGroup::new();
+        wg.add(2);
+        let (tx, rx) = chan::<Instant>(2);
+        let side = |first: Arc<goro::sync::Mutex<()>>, second: Arc<goro::sync::Mutex<()>>| {
+            let wg = wg.clone();
+            let tx = tx.clone();
+            goro::go(move || {
+                let _g = first.lock();
+                wg.done();
+                wg.wait();
+                tx.send(Instant::now()).unwrap();
+                let _h = second.lock();
+            })
+        };
+        let h1 = side(a.clone(), b.clone());
+        let h2 = side(b, a);
+        let formed = rx.recv().unwrap().max(rx.recv().unwrap());
+        let e1 = h1.join().expect_err("the inverted lock must panic with the report");
+        let reported = Instant::now();
+        let e2 = h2.join().expect_err("the inverted lock must panic with the report");
+        stop.store(true, Ordering::Relaxed);
+        if let Some(s) = spinner {
+            s.join().unwrap();
+        }
+        for e in [e1, e2] {
+            let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(msg.contains("partial deadlock") && msg.contains("Mutex.lock"), "{msg}");
+        }
+        reported.saturating_duration_since(formed)
+    })
+    .unwrap()
+}
+
+/// Runs `time_to_report` in a child without `RUST_BACKTRACE` (the time
+/// includes printing the panics of the blocked calls, which a backtrace in
+/// a debug build would stretch to hundreds of milliseconds).
+fn measured_in_child(which: &str) -> Duration {
+    let (st, err) = run_child(which);
+    assert!(st.success(), "{st:?}: {err}");
+    let ms: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("MEASURED "))
+        .unwrap_or_else(|| panic!("no measurement: {err}"))
+        .trim()
+        .parse()
+        .unwrap();
+    Duration::from_millis(ms)
+}
+
+#[test]
+fn partial_deadlock_reported_promptly_while_busy() {
+    let _w = watchdog(60);
+    let t = measured_in_child("partial-busy");
+    println!("busy: inversion reported {} ms after it formed", t.as_millis());
+    assert!(t < Duration::from_secs(1), "reported {t:?} after it formed");
+}
+
+#[test]
+fn partial_deadlock_reported_promptly_while_idle() {
+    let _w = watchdog(60);
+    let t = measured_in_child("partial-idle");
+    println!("idle: inversion reported {} ms after it formed", t.as_millis());
+    assert!(t < Duration::from_secs(1), "reported {t:?} after it formed");
+}
+
+// ------------------------------------------------------------ child bodies
+
+/// Child bodies, selected by `GORO_DIAG_CHILD` (tests re-run this binary).
+#[test]
+fn child_bodies() {
+    let Ok(which) = std::env::var("GORO_DIAG_CHILD") else { return };
+    match which.as_str() {
+        "partial-busy" | "partial-idle" => {
+            let t = time_to_report(which == "partial-busy");
+            eprintln!("MEASURED {}", t.as_millis());
+        }
+        "cycle-at-exit" => {
+            // A lock-order inversion that forms just before main returns.
+            goro::run(|| {
+                let a = Arc::new(goro::sync::Mutex::new(()));
+                let b = Arc::new(goro::sync::Mutex::new(()));
+                let wg = goro::sync::WaitGroup::new();
+                wg.add(2);
+                let (tx, rx) = chan::<()>(2);
+                for (first, second) in [(a.clone(), b.clone()), (b, a)] {
+                    let wg = wg.clone();
+                    let tx = tx.clone();
+                    goro::Builder::new()
+                        .name("inverted")
+                        .spawn(move || {
+                            let _g = first.lock();
+                            wg.done();
+                            wg.wait();
+                            tx.send(()).unwrap();
+                            let _h = second.lock();
+                        })
+                        .unwrap();
+                }
+                rx.recv().unwrap();
+                rx.recv().unwrap();
+                // Both are about to block on each other: return now.
+            });
+            eprintln!("child: run returned");
+        }
+        other => panic!("unknown child {other}"),
+    }
+}
+
+fn run_child(which: &str) -> (std::process::ExitStatus, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_bodies", "--nocapture", "--test-threads=1"])
+        .env("GORO_DIAG_CHILD", which)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn cycle_standing_when_main_returns_is_reported() {
+    let _w = watchdog(60);
+    let (st, err) = run_child("cycle-at-exit");
+    assert!(st.success(), "{st:?}: {err}");
+    assert!(err.contains("partial deadlock") && err.contains("\"inverted\""), "{err}");
+    let report = err.find("partial deadlock").unwrap();
+    assert!(report < err.find("child: run returned").unwrap(), "{err}");
+}
