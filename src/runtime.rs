@@ -347,6 +347,7 @@ impl RuntimeBuilder {
             name: self.name,
             partial_policy: self.partial_policy,
         };
+        crate::diag::panic::install_hook();
         let dump_on_quit = self.dump_on_sigquit;
         let shared = Arc::new(Shared {
             config,

@@ -273,6 +273,26 @@ fn child_bodies() {
             });
             eprintln!("child: run returned");
         }
+        "panics" => {
+            goro::run(move || {
+                let h = goro::Builder::new().name("fetcher").spawn(move || panic!("boom {}", 7)).unwrap();
+                let id = h.id();
+                assert!(h.join().is_err());
+                eprintln!("FETCHER-ID {id}");
+                // Goro's own panics point at the caller's line.
+                assert!(goro::go(|| goro::sync::WaitGroup::new().done()).join().is_err());
+                assert!(goro::go(|| goro::time::Ticker::new(Duration::ZERO)).join().is_err());
+                assert!(goro::go(|| drop(goro::chan::<[u8; 64]>(usize::MAX / 2))).join().is_err());
+                assert!(goro::go(|| drop(goro::dropping::<u8>(0))).join().is_err());
+                // A plain thread's panic keeps std's report.
+                let _ = std::thread::Builder::new().name("plain-one".into()).spawn(|| panic!("plain")).unwrap().join();
+                // A leftover cancelled at the end unwinds quietly.
+                let (tx, rx) = chan::<()>(0);
+                std::mem::forget(tx);
+                goro::Builder::new().name("leftover").spawn(move || rx.recv()).unwrap();
+                goro::time::sleep(Duration::from_millis(20));
+            });
+        }
         other => panic!("unknown child {other}"),
     }
 }
@@ -295,4 +315,36 @@ fn cycle_standing_when_main_returns_is_reported() {
     assert!(err.contains("partial deadlock") && err.contains("\"inverted\""), "{err}");
     let report = err.find("partial deadlock").unwrap();
     assert!(report < err.find("child: run returned").unwrap(), "{err}");
+}
+
+// ------------------------------------------------------- panic identity
+
+#[test]
+fn a_coroutine_panic_names_the_coroutine() {
+    let _w = watchdog(60);
+    let (st, err) = run_child("panics");
+    assert!(st.success(), "{st:?}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    // The line before a message: who panicked, and where.
+    let head_of = |msg: &str| {
+        let i = lines.iter().position(|l| l.starts_with(msg)).unwrap_or_else(|| panic!("no {msg:?} in:\n{err}"));
+        assert!(i > 0, "{err}");
+        lines[i - 1]
+    };
+    let id = err.lines().find_map(|l| l.strip_prefix("FETCHER-ID ")).expect("id");
+    let head = head_of("boom 7");
+    let want = format!("coroutine #{id} \"fetcher\" (spawned at {FILE}:");
+    assert!(head.starts_with(&want) && head.contains(&format!(") panicked at {FILE}:")), "{head}");
+    for msg in [
+        "sync: negative WaitGroup counter",
+        "non-positive interval for NewTicker",
+        "goro::chan: cannot allocate a buffer",
+        "goro::dropping: a dropping channel needs",
+    ] {
+        let head = head_of(msg);
+        assert!(head.starts_with("coroutine #") && head.contains(&format!("panicked at {FILE}:")), "{head}");
+    }
+    assert!(head_of("plain").starts_with("thread 'plain-one'"), "{err}");
+    assert!(!err.contains("thread 'goro-worker"), "{err}");
+    assert!(!err.contains("leftover") && !err.contains("Cancelled"), "{err}");
 }

@@ -2,7 +2,7 @@
 //!
 //! Owns: [`WaitReason`] (what a parked coroutine waits on, recorded by
 //! `park`), [`CoroutineInfo`] and [`coroutines()`], [`Stats`] and [`stats()`],
-//! [`num_coroutines()`].
+//! [`num_coroutines()`]; the panic hook that names the coroutine (`panic.rs`).
 //!
 //! `WaitReason` is `Copy` so that recording it on every park costs a few
 //! stores (Go's `gopark` wait reasons: unique and descriptive). Richer detail
@@ -18,6 +18,7 @@ use std::fmt;
 use std::panic::Location;
 
 pub(crate) mod deadlock;
+pub(crate) mod panic;
 
 pub use deadlock::{dump, PartialDeadlockPolicy};
 
