@@ -385,6 +385,7 @@ impl RuntimeBuilder {
                 running: AtomicU64::new(0),
                 deque_epoch: AtomicU64::new(0),
                 load: AtomicU64::new(0),
+                next_timer: AtomicU64::new(u64::MAX),
                 resumes: AtomicU64::new(0),
             }));
             deques.push(d);
@@ -736,7 +737,10 @@ fn monitor(rt: std::sync::Weak<Shared>) {
             if !w.stealer.is_empty() {
                 rt.notify_work();
             }
-            if now.duration_since(seen[i].2) >= LIMIT {
+            // Warn only if something is stuck behind it on this worker: a
+            // coroutine alone on its worker (a panic printing a backtrace,
+            // main's spawn loop while others can steal) hurts nobody.
+            if now.duration_since(seen[i].2) >= LIMIT && work_stuck_behind(w, id, ws.len(), now) {
                 warn_long_run(w, id, now.duration_since(seen[i].2));
             }
         }
@@ -749,6 +753,30 @@ fn monitor(rt: std::sync::Weak<Shared>) {
             nap = nap.min(crate::diag::deadlock::SEARCH_EVERY);
         }
     }
+}
+
+/// Is other work waiting for worker `w`, held by coroutine `running`, to get
+/// its thread back? A wake request or placed coroutine in its inbox, a timer
+/// of its heap due, (a single worker: nobody can steal them) unstarted
+/// coroutines in its deque, or another started coroutine homed there that
+/// is runnable: a pinned started coroutine that is RUNNING or NOTIFIED but
+/// not the running one sits in that worker's `runnext`, `ready` or
+/// `yielded` (coroutine.rs, park state), which only the worker can read.
+/// Called only once a coroutine has held its worker past the limit, so the
+/// registry walk costs nothing on the scheduling path.
+fn work_stuck_behind(w: &WorkerShared, running: u64, workers: usize, now: Instant) -> bool {
+    let due = w.next_timer.load(Ordering::Relaxed);
+    if !w.inbox.is_empty()
+        || (workers == 1 && !w.stealer.is_empty())
+        || (due != u64::MAX && crate::sched::worker::clock_nanos(now) >= due)
+    {
+        return true;
+    }
+    w.registry.lock().iter().any(|c| {
+        c.id != running
+            && c.pinned
+            && matches!(c.state.load(Ordering::Relaxed), coroutine::RUNNING | coroutine::NOTIFIED)
+    })
 }
 
 fn warn_long_run(w: &WorkerShared, id: u64, held: Duration) {

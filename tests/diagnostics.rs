@@ -293,6 +293,52 @@ fn child_bodies() {
                 goro::time::sleep(Duration::from_millis(20));
             });
         }
+        "spin-alone" | "spin-behind-woken" | "spin-behind-yielded" | "spin-behind-timer" => {
+            fn spin(d: Duration) {
+                let t = Instant::now();
+                while t.elapsed() < d {
+                    std::hint::spin_loop();
+                }
+            }
+            let rt = Runtime::builder().workers(1).build().unwrap();
+            let which2 = which.clone();
+            rt.run(move || {
+                let (tx, rx) = chan::<()>(0);
+                let stop = Arc::new(AtomicBool::new(false));
+                let stop2 = stop.clone();
+                let which = which2.clone();
+                let other = goro::Builder::new()
+                    .name("other")
+                    .spawn(move || match which.as_str() {
+                        "spin-behind-woken" => drop(rx.recv()),
+                        "spin-behind-yielded" => {
+                            while !stop2.load(Ordering::Relaxed) {
+                                goro::yield_now();
+                            }
+                        }
+                        "spin-behind-timer" => goro::time::sleep(Duration::from_millis(20)),
+                        _ => {}
+                    })
+                    .unwrap();
+                let which = which2.clone();
+                let spinner = goro::Builder::new()
+                    .name("spinner")
+                    .spawn(move || {
+                        // Let `other` start and park (or yield) first.
+                        goro::time::sleep(Duration::from_millis(5));
+                        if which == "spin-behind-woken" {
+                            tx.send(()).unwrap(); // `other` is now runnable here
+                        }
+                        spin(Duration::from_millis(400));
+                        stop.store(true, Ordering::Relaxed);
+                    })
+                    .unwrap();
+                spinner.join().unwrap();
+                other.join().unwrap();
+            })
+            .unwrap();
+            eprintln!("child: spun");
+        }
         other => panic!("unknown child {other}"),
     }
 }
@@ -347,4 +393,20 @@ fn a_coroutine_panic_names_the_coroutine() {
     assert!(head_of("plain").starts_with("thread 'plain-one'"), "{err}");
     assert!(!err.contains("thread 'goro-worker"), "{err}");
     assert!(!err.contains("leftover") && !err.contains("Cancelled"), "{err}");
+}
+
+// ------------------------------------------------------- long-run warning
+
+#[test]
+fn long_run_warning_only_when_work_is_stuck_behind() {
+    let _w = watchdog(60);
+    let (st, err) = run_child("spin-alone");
+    assert!(st.success(), "{st:?}: {err}");
+    assert!(err.contains("child: spun"), "{err}");
+    assert!(!err.contains("without parking"), "a coroutine alone on its worker hurts nobody: {err}");
+    for which in ["spin-behind-woken", "spin-behind-yielded", "spin-behind-timer"] {
+        let (st, err) = run_child(which);
+        assert!(st.success(), "{which}: {st:?}: {err}");
+        assert!(err.contains("\"spinner\"") && err.contains("without parking"), "{which}: {err}");
+    }
 }
