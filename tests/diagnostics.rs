@@ -81,11 +81,9 @@ fn coroutines_shows_where_each_parked_coroutine_waits() {
         wg.add(1);
         let l_recv = line!() + 1;
         let r = goro::Builder::new().name("recv").spawn(move || rx.recv()).unwrap();
-        let l_select = line!() + 3;
-        let s = goro::Builder::new()
-            .name("select")
-            .spawn(move || goro::select! { recv(rx2) -> v => v.is_ok() })
-            .unwrap();
+        let sel = move || goro::select! { recv(rx2) -> v => v.is_ok() };
+        let l_select = line!() - 1;
+        let s = goro::Builder::new().name("select").spawn(sel).unwrap();
         let held = m.lock();
         let m2 = m.clone();
         let l_lock = line!() + 1;
@@ -109,9 +107,9 @@ fn coroutines_shows_where_each_parked_coroutine_waits() {
         let t = Instant::now();
         let list = loop {
             let list = goro::coroutines();
-            let parked = want.iter().all(|(n, _)| {
-                list.iter().any(|c| c.name.as_deref() == Some(n) && c.state == CoroutineState::Parked)
-            });
+            let parked = want
+                .iter()
+                .all(|(n, _)| list.iter().any(|c| c.name.as_deref() == Some(n) && c.state == CoroutineState::Parked));
             if parked || t.elapsed() > Duration::from_secs(20) {
                 break list;
             }
@@ -146,11 +144,8 @@ fn coroutines_shows_where_each_parked_coroutine_waits() {
 /// formed the blocked `lock` calls panicked with the report (policy Panic).
 /// `busy`: a coroutine spins on `yield_now` meanwhile.
 fn time_to_report(busy: bool) -> Duration {
-    let rt = Runtime::builder()
-        .workers(2)
-        .on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic)
-        .build()
-        .unwrap();
+    let rt =
+        Runtime::builder().workers(2).on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic).build().unwrap();
     rt.run(move || {
         let stop = Arc::new(AtomicBool::new(false));
         let spinner = busy.then(|| {

@@ -230,7 +230,14 @@ fn strongly_connected(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
 pub(crate) fn describe(cycle: &[CoRef]) -> String {
     let mut s = String::from("goro: partial deadlock: these coroutines wait on each other in a cycle:\n");
     for c in cycle {
-        let _ = writeln!(s, "  coroutine {} [{}{}] spawned at {}", c.label(), c.wait.get(), At(c.wait_site()), c.spawned_at);
+        let _ = writeln!(
+            s,
+            "  coroutine {} [{}{}] spawned at {}",
+            c.label(),
+            c.wait.get(),
+            At(c.wait_site()),
+            c.spawned_at
+        );
     }
     s
 }

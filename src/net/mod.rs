@@ -63,7 +63,6 @@ impl<T: mio::event::Source + AsRawFd> Io<T> {
     }
 
     #[track_caller]
-
     fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         self.with(false, self.read_timeout.deadline(), op)
     }
@@ -76,13 +75,11 @@ impl<T: mio::event::Source + AsRawFd> Io<T> {
     }
 
     #[track_caller]
-
     fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         self.with(true, self.write_timeout.deadline(), op)
     }
 
     #[track_caller]
-
     fn with<R>(
         &self,
         write: bool,
@@ -233,7 +230,6 @@ impl TcpStream {
     }
 
     #[track_caller]
-
     fn connect_deadline(addr: impl ToSocketAddrs, deadline: Option<Instant>) -> io::Result<TcpStream> {
         let mut last = None;
         for a in first_addr(addr)? {

@@ -341,7 +341,6 @@ impl Registration {
     }
 
     #[track_caller]
-
     fn io_ex<R>(
         &self,
         write: bool,

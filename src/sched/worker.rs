@@ -24,7 +24,7 @@
 //!  3. One queue entry per runnable coroutine: a queued coroutine is
 //!     RUNNING or NOTIFIED, never PARKED or DONE (`run_co` aborts if it
 //!     finds otherwise: the wake protocol would be broken).
-
+//!
 //! Published for the monitor (its long-run warning asks whether anything is
 //! stuck behind the running coroutine): `WorkerShared::next_timer`, the
 //! earliest live deadline, lowered as timers are armed and recomputed after
