@@ -93,7 +93,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use corosensei::{Coroutine, Yielder};
@@ -190,6 +190,11 @@ pub(crate) struct CoInner {
     pub(crate) joiner: Mutex<Option<Waiter>>,
     /// What it waits on while parked (diagnostics; see `ReasonCell`).
     pub(crate) wait: ReasonCell,
+    /// Where its last park was called from (the user's blocking call, via
+    /// `#[track_caller]` down to `park_current`); null before the first.
+    /// Written only by the coroutine itself as it parks (a Relaxed store, a
+    /// plain move); readers on other threads see it once they saw PARKED.
+    pub(crate) wait_at: AtomicPtr<Location<'static>>,
     /// The corosensei coroutine, once started (invariant 1).
     pub(crate) body: UnsafeCell<Option<Body>>,
     /// What it is built from on the first resume, if its stack is fresh
@@ -337,6 +342,13 @@ impl CoInner {
         self.flags.fetch_or(f, Ordering::AcqRel);
     }
 
+    /// Where its last park was called from (see `wait_at`).
+    pub(crate) fn wait_site(&self) -> Option<&'static Location<'static>> {
+        let p = self.wait_at.load(Ordering::Relaxed);
+        // SAFETY: null or made from a `&'static Location<'static>`.
+        unsafe { p.cast_const().as_ref() }
+    }
+
     /// Human-readable `#id "name"`.
     pub(crate) fn label(&self) -> String {
         match &self.name {
@@ -363,9 +375,12 @@ pub(crate) fn current_id() -> Option<u64> {
 }
 
 /// Parks the running coroutine (see `park.rs`), recording `reason` unless it
-/// is `None` (keep the reason recorded before). Returns `false` if the
-/// caller is not a coroutine (then the caller blocks its thread instead).
+/// is `None` (keep the reason recorded before), and the caller's location
+/// (`#[track_caller]` all the way from the public blocking call). Returns
+/// `false` if the caller is not a coroutine (then the caller blocks its
+/// thread instead).
 #[inline]
+#[track_caller]
 pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::time::Instant>) -> bool {
     let Some(co) = sched::current_ptr() else { return false };
     // SAFETY: `current_ptr` is the coroutine running on this thread; the
@@ -387,6 +402,8 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     if let Some(reason) = reason {
         co.wait.set_own(reason);
     }
+    // Relaxed: only this coroutine writes it; readers look once PARKED.
+    co.wait_at.store(Location::caller() as *const Location<'static> as *mut _, Ordering::Relaxed);
     if let Some(d) = deadline {
         sched::add_wake_timer(d, co);
     }
@@ -516,21 +533,6 @@ pub(crate) fn resume_unwind(payload: Box<dyn Any + Send>) -> ! {
     panic::resume_unwind(payload)
 }
 
-/// Installs (once per process) a panic hook that marks the panicking
-/// coroutine as unwinding, then calls the hook that was installed before.
-/// A hook installed later by the program replaces it; then only the
-/// inference of `unwinding_now` is left for `panic!`s.
-pub(crate) fn install_unwind_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let prev = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            mark_unwinding();
-            prev(info)
-        }));
-    });
-}
-
 /// How many times a coroutine's cancellation is raised before the runtime
 /// gives up on it (it keeps catching `Cancelled`).
 const MAX_CANCEL_RAISES: u32 = 1000;
@@ -626,12 +628,14 @@ impl<T> JoinHandle<T> {
     /// [`Cancelled`]).
     ///
     /// Parks the calling coroutine, or blocks the calling OS thread.
+    #[track_caller]
     pub fn join(self) -> std::thread::Result<T> {
         crate::park::note_thread();
         if !self.co.is_done() {
             *self.co.joiner.lock() = Some(Waiter::current());
             let _owner = crate::diag::deadlock::OwnerWait::new();
             while !self.co.is_done() {
+                crate::diag::deadlock::note_owner_park();
                 crate::park::park(WaitReason::Join { id: self.co.id });
             }
         }
@@ -857,6 +861,7 @@ where
         home: OnceLock::new(),
         joiner: Mutex::new(None),
         wait: ReasonCell::new(),
+        wait_at: AtomicPtr::new(std::ptr::null_mut()),
         body: UnsafeCell::new(body),
         start: UnsafeCell::new(start),
         yielder: Cell::new(std::ptr::null()),

@@ -32,6 +32,13 @@
 //! Every such return to activity bumps `PLAIN_WAKEUPS`. A thread-local
 //! destructor unregisters the thread when it exits.
 //!
+//! Wait sites: `park`, `park_recorded` and `park_deadline` are
+//! `#[track_caller]`, and so is every function between them and a public
+//! blocking call (`recv`, `lock`, `join`, `sleep`, socket reads...), so the
+//! park records the user's line (`CoInner::wait_at`) for diagnostics. A
+//! caller in that chain without the attribute cuts it: the site recorded is
+//! then that caller's line inside goro.
+//!
 //! Lock order: no goro-internal lock may be held across `park()`; wake after
 //! unlocking (collect waiters, drop the lock, then wake).
 
@@ -93,6 +100,7 @@ impl Waiter {
     /// [`park_recorded`], which keeps this record. No-op for threads.
     pub(crate) fn set_wait(&self, reason: WaitReason) {
         if let Repr::Coroutine(co) = &self.repr {
+            crate::diag::deadlock::note_owner_park();
             co.wait.set(reason);
         }
     }
@@ -264,6 +272,7 @@ impl From<Waiter> for Wakeup {
 /// spuriously, a wake before the park is not lost). `reason` is what
 /// diagnostics and the deadlock report show while it waits.
 #[inline]
+#[track_caller]
 pub(crate) fn park(reason: WaitReason) {
     if !crate::coroutine::park_current(Some(&reason), None) {
         park_thread(reason, None);
@@ -273,7 +282,10 @@ pub(crate) fn park(reason: WaitReason) {
 /// Like [`park`], but a coroutine keeps the wait reason recorded with
 /// [`Waiter::set_wait`] (which others may refresh while it waits: see
 /// `sync/waitq.rs`). `kind` only tells a thread's park what it waits on.
+#[track_caller]
 pub(crate) fn park_recorded(kind: WaitReason) {
+    // Lock waits park here: a wait-for cycle may have just formed.
+    crate::diag::deadlock::note_owner_park();
     if !crate::coroutine::park_current(None, None) {
         park_thread(kind, None);
     }
@@ -282,6 +294,7 @@ pub(crate) fn park_recorded(kind: WaitReason) {
 /// Like [`park`], but also returns once `deadline` (if any) has passed.
 /// The caller checks the clock itself to tell a timeout from a wake.
 #[inline]
+#[track_caller]
 pub(crate) fn park_deadline(reason: WaitReason, deadline: Option<Instant>) {
     match deadline {
         None => park(reason),

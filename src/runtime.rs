@@ -9,7 +9,10 @@
 //!     and the caller parks (a coroutine parks, a thread blocks).
 //!  2. The session ends when main finishes, or when the deadlock detector
 //!     finds that nothing can run again (`Outcome::Deadlock`).
-//!  3. Cancellation: every coroutine still alive gets `F_CANCEL` and a wake;
+//!  3. If main returned with leftovers, one last partial-deadlock search
+//!     reports a wait-for cycle still standing among them
+//!     (`diag::deadlock::final_check`).
+//!     Cancellation: every coroutine still alive gets `F_CANCEL` and a wake;
 //!     each unwinds on its home worker from the `park` it sleeps in (so its
 //!     destructors run), unstarted ones are dropped unstarted. The pass
 //!     repeats until `live == 0`, so coroutines spawned while cancelling are
@@ -145,6 +148,9 @@ pub struct BlockedCoroutine {
     pub spawned_at: String,
     /// What it waits on.
     pub wait: WaitReason,
+    /// Where it called the blocking operation it waits in (the user's line,
+    /// via `#[track_caller]`), if known.
+    pub wait_at: Option<&'static Location<'static>>,
     /// Is it the main coroutine of the `run`?
     pub is_main: bool,
     /// For a join: the joined coroutine's name, if it has one.
@@ -152,11 +158,13 @@ pub struct BlockedCoroutine {
 }
 
 impl BlockedCoroutine {
-    /// The wait as the report prints it (`join of #12 "worker"`, ...).
+    /// The wait as the report prints it, with where it was called from
+    /// (`join of #12 "worker" at src/main.rs:42:17`, ...).
     pub fn wait_text(&self) -> String {
+        let at = crate::diag::At(self.wait_at);
         match (&self.wait, &self.joins_name) {
-            (WaitReason::Join { id }, Some(n)) => format!("join of #{id} \"{n}\""),
-            (w, _) => w.to_string(),
+            (WaitReason::Join { id }, Some(n)) => format!("join of #{id} \"{n}\"{at}"),
+            (w, _) => format!("{w}{at}"),
         }
     }
 
@@ -165,7 +173,9 @@ impl BlockedCoroutine {
     /// one lock is one line.
     fn group_text(&self) -> String {
         match self.wait.lock_wait() {
-            Some((label, wait_for)) if wait_for.ahead.is_some() => format!("{label} queued"),
+            Some((label, wait_for)) if wait_for.ahead.is_some() => {
+                format!("{label} queued{}", crate::diag::At(self.wait_at))
+            }
             _ => self.wait_text(),
         }
     }
@@ -194,6 +204,7 @@ impl DeadlockReport {
                     name: c.name.as_deref().map(str::to_string),
                     spawned_at: c.spawned_at.to_string(),
                     wait,
+                    wait_at: c.wait_site(),
                     is_main: c.has_flag(F_MAIN),
                     joins_name: match wait {
                         WaitReason::Join { id } => names.get(&id).cloned(),
@@ -359,7 +370,6 @@ impl RuntimeBuilder {
     /// `InvalidInput` for `workers(0)` or a `GORO_WORKERS` that is not a
     /// positive integer; the OS error if a thread cannot be started.
     pub fn build(self) -> io::Result<Runtime> {
-        coroutine::install_unwind_hook();
         let workers = match self.workers {
             Some(0) => {
                 return Err(io::Error::new(
@@ -378,6 +388,7 @@ impl RuntimeBuilder {
             name: self.name,
             partial_policy: self.partial_policy,
         };
+        crate::diag::panic::install_hook();
         let dump_on_quit = self.dump_on_sigquit;
         let shared = Arc::new(Shared {
             config,
@@ -415,6 +426,7 @@ impl RuntimeBuilder {
                 running: AtomicU64::new(0),
                 deque_epoch: AtomicU64::new(0),
                 load: AtomicU64::new(0),
+                next_timer: AtomicU64::new(u64::MAX),
                 resumes: AtomicU64::new(0),
             }));
             deques.push(d);
@@ -574,6 +586,11 @@ impl Runtime {
             }
             park::park(WaitReason::Join { id: handle.id() });
         };
+        // A cycle still standing among the leftovers is reported before
+        // they are cancelled (diag/deadlock.rs).
+        if matches!(outcome, Outcome::MainDone) && shared.live.load(Ordering::Acquire) > 0 {
+            crate::diag::deadlock::final_check(shared);
+        }
         // Step 3: cancel the rest.
         session.armed = false;
         self.cancel_all();
@@ -729,13 +746,20 @@ pub(crate) fn global_shared() -> &'static Arc<Shared> {
 }
 
 /// The runtime's monitor (Go's `sysmon`): warns once per coroutine that holds
-/// its worker for more than 100 ms without parking. Sleeps longer while the
-/// runtime is idle.
+/// its worker for more than 100 ms without parking, and searches for partial
+/// deadlocks when a join or lock wait began (diag/deadlock.rs, "When").
+/// Sleeps longer while the runtime is idle (at most 100 ms).
 fn monitor(rt: std::sync::Weak<Shared>) {
     const LIMIT: Duration = Duration::from_millis(100);
     let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
     let mut nap = Duration::from_millis(10);
-    let mut partial_tick = 0u64;
+    // Partial-deadlock search (diag/deadlock.rs, "When"): the epoch last
+    // seen, passes still owed since it moved, a cycle awaiting confirmation,
+    // and when the last search ran.
+    let mut owner_epoch = 0usize;
+    let mut owed = 0u8;
+    let mut pending = false;
+    let mut last_search = Instant::now();
     let mut last_resumes: Vec<u64> = Vec::new();
     park::mark_internal_thread();
     loop {
@@ -749,9 +773,15 @@ fn monitor(rt: std::sync::Weak<Shared>) {
         // Rule 3 of net/poller.rs: nobody polled for a while (every worker
         // stuck in a long-running coroutine).
         crate::net::poller::poll_if_stale(Duration::from_millis(10));
-        partial_tick += 1;
-        if partial_tick % 10 == 0 {
-            crate::diag::deadlock::check_partial(&rt);
+        let e = crate::diag::deadlock::OWNER_EPOCH.load(Ordering::Relaxed);
+        if e != owner_epoch {
+            owner_epoch = e;
+            owed = 2;
+        }
+        if (owed > 0 || pending) && last_search.elapsed() >= crate::diag::deadlock::SEARCH_EVERY {
+            owed = owed.saturating_sub(1);
+            pending = crate::diag::deadlock::check_partial(&rt);
+            last_search = Instant::now();
         }
         let ws = rt.workers();
         seen.resize(ws.len(), (0, 0, Instant::now()));
@@ -784,7 +814,10 @@ fn monitor(rt: std::sync::Weak<Shared>) {
             if !w.stealer.is_empty() {
                 rt.notify_work();
             }
-            if now.duration_since(seen[i].2) >= LIMIT {
+            // Warn only if something is stuck behind it on this worker: a
+            // coroutine alone on its worker (a panic printing a backtrace,
+            // main's spawn loop while others can steal) hurts nobody.
+            if now.duration_since(seen[i].2) >= LIMIT && work_stuck_behind(w, id, ws.len(), now) {
                 warn_long_run(w, id, now.duration_since(seen[i].2));
             }
         }
@@ -793,7 +826,33 @@ fn monitor(rt: std::sync::Weak<Shared>) {
         } else {
             (nap * 2).min(Duration::from_millis(100))
         };
+        if owed > 0 || pending {
+            nap = nap.min(crate::diag::deadlock::SEARCH_EVERY);
+        }
     }
+}
+
+/// Is other work waiting for worker `w`, held by coroutine `running`, to get
+/// its thread back? A wake request or placed coroutine in its inbox, a timer
+/// of its heap due, (a single worker: nobody can steal them) unstarted
+/// coroutines in its deque, or another started coroutine homed there that
+/// is runnable: a pinned started coroutine that is RUNNING or NOTIFIED but
+/// not the running one sits in that worker's `runnext`, `ready` or
+/// `yielded` (coroutine.rs, park state), which only the worker can read.
+/// Called only once a coroutine has held its worker past the limit, so the
+/// registry walk costs nothing on the scheduling path.
+fn work_stuck_behind(w: &WorkerShared, running: u64, workers: usize, now: Instant) -> bool {
+    let due = w.next_timer.load(Ordering::Relaxed);
+    if !w.inbox.is_empty()
+        || (workers == 1 && !w.stealer.is_empty())
+        || (due != u64::MAX && crate::sched::worker::clock_nanos(now) >= due)
+    {
+        return true;
+    }
+    w.registry
+        .lock()
+        .iter()
+        .any(|c| c.id != running && matches!(c.state.load(Ordering::Relaxed), coroutine::RUNNING | coroutine::NOTIFIED))
 }
 
 fn warn_long_run(w: &WorkerShared, id: u64, held: Duration) {

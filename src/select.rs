@@ -458,6 +458,7 @@ fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[(usize, usize)], win
 /// Runs a select over `cases`. Returns the index of the case that completed
 /// (its result is stored in it), or `None` if `mode` gave up.
 #[doc(hidden)]
+#[track_caller]
 pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<usize> {
     crate::park::note_thread();
     let n = cases.len();
@@ -734,6 +735,7 @@ impl<'a> Select<'a> {
 
     /// Waits until one case is chosen. With no cases, waits for ever
     /// (Go's `select {}`).
+    #[track_caller]
     pub fn select(&mut self) -> SelectedOperation<'a> {
         self.run(Mode::Block).expect("a blocking select returns a case")
     }
@@ -752,12 +754,14 @@ impl<'a> Select<'a> {
     /// # Errors
     ///
     /// `SelectTimeoutError` on timeout.
+    #[track_caller]
     pub fn select_timeout(&mut self, d: Duration) -> Result<SelectedOperation<'a>, crate::SelectTimeoutError> {
         self.run(Mode::timeout(d)).ok_or(crate::SelectTimeoutError)
     }
 
     /// One select over every case, receive and send alike: the same
     /// algorithm, fairness and single park as `select!`.
+    #[track_caller]
     fn run(&mut self, mode: Mode) -> Option<SelectedOperation<'a>> {
         let mut refs: Vec<&mut (dyn Case + 'a)> = self.cases.iter_mut().map(DynCase::as_case).collect();
         let i = select_cases(&mut refs, mode)?;

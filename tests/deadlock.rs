@@ -62,7 +62,10 @@ fn two_coroutines_waiting_on_each_other() {
     assert!(names.contains(&"left".to_string()) && names.contains(&"right".to_string()), "{names:?}");
     let text = rep.to_string();
     assert!(text.contains("\"left\"") && text.contains("join of #"), "{text}");
-    assert!(text.contains("join of #") && text.contains("\"left\"]"), "the joined coroutine is named: {text}");
+    assert!(
+        text.contains("join of #") && text.contains("\"left\" at tests/deadlock.rs:"),
+        "the joined coroutine is named: {text}"
+    );
 }
 
 #[test]
@@ -316,6 +319,11 @@ fn sigquit_dumps_every_coroutine() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?} {err}", out.status);
     assert!(err.contains("\"quit-me\" [recv on chan#"), "{err}");
+    // ... and where it waits: the `rx.recv()` in `sigquit_child_body`.
+    assert!(
+        err.contains("receivers alive) at tests/deadlock.rs:") || err.contains("senders alive) at tests/deadlock.rs:"),
+        "{err}"
+    );
 }
 
 /// A feeder thread that sends, then stays away from goro (std sleep) for
@@ -433,7 +441,11 @@ fn partial_rwlock_write_inversion() {
     assert!(msg.contains("partial deadlock"), "{msg}");
     assert!(msg.contains("\"writes-12\"") && msg.contains("\"writes-21\""), "{msg}");
     assert!(msg.contains(&format!("#{a} \"writes-12\" [RwLock.write (rwlock#")), "{msg}");
-    assert!(msg.contains(&format!(") held by #{b}]")) && msg.contains(&format!(") held by #{a}]")), "{msg}");
+    assert!(
+        msg.contains(&format!(") held by #{b} at tests/deadlock.rs:"))
+            && msg.contains(&format!(") held by #{a} at tests/deadlock.rs:")),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -455,8 +467,14 @@ fn partial_mutex_rwlock_mixed_inversion() {
     );
     let msg = msgs.first().expect("the cycle's blocked calls panic");
     assert!(msg.contains("partial deadlock"), "{msg}");
-    assert!(msg.contains("RwLock.write (rwlock#") && msg.contains(&format!("held by readers #{b}]")), "{msg}");
-    assert!(msg.contains("Mutex.lock (mutex#") && msg.contains(&format!("held by #{a}]")), "{msg}");
+    assert!(
+        msg.contains("RwLock.write (rwlock#") && msg.contains(&format!("held by readers #{b} at tests/deadlock.rs:")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Mutex.lock (mutex#") && msg.contains(&format!("held by #{a} at tests/deadlock.rs:")),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -477,8 +495,11 @@ fn partial_read_again_behind_a_waiting_writer() {
         }),
     );
     let msg = msgs.first().expect("the cycle's blocked calls panic");
-    assert!(msg.contains("RwLock.read (rwlock#") && msg.contains(&format!("queued behind #{w}]")), "{msg}");
-    assert!(msg.contains(&format!("held by readers #{r}]")), "{msg}");
+    assert!(
+        msg.contains("RwLock.read (rwlock#") && msg.contains(&format!("queued behind #{w} at tests/deadlock.rs:")),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("held by readers #{r} at tests/deadlock.rs:")), "{msg}");
 }
 
 #[test]
@@ -625,6 +646,9 @@ fn a_long_lock_queue_is_grouped() {
     let text = rep.to_string();
     assert!(text.lines().count() < 10, "not grouped: {}", &text[..text.len().min(800)]);
     assert!(text.contains("\"locker\" [Mutex.lock (mutex#") && text.contains(") held by #"), "{text}");
-    assert!(text.contains("coroutines \"locker\" [Mutex.lock (mutex#") && text.contains(") queued]"), "{text}");
+    assert!(
+        text.contains("coroutines \"locker\" [Mutex.lock (mutex#") && text.contains(") queued at tests/deadlock.rs:"),
+        "{text}"
+    );
     assert!(text.contains("coroutines \"reader\" [RwLock.read (rwlock#"), "{text}");
 }

@@ -152,6 +152,7 @@ impl Selector {
     /// Parks until won (returns the won state) or until `deadline` passes and
     /// `abort` (the owner's claim of ABORTED) wins (returns None).
     #[inline]
+    #[track_caller]
     pub(crate) fn wait(
         &self,
         reason: WaitReason,
@@ -487,6 +488,7 @@ impl Wake {
 }
 
 impl<T> Chan<T> {
+    #[track_caller]
     pub(crate) fn new(cap: usize, kind: Kind) -> Chan<T> {
         let mut buf = VecDeque::new();
         if let Err(e) = buf.try_reserve(cap) {
@@ -626,6 +628,7 @@ impl<T> Chan<T> {
             || g.recvq.iter().any(|r| r.sel().state.load(Ordering::Acquire) == WAITING)
     }
 
+    #[track_caller]
     pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
         park::note_thread();
         let mut g = self.lock();
@@ -671,6 +674,7 @@ impl<T> Chan<T> {
         }
     }
 
+    #[track_caller]
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         park::note_thread();
         let mut g = self.lock();

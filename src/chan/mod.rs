@@ -56,6 +56,7 @@ pub struct Receiver<T> {
 ///
 /// If a buffer of `cap` values cannot be allocated (the message names the
 /// capacity).
+#[track_caller]
 pub fn chan<T: Send>(cap: usize) -> (Sender<T>, Receiver<T>) {
     let c = Arc::new(Chan::new(cap, Kind::Normal));
     (Sender { chan: c.clone() }, Receiver { chan: Some(c) })
@@ -68,6 +69,7 @@ pub fn chan<T: Send>(cap: usize) -> (Sender<T>, Receiver<T>) {
 /// # Panics
 ///
 /// If `cap == 0` (there would be nowhere to keep a value).
+#[track_caller]
 pub fn dropping<T: Send>(cap: usize) -> (Sender<T>, Receiver<T>) {
     assert!(cap > 0, "goro::dropping: a dropping channel needs a capacity of at least 1");
     let c = Arc::new(Chan::new(cap, Kind::Dropping));
@@ -80,6 +82,7 @@ pub fn dropping<T: Send>(cap: usize) -> (Sender<T>, Receiver<T>) {
 /// # Panics
 ///
 /// If `cap == 0`.
+#[track_caller]
 pub fn sliding<T: Send>(cap: usize) -> (Sender<T>, Receiver<T>) {
     assert!(cap > 0, "goro::sliding: a sliding channel needs a capacity of at least 1");
     let c = Arc::new(Chan::new(cap, Kind::Sliding));
@@ -124,6 +127,7 @@ impl<T> Sender<T> {
     /// # Errors
     ///
     /// The channel is closed or has no receivers left; the value comes back.
+    #[track_caller]
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         self.chan.send(v, None).map_err(|e| SendError(e.into_inner()))
     }
@@ -142,6 +146,7 @@ impl<T> Sender<T> {
     /// # Errors
     ///
     /// `Timeout(v)` or `Closed(v)`.
+    #[track_caller]
     pub fn send_timeout(&self, v: T, d: Duration) -> Result<(), SendTimeoutError<T>> {
         self.chan.send(v, deadline(d))
     }
@@ -179,6 +184,7 @@ impl<T> Receiver<T> {
     /// # Errors
     ///
     /// `RecvError` once the channel is closed and drained.
+    #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
         match &self.chan {
             Some(c) => c.recv(None).map_err(|_| RecvError),
@@ -208,6 +214,7 @@ impl<T> Receiver<T> {
     /// # Errors
     ///
     /// `Timeout` or `Closed`.
+    #[track_caller]
     pub fn recv_timeout(&self, d: Duration) -> Result<T, RecvTimeoutError> {
         match &self.chan {
             Some(c) => c.recv(deadline(d)),
@@ -319,6 +326,7 @@ pub struct Iter<'a, T> {
 
 impl<T> Iterator for Iter<'_, T> {
     type Item = T;
+    #[track_caller]
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
     }
@@ -345,6 +353,7 @@ pub struct IntoIter<T> {
 
 impl<T> Iterator for IntoIter<T> {
     type Item = T;
+    #[track_caller]
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
     }

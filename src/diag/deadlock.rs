@@ -31,8 +31,20 @@
 //! moment), so a cycle is acted on only when seen on two consecutive passes
 //! with every member parked.
 //!
-//! Cost: nothing on the hot path; the monitor runs this every ~100 ms, and
-//! only while some party waits on a join or a lock (`OWNER_WAITS`).
+//! When: a cycle can only form when some party parks on a join or a lock,
+//! or a lock rewrites a waiter's record; each bumps `OWNER_EPOCH`. The
+//! monitor searches when the epoch moved (and once more on its next pass:
+//! a party counted just before it switched out may not have looked parked
+//! yet), and, while a cycle waits for its confirming second sighting, every
+//! `SEARCH_EVERY`; never while nothing waits on a join or a lock
+//! (`OWNER_WAITS`). Its nap is at most 100 ms idle, so a cycle is reported
+//! about 100 ms + `SEARCH_EVERY` after it forms at worst (busy: ~20 ms).
+//! `Runtime::run` runs [`final_check`] when main returns with leftovers,
+//! before cancelling them, so a cycle still standing then is reported.
+//! Checks are serialized (`CHECKING`), so a cycle is reported once.
+//!
+//! Cost: nothing on the hot path (a Relaxed increment on the slow paths of
+//! join and lock waits); no search at all while the epoch stands still.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -41,13 +53,30 @@ use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 
 use std::sync::atomic::AtomicUsize;
 
-use super::WaitReason;
+use super::{At, WaitReason};
 
 /// Parties parked right now on a wait whose owner is known (`join`,
 /// `Mutex::lock`, `RwLock::{read, write}`), process-wide. The monitor skips
 /// the cycle search while it is zero, so programs that never block on those
 /// pay nothing.
 pub(crate) static OWNER_WAITS: AtomicUsize = AtomicUsize::new(0);
+
+/// Bumped whenever a party parks on an owner-known wait or a lock rewrites
+/// a waiter's record: the monitor searches only when it moved.
+pub(crate) static OWNER_EPOCH: AtomicUsize = AtomicUsize::new(0);
+
+/// Notes a park on (or a change of) an owner-known wait.
+#[inline]
+pub(crate) fn note_owner_park() {
+    OWNER_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Minimum time between two searches, and the delay of the confirming one.
+pub(crate) const SEARCH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Serializes checks (monitor passes and `final_check`): a cycle is
+/// confirmed and reported by one of them only.
+static CHECKING: StdMutex<()> = StdMutex::new(());
 
 /// Counts one owner-known wait while alive (also when unwinding).
 pub(crate) struct OwnerWait;
@@ -201,16 +230,25 @@ fn strongly_connected(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
 pub(crate) fn describe(cycle: &[CoRef]) -> String {
     let mut s = String::from("goro: partial deadlock: these coroutines wait on each other in a cycle:\n");
     for c in cycle {
-        let _ = writeln!(s, "  coroutine {} [{}] spawned at {}", c.label(), c.wait.get(), c.spawned_at);
+        let _ = writeln!(
+            s,
+            "  coroutine {} [{}{}] spawned at {}",
+            c.label(),
+            c.wait.get(),
+            At(c.wait_site()),
+            c.spawned_at
+        );
     }
     s
 }
 
-/// Monitor hook: find confirmed cycles and apply the policy.
-pub(crate) fn check_partial(rt: &Shared) {
+/// Monitor hook: find confirmed cycles and apply the policy. Returns true if
+/// a cycle was seen once and awaits its confirming sighting.
+pub(crate) fn check_partial(rt: &Shared) -> bool {
+    let _one = CHECKING.lock().unwrap_or_else(|e| e.into_inner());
     if rt.config.partial_policy == PartialDeadlockPolicy::Ignore || OWNER_WAITS.load(Ordering::Relaxed) == 0 {
         rt.partial_seen.lock().clear();
-        return;
+        return false;
     }
     for cycle in find_cycles(rt) {
         let text = describe(&cycle);
@@ -223,14 +261,41 @@ pub(crate) fn check_partial(rt: &Shared) {
             }
             PartialDeadlockPolicy::Panic => {
                 let text: Arc<str> = text.into();
+                // Every member is marked before any is woken: a member that
+                // unwinds releases its locks, and a member granted one
+                // before it was marked would carry on as if nothing
+                // happened.
                 for c in &cycle {
                     rt.partial_reports.lock().insert(c.id, text.clone());
                     c.set_flag(F_PARTIAL | crate::coroutine::F_PARTIAL_PANIC);
+                }
+                for c in &cycle {
                     c.wake();
                 }
             }
             PartialDeadlockPolicy::Ignore => {}
         }
+    }
+    !rt.partial_seen.lock().is_empty()
+}
+
+/// One last search when main has returned, before the leftovers are
+/// cancelled: a cycle still standing is reported (seen twice,
+/// `SEARCH_EVERY` apart, as the monitor would). Called by `Runtime::run`.
+pub(crate) fn final_check(rt: &Shared) {
+    if rt.config.partial_policy == PartialDeadlockPolicy::Ignore || OWNER_WAITS.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut pending = check_partial(rt);
+    for _ in 0..2 {
+        if !pending {
+            return;
+        }
+        crate::park::park_deadline(
+            WaitReason::Other("checking for a partial deadlock"),
+            Some(std::time::Instant::now() + SEARCH_EVERY),
+        );
+        pending = check_partial(rt);
     }
 }
 
@@ -253,7 +318,7 @@ pub(crate) fn dump_runtime(rt: &Shared) -> String {
     let _ = writeln!(s, "goro: runtime {:?}: {} started coroutines", rt.config.name, all.len());
     for c in all {
         let st = c.state.load(Ordering::Acquire);
-        let what = if st == PARKED { c.wait.get().to_string() } else { "runnable".to_string() };
+        let what = if st == PARKED { format!("{}{}", c.wait.get(), At(c.wait_site())) } else { "runnable".to_string() };
         let _ = writeln!(s, "  coroutine {} [{}] spawned at {}", c.label(), what, c.spawned_at);
     }
     s

@@ -2,18 +2,23 @@
 //!
 //! Owns: [`WaitReason`] (what a parked coroutine waits on, recorded by
 //! `park`), [`CoroutineInfo`] and [`coroutines()`], [`Stats`] and [`stats()`],
-//! [`num_coroutines()`].
+//! [`num_coroutines()`]; the panic hook that names the coroutine (`panic.rs`).
 //!
 //! `WaitReason` is `Copy` so that recording it on every park costs a few
 //! stores (Go's `gopark` wait reasons: unique and descriptive). Richer detail
 //! that is only needed for a report (names) is looked up when the report is
-//! made, not when parking. Lock waits carry whom they wait for
+//! made, not when parking. Where the wait was called from (the user's
+//! blocking call, `#[track_caller]` down to the park) is kept beside the
+//! reason, not in it (`CoInner::wait_at`), and printed after it by [`At`].
+//! Lock waits carry whom they wait for
 //! ([`LockWait`]); the lock rewrites that record under its queue lock while
 //! the party waits (`sync/waitq.rs`).
 
 use std::fmt;
+use std::panic::Location;
 
 pub(crate) mod deadlock;
+pub(crate) mod panic;
 
 pub use deadlock::{dump, PartialDeadlockPolicy};
 
@@ -256,6 +261,19 @@ impl fmt::Display for WaitReason {
     }
 }
 
+/// The tail of a wait's text naming where it was called from:
+/// ` at src/main.rs:42:17`, or nothing if not known.
+pub(crate) struct At(pub(crate) Option<&'static Location<'static>>);
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(l) => write!(f, " at {l}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A fresh id for a goro object shown in reports (`chan#N`, `mutex#N`).
 pub(crate) fn next_object_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -292,6 +310,10 @@ pub struct CoroutineInfo {
     pub spawned_at: String,
     /// What it waits on (meaningful while `Parked`).
     pub wait: WaitReason,
+    /// Where it called the blocking operation it waits in (meaningful while
+    /// `Parked`): the user's `recv`, `lock`, `join`... (`#[track_caller]`),
+    /// as Go's traceback shows the blocking line.
+    pub wait_at: Option<&'static Location<'static>>,
     /// Its stack reservation in bytes.
     pub stack_size: usize,
 }
@@ -303,7 +325,7 @@ impl fmt::Display for CoroutineInfo {
             write!(f, " \"{n}\"")?;
         }
         match self.state {
-            CoroutineState::Parked => write!(f, " [{}]", self.wait)?,
+            CoroutineState::Parked => write!(f, " [{}{}]", self.wait, At(self.wait_at))?,
             s => write!(f, " [{s:?}]")?,
         }
         write!(f, " spawned at {}", self.spawned_at)
@@ -332,6 +354,7 @@ pub fn coroutines() -> Vec<CoroutineInfo> {
                     state,
                     spawned_at: c.spawned_at.to_string(),
                     wait: c.wait.get(),
+                    wait_at: if state == CoroutineState::Parked { c.wait_site() } else { None },
                     stack_size: c.stack_size,
                 }
             })

@@ -62,20 +62,24 @@ impl<T: mio::event::Source + AsRawFd> Io<T> {
         Ok(Io { io, reg, read_timeout: TimeoutCell::default(), write_timeout: TimeoutCell::default() })
     }
 
+    #[track_caller]
     fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         self.with(false, self.read_timeout.deadline(), op)
     }
 
     /// A stream read into a buffer of `len` bytes: a short read tells the
     /// poller protocol the socket is drained (`Registration::io_read`).
+    #[track_caller]
     fn read_stream(&self, len: usize, mut op: impl FnMut(&T) -> io::Result<usize>) -> io::Result<usize> {
         self.reg.io_read(self.read_timeout.deadline(), len, || op(&self.io))
     }
 
+    #[track_caller]
     fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         self.with(true, self.write_timeout.deadline(), op)
     }
 
+    #[track_caller]
     fn with<R>(
         &self,
         write: bool,
@@ -154,6 +158,7 @@ impl TcpListener {
     ///
     /// After [`close`](Self::close), an error; OS errors other than running
     /// out of file descriptors (which are retried with back-off).
+    #[track_caller]
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -197,6 +202,7 @@ pub struct Incoming<'a> {
 
 impl Iterator for Incoming<'_> {
     type Item = io::Result<TcpStream>;
+    #[track_caller]
     fn next(&mut self) -> Option<Self::Item> {
         Some(self.listener.accept().map(|(s, _)| s))
     }
@@ -208,6 +214,7 @@ impl TcpStream {
     /// # Errors
     ///
     /// The OS error of the last address tried.
+    #[track_caller]
     pub fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         Self::connect_deadline(addr, None)
     }
@@ -217,10 +224,12 @@ impl TcpStream {
     /// # Errors
     ///
     /// `TimedOut`, or the OS error.
+    #[track_caller]
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         Self::connect_deadline(addr, Instant::now().checked_add(check_timeout(Some(timeout))?.unwrap_or_default()))
     }
 
+    #[track_caller]
     fn connect_deadline(addr: impl ToSocketAddrs, deadline: Option<Instant>) -> io::Result<TcpStream> {
         let mut last = None;
         for a in first_addr(addr)? {
@@ -294,12 +303,14 @@ impl TcpStream {
 }
 
 impl Read for &TcpStream {
+    #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len();
         self.inner.read_stream(len, |mut s| s.read(buf))
     }
 }
 impl Write for &TcpStream {
+    #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write_with(|mut s| s.write(buf))
     }
@@ -308,11 +319,13 @@ impl Write for &TcpStream {
     }
 }
 impl Read for TcpStream {
+    #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&*self).read(buf)
     }
 }
 impl Write for TcpStream {
+    #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
     }
@@ -339,23 +352,28 @@ impl UdpSocket {
         Err(last.expect("at least one address"))
     }
     /// Sends a datagram to `addr`.
+    #[track_caller]
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
         let a = first_addr(addr)?[0];
         self.inner.write_with(|s| s.send_to(buf, a))
     }
     /// Receives a datagram and its sender.
+    #[track_caller]
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.inner.read_with(|s| s.recv_from(buf))
     }
     /// Sets the default peer for `send`/`recv`.
+    #[track_caller]
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         self.inner.io.connect(first_addr(addr)?[0])
     }
     /// Sends to the connected peer.
+    #[track_caller]
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write_with(|s| s.send(buf))
     }
     /// Receives from the connected peer.
+    #[track_caller]
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read_with(|s| s.recv(buf))
     }
@@ -395,6 +413,7 @@ impl UnixListener {
         Ok(UnixListener { inner: Io::new(mio::net::UnixListener::bind(p)?)? })
     }
     /// Waits for a connection.
+    #[track_caller]
     pub fn accept(&self) -> io::Result<(UnixStream, std::os::unix::net::SocketAddr)> {
         let (s, a) = self.inner.read_with(|l| l.accept())?;
         Ok((UnixStream { inner: Io::new(s)? }, a))
@@ -410,6 +429,7 @@ impl UnixListener {
 
 impl UnixStream {
     /// Connects to the socket path `p`.
+    #[track_caller]
     pub fn connect(p: impl AsRef<Path>) -> io::Result<UnixStream> {
         let io = Io::new(mio::net::UnixStream::connect(p)?)?;
         io.with(true, None, |s| {
@@ -444,12 +464,14 @@ impl UnixStream {
 }
 
 impl Read for &UnixStream {
+    #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len();
         self.inner.read_stream(len, |mut s| s.read(buf))
     }
 }
 impl Write for &UnixStream {
+    #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write_with(|mut s| s.write(buf))
     }
@@ -458,11 +480,13 @@ impl Write for &UnixStream {
     }
 }
 impl Read for UnixStream {
+    #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&*self).read(buf)
     }
 }
 impl Write for UnixStream {
+    #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
     }

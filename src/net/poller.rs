@@ -311,6 +311,7 @@ impl Registration {
 
     /// Runs the non-blocking `op` until it does not return `WouldBlock`,
     /// waiting for readiness in between (module protocol).
+    #[track_caller]
     pub(crate) fn io<R>(
         &self,
         write: bool,
@@ -329,6 +330,7 @@ impl Registration {
     /// an end of stream that arrived with the data, in the same edge: the
     /// short read leaves it queued and no edge follows, so once an event
     /// has said the peer closed (`Dir::hup`) every read is tried.
+    #[track_caller]
     pub(crate) fn io_read(
         &self,
         deadline: Option<Instant>,
@@ -338,6 +340,7 @@ impl Registration {
         self.io_ex(false, deadline, op, |&n| n > 0 && n < len)
     }
 
+    #[track_caller]
     fn io_ex<R>(
         &self,
         write: bool,

@@ -105,6 +105,7 @@ struct Done<R> {
 /// let n = goro::run(|| goro::blocking(|| std::fs::read_dir(".").unwrap().count()));
 /// assert!(n > 0);
 /// ```
+#[track_caller]
 pub fn blocking<F, R>(f: F) -> R
 where
     F: FnOnce() -> R + Send + 'static,

@@ -152,6 +152,11 @@ pub(crate) struct WorkerShared {
     /// Resumes in the monitor's last window: how loaded the worker is
     /// (spawn placement, `WorkerLocal::push_new`).
     pub(crate) load: AtomicU64,
+    /// The earliest live timer of this worker's heap, in nanoseconds since
+    /// `worker::clock_epoch()` (`u64::MAX`: none), published when a timer is
+    /// armed and after timers fire, for the same warning: a due timer is
+    /// work stuck behind the running coroutine.
+    pub(crate) next_timer: AtomicU64,
 }
 
 /// A minimal slab.

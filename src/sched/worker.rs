@@ -24,6 +24,14 @@
 //!  3. One queue entry per runnable coroutine: a queued coroutine is
 //!     RUNNING or NOTIFIED, never PARKED or DONE (`run_co` aborts if it
 //!     finds otherwise: the wake protocol would be broken).
+//!
+//! Published for the monitor (its long-run warning asks whether anything is
+//! stuck behind the running coroutine): `WorkerShared::next_timer`, the
+//! earliest live deadline, lowered as timers are armed and recomputed after
+//! they fire (a disarmed early entry may leave it early until then: a
+//! warning too many, never one too few). Runnable coroutines queued here
+//! are seen through their park state instead (`runtime::work_stuck_behind`),
+//! so the resume path pays nothing.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -125,6 +133,18 @@ pub(crate) struct WorkerLocal {
     /// Since when this worker has had work without a break (`None`: it is
     /// searching or asleep); see `push_new`.
     busy_since: Cell<Option<Instant>>,
+}
+
+/// The origin of `clock_nanos`.
+fn clock_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `at` as nanoseconds since a process-wide origin (0 before it), for
+/// deadlines published in atomics.
+pub(crate) fn clock_nanos(at: Instant) -> u64 {
+    at.saturating_duration_since(clock_epoch()).as_nanos().min(u64::MAX as u128 - 1) as u64
 }
 
 /// The body of a worker thread.
@@ -726,6 +746,7 @@ impl WorkerLocal {
     }
 
     fn push_timer(&self, t: WakeTimer) {
+        let at = t.at;
         let mut h = self.timers.borrow_mut();
         h.push(Reverse(t));
         if h.len() >= self.compact_at.get() {
@@ -733,6 +754,17 @@ impl WorkerLocal {
             h.retain(|t| t.0.live());
             self.compact_at.set((2 * h.len()).max(1024));
         }
+        drop(h);
+        let at = clock_nanos(at);
+        if at < self.shared.next_timer.load(Ordering::Relaxed) {
+            self.shared.next_timer.store(at, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes the earliest live deadline (`WorkerShared::next_timer`).
+    fn publish_next_timer(&self) {
+        let at = self.next_deadline().map_or(u64::MAX, clock_nanos);
+        self.shared.next_timer.store(at, Ordering::Relaxed);
     }
 
     /// A worker that exits (its runtime is dropped) passes its live channel
@@ -777,6 +809,7 @@ impl WorkerLocal {
                 Due::Chan(c) => c.fire(t.at, t.seq, now),
             }
         }
+        self.publish_next_timer();
     }
 
     /// The earliest live deadline (stale entries at the top are dropped).

@@ -99,6 +99,7 @@ impl<T> Mutex<T> {
 
 impl<T: ?Sized> Mutex<T> {
     /// Locks, parking until the lock is free.
+    #[track_caller]
     pub fn lock(&self) -> MutexGuard<'_, T> {
         if self.state.compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_err() {
             self.lock_slow();
@@ -126,6 +127,7 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     #[cold]
+    #[track_caller]
     fn lock_slow(&self) {
         const STARVE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
         let mut since: Option<std::time::Instant> = None;

@@ -39,6 +39,7 @@ impl Once {
 
     /// Runs `f` if no call has run it yet; otherwise waits until the running
     /// one has finished.
+    #[track_caller]
     pub fn call_once(&self, f: impl FnOnce()) {
         if self.state.load(Ordering::Acquire) == DONE {
             return;

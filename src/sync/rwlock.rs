@@ -158,6 +158,7 @@ impl<T> RwLock<T> {
 
 impl<T: ?Sized> RwLock<T> {
     /// Shared access, parking while a writer holds or waits.
+    #[track_caller]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
         let id = super::holder_id();
         let mut g = self.queue.lock();
@@ -172,6 +173,7 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Exclusive access, parking while others hold it.
+    #[track_caller]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         let id = super::holder_id();
         let mut g = self.queue.lock();

@@ -55,6 +55,7 @@ impl Semaphore {
     }
 
     /// Takes a permit, parking until one is free.
+    #[track_caller]
     pub fn acquire(&self) -> SemaphorePermit<'_> {
         crate::park::note_thread();
         let mut g = self.queue.lock();

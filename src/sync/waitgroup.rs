@@ -38,6 +38,7 @@ impl WaitGroup {
     }
 
     /// Adds `n` (may be negative) to the counter.
+    #[track_caller]
     pub fn add(&self, n: isize) {
         crate::park::note_thread();
         let mut g = self.inner.lock();
@@ -58,11 +59,13 @@ impl WaitGroup {
     }
 
     /// Decrements the counter by one.
+    #[track_caller]
     pub fn done(&self) {
         self.add(-1)
     }
 
     /// Parks until the counter is zero.
+    #[track_caller]
     pub fn wait(&self) {
         crate::park::note_thread();
         let g = self.inner.lock();

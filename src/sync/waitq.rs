@@ -141,6 +141,7 @@ impl<S> WaitQueue<S> {
     /// Queues the caller (the queue lock `g` is held and released here) with
     /// `reason` as its wait record, then parks until granted. `on_leave`
     /// runs (with the lock held) if the caller unwinds before it returns.
+    #[track_caller]
     pub(crate) fn wait(
         &self,
         g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
@@ -154,6 +155,7 @@ impl<S> WaitQueue<S> {
 
     /// Like `wait`, but the party may also be woken to retry, and may queue
     /// at the front (a retrying party that lost again keeps its place).
+    #[track_caller]
     pub(crate) fn wait_ex(
         &self,
         mut g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,

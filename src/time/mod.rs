@@ -85,6 +85,7 @@ use crate::{Receiver, TrySendError};
 /// goro::run(|| goro::time::sleep(std::time::Duration::from_millis(5)));
 /// assert!(t.elapsed() >= std::time::Duration::from_millis(5));
 /// ```
+#[track_caller]
 pub fn sleep(d: Duration) {
     let deadline = Instant::now().checked_add(d);
     if crate::coroutine::current_id().is_none() {
