@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# Side-by-side: goro's workloads example vs the Go peers (built by
-# scripts/peers.sh), alternating, ROUNDS rounds (default 3), median ms and
-# median peak RSS. Prints a markdown table. Usage: scripts/compare.sh [workload...]
+# Side-by-side: goro's workloads example vs the peers (Go 1.27 and 1.19
+# built by scripts/peers.sh; may and tokio from ../shared/peers/rust, built
+# into target/peers-rust), alternating, ROUNDS rounds (default 3), median ms
+# and median peak RSS. Prints a markdown table; "best" is the fastest peer.
+# Usage: scripts/compare.sh [workload...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" || true
 [ -x target/peers/go127 ] && [ -x target/peers/go119 ] || scripts/peers.sh
+if ! [ -x target/peers-rust/release/peers-may ] || ! [ -x target/peers-rust/release/peers-tokio ]; then
+  ( cd ../shared/peers/rust && CARGO_TARGET_DIR="$OLDPWD/target/peers-rust" cargo build -q --release )
+fi
 cargo build -q --release --example workloads
 goro=target/release/examples/workloads
+bin_of() {
+  case $1 in
+    goro) echo "$goro" ;;
+    may | tokio) echo "target/peers-rust/release/peers-$1" ;;
+    *) echo "target/peers/$1" ;;
+  esac
+}
+systems=(go127 go119 may tokio goro)
 rounds=${ROUNDS:-3}
 ws=("$@")
 [ ${#ws[@]} -gt 0 ] || ws=(skynet pingpong mpmc select ring timers idle sieve echo deep)
@@ -20,20 +33,23 @@ run() { # bin workload -> "ms rss_mb"
   rss=$(echo "$out" | awk '/^RSS/ {printf "%d", $2/1024}')
   echo "$ms $rss"
 }
-echo "| workload | Go 1.27 ms | Go 1.19 ms | goro ms | goro / best Go | RSS MB Go1.27 / Go1.19 / goro |"
-echo "|---|---:|---:|---:|---:|---|"
+echo "| workload | Go 1.27 ms | Go 1.19 ms | may ms | tokio ms | goro ms | goro / best | RSS MB Go1.27 / Go1.19 / may / tokio / goro |"
+echo "|---|---:|---:|---:|---:|---:|---:|---|"
 for w in "${ws[@]}"; do
   declare -A ms rss
-  for sys in go127 go119 goro; do ms[$sys]=""; rss[$sys]=""; done
+  for sys in "${systems[@]}"; do ms[$sys]=""; rss[$sys]=""; done
   for _ in $(seq "$rounds"); do
-    for sys in go127 go119 goro; do
-      bin=target/peers/$sys; [ "$sys" = goro ] && bin=$goro
-      read -r m r < <(run "$bin" "$w")
+    for sys in "${systems[@]}"; do
+      read -r m r < <(run "$(bin_of "$sys")" "$w")
       ms[$sys]+="$m"$'\n'; rss[$sys]+="$r"$'\n'
     done
   done
-  a=$(printf '%s' "${ms[go127]}" | median); b=$(printf '%s' "${ms[go119]}" | median); g=$(printf '%s' "${ms[goro]}" | median)
-  ra=$(printf '%s' "${rss[go127]}" | median); rb=$(printf '%s' "${rss[go119]}" | median); rg=$(printf '%s' "${rss[goro]}" | median)
-  ratio=$(awk -v a="$a" -v b="$b" -v g="$g" 'BEGIN { m = (a < b) ? a : b; printf "%.2f", g / m }')
-  echo "| $w | $a | $b | $g | $ratio | $ra / $rb / $rg |"
+  declare -A med mrss
+  for sys in "${systems[@]}"; do
+    med[$sys]=$(printf '%s' "${ms[$sys]}" | median)
+    mrss[$sys]=$(printf '%s' "${rss[$sys]}" | median)
+  done
+  ratio=$(awk -v a="${med[go127]}" -v b="${med[go119]}" -v c="${med[may]}" -v d="${med[tokio]}" -v g="${med[goro]}" \
+    'BEGIN { m = a; if (b < m) m = b; if (c != "" && c < m) m = c; if (d != "" && d < m) m = d; printf "%.2f", g / m }')
+  echo "| $w | ${med[go127]} | ${med[go119]} | ${med[may]} | ${med[tokio]} | ${med[goro]} | $ratio | ${mrss[go127]} / ${mrss[go119]} / ${mrss[may]} / ${mrss[tokio]} / ${mrss[goro]} |"
 done

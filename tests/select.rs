@@ -299,27 +299,30 @@ fn arms_may_reassign_temporary_bound_channels() {
 
 #[test]
 fn parked_select_picks_its_cases_at_random() {
-    goro::run(|| {
+    let rt = goro::Runtime::builder().workers(1).build().unwrap();
+    rt.run(|| {
         let (tx, rx) = chan::<i32>(0);
         let n = 100;
-        let h = goro::go(move || {
-            let mut got = [0; 2];
+        goro::go(move || {
             for _ in 0..n {
-                got[rx.recv().unwrap() as usize] += 1;
+                // Both cases are the same unbuffered channel; the receiver
+                // comes only after this select has parked on both.
+                select! {
+                    send(tx, 0) -> r => r.unwrap(),
+                    send(tx, 1) -> r => r.unwrap(),
+                }
             }
-            got
         });
+        let mut got = [0; 2];
         for _ in 0..n {
-            // Both cases are the same unbuffered channel; the receiver comes
-            // after this select has parked on both.
-            select! {
-                send(tx, 0) -> r => r.unwrap(),
-                send(tx, 1) -> r => r.unwrap(),
+            for _ in 0..3 {
+                goro::yield_now(); // the select runs and parks
             }
+            got[rx.recv().unwrap() as usize] += 1;
         }
-        let got = h.join().unwrap();
         assert!(got[0] > 10 && got[1] > 10, "want both values, got {got:?} zeros/ones");
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -429,16 +432,18 @@ fn cancelled_select_drops_its_won_value_after_unlocking() {
         let r = rt.run(|| {
             let (tx, rx) = chan::<TouchOnDrop>(0);
             let (tx2, rx2) = chan::<u8>(1);
-            goro::go(move || {
+            let h = goro::go(move || {
                 select! {
                     recv(rx) -> _ => {},
                     recv(rx2) -> _ => {},
                 }
             });
             goro::yield_now(); // it parks on both channels
-                               // Completes the hand-off and queues it; main returns before it
-                               // runs, so it is cancelled with the value in its case.
+                               // Completes the hand-off and queues it; cancelled before it
+                               // runs, it unwinds with the value in its case.
             tx.send(TouchOnDrop(tx2)).ok().unwrap();
+            h.cancel();
+            assert!(h.join().unwrap_err().is::<goro::Cancelled>());
         });
         done_tx.send(r.is_ok()).unwrap();
     });
