@@ -67,6 +67,8 @@
 //    ancestor's lock; if the ancestor is already done the child is
 //    cancelled with the ancestor's error instead. So a cancel that takes
 //    the children map sees every child registered before it.
+//  * Cancel marks the whole subtree first, then closes the channels
+//    deepest first: a closed `done()` implies every descendant is done.
 //  * A child cancelled on its own unregisters from its parent (by id), so
 //    long-lived parents do not accumulate children.
 //  * Parent links are weak, children links are weak: no reference cycles
@@ -282,7 +284,8 @@ impl Context {
     /// A channel that is closed when this context is done, so a receive on
     /// it is ready from then on (it yields `Err(RecvError)`). Use it in a
     /// select: `recv(ctx.done()) -> _ => ..`. For [`background()`] it is
-    /// never ready.
+    /// never ready. Once it is closed, every context derived from this one
+    /// is done too (descendants' channels are closed first).
     ///
     /// ```
     /// use std::time::Duration;
@@ -358,34 +361,40 @@ impl Context {
 /// Marks `node` and its whole subtree done with `err` (unless already
 /// done), closing their channels and stopping their timers; with `unlink`,
 /// unregisters `node` from its parent.
+///
+/// Two phases: first every node of the subtree gets its error (each locked
+/// alone, in turn), then the channels are closed, deepest first. So whoever
+/// sees a context's `done()` closed sees every descendant done too.
 fn cancel_node(node: &Arc<Node>, err: ContextError, unlink: bool) {
     let mut work = vec![node.clone()];
+    let mut closes = Vec::new();
+    let mut timers = Vec::new();
     let mut first = true;
     while let Some(n) = work.pop() {
         let Some(st) = &n.state else { continue };
         let mut g = st.lock();
         if g.err.is_some() {
             // Done already: its subtree was (or is being) cancelled by
-            // whoever got there first. Only the node we were asked to
-            // cancel may still need unlinking, which that canceller did.
+            // whoever got there first, who also unlinked it if needed.
             if first {
                 return;
             }
             continue;
         }
         g.err = Some(err);
-        let tx = g.tx.take();
-        let timer = g.timer.take();
+        closes.extend(g.tx.take());
+        timers.extend(g.timer.take());
         let children = std::mem::take(&mut g.children);
         drop(g);
-        if let Some(tx) = tx {
-            tx.close();
-        }
-        if let Some(t) = timer {
-            t.stop();
-        }
         work.extend(children.into_values().filter_map(|w| w.upgrade()));
         first = false;
+    }
+    // `closes` lists parents before their descendants: close in reverse.
+    for tx in closes.iter().rev() {
+        tx.close();
+    }
+    for t in timers {
+        t.stop();
     }
     if unlink {
         if let Some(parent) = node.parent.as_ref().and_then(Weak::upgrade) {
@@ -431,7 +440,20 @@ impl fmt::Debug for Context {
         if self.node.state.is_none() {
             return f.write_str("context.Background");
         }
-        f.debug_struct("Context").field("err", &self.err()).field("deadline", &self.node.deadline).finish()
+        // `children`: contexts registered here and not yet cancelled (a
+        // leak check for long-lived parents).
+        let (err, children) = match &self.node.state {
+            Some(st) => {
+                let g = st.lock();
+                (g.err, g.children.len())
+            }
+            None => (None, 0),
+        };
+        f.debug_struct("Context")
+            .field("err", &err)
+            .field("deadline", &self.node.deadline)
+            .field("children", &children)
+            .finish()
     }
 }
 
