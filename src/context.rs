@@ -335,8 +335,7 @@ impl Context {
         let (tx, rx) = crate::chan::<()>(0);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let parent = self.node.state.as_ref().map(|_| Arc::downgrade(&self.node));
-        let state =
-            State { err: None, tx: Some(tx), children: HashMap::new(), prune_at: 16, timer: None };
+        let state = State { err: None, tx: Some(tx), children: HashMap::new(), prune_at: 16, timer: None };
         let node = Arc::new(Node { id, rx, deadline, parent, state: Some(Mutex::new(state)) });
         if let Some(pst) = &self.node.state {
             let mut p = pst.lock();

@@ -218,10 +218,7 @@ fn group_from_plain_threads() {
     let mine = g.wait();
     let theirs = other.join().unwrap();
     // One of the two waiters got the error, the other Ok.
-    assert!(
-        (mine, theirs) == (Err(13), Ok(())) || (mine, theirs) == (Ok(()), Err(13)),
-        "{mine:?} {theirs:?}"
-    );
+    assert!((mine, theirs) == (Err(13), Ok(())) || (mine, theirs) == (Ok(()), Err(13)), "{mine:?} {theirs:?}");
     assert_eq!(sum.load(SeqCst), (0..20).sum::<usize>());
     fn assert_traits<T: Send + Sync + Clone + std::fmt::Debug + Default>() {}
     assert_traits::<Group<String>>();
@@ -269,9 +266,9 @@ fn spawn_sites_are_the_callers_line() {
         let g = Group::<()>::new();
         let rx1 = rx.clone();
         let wg_line = line!() + 1;
-        wg.go(move || drop(rx1.recv()));
+        wg.go(move || rx1.recv().unwrap_or_default());
         let g_line = line!() + 1;
-        g.go(move || Ok(drop(rx.recv())));
+        g.go(move || rx.recv().or(Ok(())));
         goro::time::sleep(Duration::from_millis(5));
         let infos: Vec<String> = goro::coroutines().into_iter().map(|c| c.spawned_at).collect();
         drop(tx);
