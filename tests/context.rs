@@ -61,6 +61,9 @@ fn background_is_never_done() {
     assert_eq!(bg.err(), None);
     fn assert_traits<T: Clone + Send + Sync + std::fmt::Debug>() {}
     assert_traits::<Context>();
+    fn assert_send_sync<T: Send + Sync + std::fmt::Debug>() {}
+    assert_send_sync::<context::CancelFn>();
+    assert_send_sync::<ContextError>();
 }
 
 #[test]
