@@ -254,6 +254,9 @@ impl Context {
         }
         let (ctx, cancel) = self.child(Some(at));
         let now = Instant::now();
+        if ctx.err().is_some() {
+            return (ctx, cancel); // the parent is done: no timer
+        }
         if at <= now {
             cancel_node(&ctx.node, ContextError::DeadlineExceeded, true);
             return (ctx, cancel);
