@@ -365,8 +365,9 @@ impl Context {
 /// unregisters `node` from its parent.
 ///
 /// Two phases: first every node of the subtree gets its error (each locked
-/// alone, in turn), then the channels are closed, deepest first. So whoever
-/// sees a context's `done()` closed sees every descendant done too.
+/// alone, in turn) and `node` leaves its parent, then the channels are
+/// closed, deepest first. So whoever sees a context's `done()` closed sees
+/// every descendant done too, and the context unregistered.
 fn cancel_node(node: &Arc<Node>, err: ContextError, unlink: bool) {
     let mut work = vec![node.clone()];
     let mut closes = Vec::new();
@@ -391,19 +392,19 @@ fn cancel_node(node: &Arc<Node>, err: ContextError, unlink: bool) {
         work.extend(children.into_values().filter_map(|w| w.upgrade()));
         first = false;
     }
-    // `closes` lists parents before their descendants: close in reverse.
-    for tx in closes.iter().rev() {
-        tx.close();
-    }
-    for t in timers {
-        t.stop();
-    }
     if unlink {
         if let Some(parent) = node.parent.as_ref().and_then(Weak::upgrade) {
             if let Some(pst) = &parent.state {
                 pst.lock().children.remove(&node.id);
             }
         }
+    }
+    // `closes` lists parents before their descendants: close in reverse.
+    for tx in closes.iter().rev() {
+        tx.close();
+    }
+    for t in timers {
+        t.stop();
     }
 }
 
