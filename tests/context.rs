@@ -375,3 +375,41 @@ fn cancelled_children_unregister_from_a_long_lived_parent() {
     assert!(format!("{parent:?}").contains("children: 0 }"), "{parent:?}");
     assert_eq!(parent.err(), None);
 }
+
+#[test]
+fn children_created_while_the_parent_is_cancelled_all_end_done() {
+    let _w = watchdog(30, "race");
+    // Threads keep deriving children (and grandchildren) while another
+    // thread cancels the root: every context made, before or after the
+    // cancel, must end up done. Registration and cancel serialize on the
+    // parent's lock, so none can slip through.
+    for round in 0..20 {
+        let (root, cancel) = context::background().with_cancel();
+        let start = Arc::new(std::sync::Barrier::new(5));
+        let makers: Vec<_> = (0..4)
+            .map(|_| {
+                let (root, start) = (root.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut made = Vec::new();
+                    for _ in 0..500 {
+                        let (c, cf) = root.with_cancel();
+                        let (g, gf) = c.with_timeout(Duration::from_secs(3600));
+                        made.push((c, cf, g, gf));
+                    }
+                    made
+                })
+            })
+            .collect();
+        start.wait();
+        cancel.cancel();
+        for m in makers {
+            for (c, _cf, g, _gf) in m.join().unwrap() {
+                assert_eq!(c.err(), Some(ContextError::Canceled), "round {round}");
+                assert_eq!(g.err(), Some(ContextError::Canceled), "round {round}");
+                assert!(g.done().is_closed());
+            }
+        }
+        assert!(format!("{root:?}").contains("children: 0 }"), "{root:?}");
+    }
+}
