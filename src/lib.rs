@@ -41,6 +41,7 @@
 )]
 
 mod chan;
+pub mod context;
 mod coroutine;
 pub mod diag;
 mod loom;

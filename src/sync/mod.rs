@@ -1,5 +1,5 @@
 //! Coroutine-aware synchronization: [`WaitGroup`], [`Mutex`], [`RwLock`],
-//! [`Once`], [`Semaphore`].
+//! [`Once`], [`Semaphore`], and [`Group`] (Go's errgroup).
 //!
 //! Owns: the primitives and their FIFO wait queues ([`waitq::WaitQueue`]).
 //!
@@ -17,6 +17,7 @@
 //! Lock order: a primitive's internal queue lock is a leaf; it is never held
 //! across `park` or while waking (collect, unlock, then wake).
 
+mod group;
 mod mutex;
 mod once;
 mod rwlock;
@@ -24,6 +25,7 @@ mod semaphore;
 mod waitgroup;
 pub(crate) mod waitq;
 
+pub use group::Group;
 pub use mutex::{Mutex, MutexGuard};
 pub use once::Once;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -76,6 +76,49 @@ impl WaitGroup {
         self.inner.wait(g, 0, WaitReason::WaitGroup { counter }, &|_, _, _| Vec::new());
     }
 
+    /// Go 1.25's `wg.Go(f)`: adds one to the counter, runs `f` in a new
+    /// coroutine (spawned at the caller's line, for diagnostics) and
+    /// decrements the counter when `f` ends, also if it panics or is
+    /// cancelled (a drop guard calls [`done`](WaitGroup::done)). A panic in
+    /// `f` does not reach the caller (the coroutine is detached; the runtime
+    /// reports it) and [`wait`](WaitGroup::wait) still returns. Works from a
+    /// plain thread too (the coroutine then runs on the global default
+    /// runtime).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// goro::run(|| {
+    ///     let wg = goro::sync::WaitGroup::new();
+    ///     let n = Arc::new(AtomicUsize::new(0));
+    ///     for _ in 0..8 {
+    ///         let n = n.clone();
+    ///         wg.go(move || {
+    ///             n.fetch_add(1, Ordering::Relaxed);
+    ///         });
+    ///     }
+    ///     wg.wait();
+    ///     assert_eq!(n.load(Ordering::Relaxed), 8);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn go<F: FnOnce() + Send + 'static>(&self, f: F) {
+        /// Calls `done` however `f` ends.
+        struct Done(WaitGroup);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.done();
+            }
+        }
+        self.add(1);
+        let guard = Done(self.clone());
+        crate::go(move || {
+            let _guard = guard;
+            f()
+        });
+    }
+
     /// The counter now.
     pub fn count(&self) -> isize {
         self.inner.lock().0
