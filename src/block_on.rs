@@ -75,7 +75,11 @@ use crate::park::Waiter;
 pub fn block_on<F: Future>(f: F) -> F::Output {
     let in_coroutine = crate::coroutine::current_id().is_some();
     let signal = Arc::new(Signal {
-        target: if in_coroutine { Target::Coroutine(Waiter::current()) } else { Target::Thread(std::thread::current()) },
+        target: if in_coroutine {
+            Target::Coroutine(Waiter::current())
+        } else {
+            Target::Thread(std::thread::current())
+        },
         woken: AtomicBool::new(false),
     });
     let waker = Waker::from(signal.clone());

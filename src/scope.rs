@@ -241,7 +241,10 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         });
         // Invariant 1: counted before the child can exist.
         self.data.running.fetch_add(1, Ordering::Relaxed);
-        let run = ChildRun { f: Some(f), finish: Finish { result: None, packet: Some(packet.clone()), data: self.data.clone() } };
+        let run = ChildRun {
+            f: Some(f),
+            finish: Finish { result: None, packet: Some(packet.clone()), data: self.data.clone() },
+        };
         let main: Box<dyn FnOnce() + Send + 'scope> = Box::new(move || run.run());
         // SAFETY: only the lifetime changes (same layout: a boxed trait
         // object). `scope` does not return, and no unwind leaves its frame,

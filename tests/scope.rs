@@ -119,7 +119,7 @@ fn chunks_mut_split_across_coroutines() {
 #[test]
 fn join_returns_a_value_derived_from_a_borrow() {
     let _w = watchdog(30, "join_returns_a_value_derived_from_a_borrow");
-    let words = vec!["alpha".to_string(), "beta".to_string(), "epsilon".to_string()];
+    let words = ["alpha".to_string(), "beta".to_string(), "epsilon".to_string()];
     let (longest, first): (&str, &String) = goro::scope(|s| {
         let h1 = s.go(|| words.iter().max_by_key(|w| w.len()).unwrap().as_str());
         let h2 = s.go(|| &words[0]);
