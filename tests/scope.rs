@@ -353,3 +353,25 @@ fn is_finished_and_join_from_a_plain_thread_scope() {
         h.join().unwrap();
     });
 }
+
+#[test]
+fn scope_parks_rather_than_blocks_its_worker() {
+    let _w = watchdog(30, "scope_parks_rather_than_blocks_its_worker");
+    // One worker: if `scope` blocked the thread instead of parking the
+    // coroutine, its children (homed on the same worker) could never run.
+    let r = rt(1)
+        .run(|| {
+            let mut cells = [0u8; 16];
+            goro::scope(|s| {
+                for (i, c) in cells.iter_mut().enumerate() {
+                    s.go(move || {
+                        goro::time::sleep(Duration::from_millis(5));
+                        *c = i as u8;
+                    });
+                }
+            });
+            cells
+        })
+        .unwrap();
+    assert_eq!(r, core::array::from_fn::<u8, 16, _>(|i| i as u8));
+}
