@@ -40,6 +40,7 @@
     clippy::missing_safety_doc
 )]
 
+mod block_on;
 mod chan;
 pub mod context;
 mod coroutine;
@@ -49,12 +50,14 @@ pub mod net;
 mod park;
 mod runtime;
 mod sched;
+mod scope;
 mod select;
 mod select_macro;
 pub mod stack;
 pub mod sync;
 pub mod time;
 
+pub use block_on::block_on;
 pub use chan::{
     chan, dropping, never, sliding, IntoIter, Iter, Receiver, RecvError, RecvTimeoutError, SelectTimeoutError,
     SendError, SendTimeoutError, Sender, TryIter, TryRecvError, TrySelectError, TrySendError,
@@ -63,6 +66,7 @@ pub use coroutine::{go, is_cancelled, yield_now, Builder, Cancelled, JoinHandle}
 pub use diag::{coroutines, num_coroutines, stats, CoroutineInfo, CoroutineState, LockWait, Stats, WaitReason};
 pub use runtime::{run, BlockedCoroutine, DeadlockReport, RunError, Runtime, RuntimeBuilder};
 pub use sched::blocking::blocking;
+pub use scope::{scope, Scope, ScopedJoinHandle};
 pub use select::{Select, SelectedOperation};
 
 #[doc(hidden)]

@@ -106,6 +106,8 @@ pub enum WaitReason {
     },
     /// `goro::blocking`: waiting for the blocking pool.
     Blocking,
+    /// `goro::block_on`: waiting for the future's waker.
+    Future,
     /// Anything else, named.
     Other(&'static str),
 }
@@ -256,6 +258,7 @@ impl fmt::Display for WaitReason {
                 write!(f, "I/O {} on fd {fd}", if write { "write" } else { "read" })
             }
             WaitReason::Blocking => f.write_str("goro::blocking"),
+            WaitReason::Future => f.write_str("block_on of a future"),
             WaitReason::Other(s) => f.write_str(s),
         }
     }
