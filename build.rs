@@ -18,7 +18,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(goro_linux)");
     println!("cargo::rustc-check-cfg=cfg(goro_madv_guard)");
     println!("cargo::rustc-check-cfg=cfg(goro_frames_probed)");
-    println!("cargo::rustc-check-cfg=cfg(loom)");
+    println!("cargo::rustc-check-cfg=cfg(goro_loom)");
     println!("cargo::rerun-if-changed=build.rs");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();

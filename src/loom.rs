@@ -5,31 +5,31 @@
 //! re-export of `std::sync::atomic`, so the channel lock (`chan/lock.rs`),
 //! the selector (`chan/imp.rs`) and the wait queue (`sync/waitq.rs`)
 //! compile to exactly the std types. In the lib's unit-test build with
-//! `--cfg loom` they are loom's, and the `loom_tests` modules beside those
+//! `--cfg goro_loom` they are loom's, and the `loom_tests` modules beside those
 //! files run the real code under the model checker. This module also holds
 //! the few stand-ins that real code needs there (a futex) and the model of
 //! the park/wake protocol (`park_model`), whose real code (corosensei
 //! switches, thread-locals, crossbeam queues) cannot run under loom.
 //!
-//! Invariants: only `cfg(all(test, loom))` changes anything here; loom
+//! Invariants: only `cfg(all(test, goro_loom))` changes anything here; loom
 //! objects exist only inside `loom::model` runs (outside one, creating a
 //! channel panics in such a build, so that build runs the models only).
 //! Lock order: none (the futex stand-in's lock is a leaf).
 //!
-//! Why `all(test, loom)` and harnesses inside `src/` rather than in
+//! Why `all(test, goro_loom)` and harnesses inside `src/` rather than in
 //! `tests/loom_*.rs`: loom is a dev-dependency, which only the lib's own
 //! unit-test build links; an integration test links the lib built without
 //! it. And the code under test (`RawLock`, `Selector`, the grant's
 //! publication) is crate-private: an integration test could only reach it
-//! by widening visibility. So the harnesses are `#[cfg(all(test, loom))]`
+//! by widening visibility. So the harnesses are `#[cfg(all(test, goro_loom))]`
 //! modules next to the code they check, and one command runs them all:
 //! `cargo test --lib -- loom` (see `scripts/loom.sh`).
 
 /// `std::sync::atomic`, or loom's under the model checker.
 pub(crate) mod atomic {
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, goro_loom))]
     pub(crate) use ::loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize};
-    #[cfg(not(all(test, loom)))]
+    #[cfg(not(all(test, goro_loom)))]
     pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize};
 }
 
@@ -40,7 +40,7 @@ pub(crate) mod atomic {
 /// as the kernel does under its bucket lock. The word is read Relaxed:
 /// weaker than the kernel's read (which follows a full barrier), so the
 /// model can only find more lost wake-ups than the real thing, not fewer.
-#[cfg(all(test, loom))]
+#[cfg(all(test, goro_loom))]
 pub(crate) mod futex {
     use ::loom::sync::atomic::AtomicU32;
     use ::loom::sync::{Condvar, Mutex};
@@ -80,7 +80,7 @@ pub(crate) mod futex {
 /// every model here within seconds to a minute on 2 cores while covering the
 /// interleavings that matter (each protocol's race is two or three
 /// preemptions deep).
-#[cfg(all(test, loom))]
+#[cfg(all(test, goro_loom))]
 pub(crate) fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     let mut b = ::loom::model::Builder::new();
     if b.preemption_bound.is_none() {
@@ -89,5 +89,5 @@ pub(crate) fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     b.check(f);
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, goro_loom))]
 mod park_model;

@@ -407,3 +407,155 @@ mod chan_test {
         assert!(e <= 4.5 / (TRIALS as f64).sqrt(), "unfair select: in {TRIALS} trials, results were {cnt1}, {cnt2}");
     }
 }
+
+// https://github.com/golang/go/blob/master/src/runtime/chan_test.go
+// (TestPseudoRandomSend: the receiver arrives after the select parked).
+mod pseudo_random_send {
+    use super::*;
+
+    #[test]
+    fn pseudo_random_send() {
+        let rt = goro::Runtime::builder().workers(1).build().unwrap();
+        rt.run(|| {
+            let n = 100;
+            let (tx, rx) = chan::<i32>(0);
+            let (done_tx, done_rx) = chan::<[i32; 2]>(0);
+            go(move || {
+                let mut l = [0; 2];
+                for _ in 0..n {
+                    for _ in 0..3 {
+                        goro::yield_now();
+                    }
+                    l[rx.recv().unwrap() as usize] += 1;
+                }
+                done_tx.send(l).unwrap();
+            });
+            for _ in 0..n {
+                select! {
+                    send(tx, 1) -> r => r.unwrap(),
+                    send(tx, 0) -> r => r.unwrap(),
+                }
+            }
+            let l = done_rx.recv().unwrap();
+            assert!(l[0] >= n / 10 && l[1] >= n / 10, "Want pseudorandom, got {} zeros and {} ones", l[0], l[1]);
+        })
+        .unwrap();
+    }
+}
+
+// Go by Example: "Timeouts", "Timers", "Tickers"; and Go's time/sleep_test.go
+// (TestAfterStress, TestAfterFunc, the Go 1.23 Stop/Reset rules).
+mod timers {
+    use super::*;
+    use goro::time::{after, after_func, Ticker, Timer};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn gobyexample_timeouts() {
+        goro::run(|| {
+            let (tx1, c1) = chan::<&str>(1);
+            go(move || {
+                goro::time::sleep(ms(60));
+                tx1.send("result 1").unwrap();
+            });
+            let first = select! {
+                recv(c1) -> res => res.unwrap(),
+                recv(after(ms(20))) -> _ => "timeout 1",
+            };
+            assert_eq!(first, "timeout 1");
+            let (tx2, c2) = chan::<&str>(1);
+            go(move || {
+                goro::time::sleep(ms(10));
+                tx2.send("result 2").unwrap();
+            });
+            let second = select! {
+                recv(c2) -> res => res.unwrap(),
+                recv(after(ms(500))) -> _ => "timeout 2",
+            };
+            assert_eq!(second, "result 2");
+        });
+    }
+
+    #[test]
+    fn gobyexample_timers() {
+        goro::run(|| {
+            let timer1 = Timer::new(ms(10));
+            timer1.chan().recv().unwrap();
+            let timer2 = Timer::new(ms(200));
+            let c = timer2.chan().clone();
+            let fired = go(move || c.recv_timeout(ms(400)).is_ok());
+            assert!(timer2.stop(), "Timer 2 stopped");
+            assert!(!fired.join().unwrap(), "a stopped timer never fires");
+        });
+    }
+
+    #[test]
+    fn gobyexample_tickers() {
+        goro::run(|| {
+            let ticker = Ticker::new(ms(5));
+            let (done_tx, done) = chan::<bool>(0);
+            let c = ticker.chan().clone();
+            let h = go(move || {
+                let mut ticks = 0;
+                loop {
+                    select! {
+                        recv(done) -> _ => return ticks,
+                        recv(c) -> t => { t.unwrap(); ticks += 1; },
+                    }
+                }
+            });
+            goro::time::sleep(ms(60));
+            ticker.stop();
+            done_tx.send(true).unwrap();
+            let ticks = h.join().unwrap();
+            assert!(ticks >= 3, "{ticks} ticks");
+        });
+    }
+
+    #[test]
+    fn after_stress_many_selects_with_after() {
+        // A for-select loop creating an `after` per pass: each abandoned one
+        // is disarmed when the select drops it.
+        goro::run(|| {
+            let (tx, rx) = chan::<i32>(0);
+            go(move || {
+                for i in 0..2000 {
+                    tx.send(i).unwrap();
+                }
+            });
+            let mut n = 0;
+            loop {
+                select! {
+                    recv(rx) -> v => match v { Ok(_) => n += 1, Err(_) => break },
+                    recv(after(Duration::from_secs(3600))) -> _ => unreachable!(),
+                }
+            }
+            assert_eq!(n, 2000);
+            // (That they are disarmed at once is tests/timer_abandon.rs: the
+            // armed count is process-wide, and this binary runs in parallel.)
+        });
+    }
+
+    #[test]
+    fn after_func_and_go123_stop_reset() {
+        goro::run(|| {
+            let (tx, rx) = chan::<i32>(1);
+            let t = after_func(ms(5), move || tx.send(1).unwrap());
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(1));
+            assert!(!t.stop());
+            // Go 1.23: after Reset returns, no stale value is received.
+            let t = Timer::new(ms(1));
+            goro::time::sleep(ms(10)); // fired, value buffered
+            assert!(t.reset(Duration::from_secs(3600)));
+            assert!(t.chan().try_recv().is_err(), "a stale value after Reset");
+            // A fired, received timer's channel stays open and empty.
+            let c = after(ms(1));
+            c.recv().unwrap();
+            assert!(c.recv_timeout(ms(20)).is_err());
+            assert!(!c.is_closed());
+        });
+    }
+}

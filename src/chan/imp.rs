@@ -826,6 +826,6 @@ impl<T> Drop for Dequeue<'_, T> {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, goro_loom))]
 #[path = "imp_loom.rs"]
 mod loom_tests;

@@ -54,11 +54,11 @@ const LOCKED: u32 = 1;
 
 /// Spins before sleeping: 240 `pause`s in all (a few microseconds), in
 /// four rounds of 16 looks that pause 1, 2, 4 and 8 times between looks.
-#[cfg(not(all(test, loom)))]
+#[cfg(not(all(test, goro_loom)))]
 const SPINS: u32 = 64;
 /// Under the model checker: one look, so both the spin and the sleep paths
 /// are explored without blowing up the state space.
-#[cfg(all(test, loom))]
+#[cfg(all(test, goro_loom))]
 const SPINS: u32 = 1;
 
 /// How unlock and sleep order their store and load (module doc).
@@ -236,7 +236,7 @@ impl<T> Drop for ChanMutexGuard<'_, T> {
     }
 }
 
-#[cfg(all(goro_linux, not(all(test, loom))))]
+#[cfg(all(goro_linux, not(all(test, goro_loom))))]
 mod sys {
     use std::sync::atomic::AtomicU32;
 
@@ -288,7 +288,7 @@ mod sys {
     }
 }
 
-#[cfg(all(not(goro_linux), not(all(test, loom))))]
+#[cfg(all(not(goro_linux), not(all(test, goro_loom))))]
 mod sys {
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
@@ -313,7 +313,7 @@ mod sys {
 /// Under the model checker: no `membarrier` (loom cannot model a barrier
 /// forced onto other threads), so the checked mode is the fence fallback,
 /// and the futex is loom's stand-in (`crate::loom::futex`).
-#[cfg(all(test, loom))]
+#[cfg(all(test, goro_loom))]
 mod sys {
     use crate::loom::atomic::AtomicU32;
 
@@ -334,11 +334,11 @@ mod sys {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, goro_loom))]
 #[path = "lock_loom.rs"]
 mod loom_tests;
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(goro_loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

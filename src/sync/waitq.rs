@@ -220,6 +220,6 @@ impl<S> WaitQueue<S> {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, goro_loom))]
 #[path = "waitq_loom.rs"]
 mod loom_tests;
