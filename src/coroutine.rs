@@ -99,7 +99,7 @@ use std::sync::{Arc, OnceLock};
 use corosensei::{Coroutine, Yielder};
 use parking_lot::Mutex;
 
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::park::Waiter;
 use crate::sched::{self, WorkerShared};
 use crate::stack::Stack;
@@ -633,9 +633,9 @@ impl<T> JoinHandle<T> {
         crate::park::note_thread();
         if !self.co.is_done() {
             *self.co.joiner.lock() = Some(Waiter::current());
-            let _owner = crate::diag::deadlock::OwnerWait::new();
+            let _owner = crate::wait::OwnerWait::new();
             while !self.co.is_done() {
-                crate::diag::deadlock::note_owner_park();
+                crate::wait::note_owner_park();
                 crate::park::park(WaitReason::Join { id: self.co.id });
             }
         }

@@ -46,6 +46,7 @@ pub mod diag;
 mod loom;
 pub mod net;
 mod park;
+mod wait;
 mod runtime;
 mod sched;
 mod select;

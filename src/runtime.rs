@@ -47,7 +47,7 @@ use crossbeam_deque::{Injector, Worker};
 use parking_lot::Mutex;
 
 use crate::coroutine::{self, CoRef, F_CANCEL, F_MAIN, F_WARNED, PARKED};
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::park::{self, Waiter};
 use crate::sched::{idle, Config, Outcome, Session, Shared, Slab, WorkerShared};
 
@@ -93,7 +93,7 @@ pub struct RuntimeBuilder {
     detect_deadlocks: bool,
     migrate_started: bool,
     name: String,
-    partial_policy: crate::diag::PartialDeadlockPolicy,
+    partial_policy: crate::wait::PartialDeadlockPolicy,
     dump_on_sigquit: bool,
 }
 
@@ -269,7 +269,7 @@ impl Default for RuntimeBuilder {
             detect_deadlocks: true,
             migrate_started: false,
             name: "goro".into(),
-            partial_policy: crate::diag::PartialDeadlockPolicy::Report,
+            partial_policy: crate::wait::PartialDeadlockPolicy::Report,
             dump_on_sigquit: false,
         }
     }
@@ -306,7 +306,7 @@ impl RuntimeBuilder {
     /// What to do when coroutines wait on each other in a cycle (joins,
     /// `Mutex`es, `RwLock`s) while the rest of the program runs on: report on stderr
     /// (default), make their blocked calls panic with the report, or ignore.
-    pub fn on_partial_deadlock(mut self, policy: crate::diag::PartialDeadlockPolicy) -> Self {
+    pub fn on_partial_deadlock(mut self, policy: crate::wait::PartialDeadlockPolicy) -> Self {
         self.partial_policy = policy;
         self
     }
@@ -773,7 +773,7 @@ fn monitor(rt: std::sync::Weak<Shared>) {
         // Rule 3 of net/poller.rs: nobody polled for a while (every worker
         // stuck in a long-running coroutine).
         crate::net::poller::poll_if_stale(Duration::from_millis(10));
-        let e = crate::diag::deadlock::OWNER_EPOCH.load(Ordering::Relaxed);
+        let e = crate::wait::OWNER_EPOCH.load(Ordering::Relaxed);
         if e != owner_epoch {
             owner_epoch = e;
             owed = 2;

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::chan::imp::{self, Chan, Inner, Op, Selector, Wake, CLOSED_BIT};
 use crate::chan::{Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError};
-use crate::diag::{SelectCase, WaitReason};
+use crate::wait::{SelectCase, WaitReason};
 use crate::park::Wakeup;
 
 /// One case of a select, type-erased. Methods marked "locked" run with the

@@ -47,7 +47,7 @@ use std::time::Instant;
 
 use super::err::*;
 use super::lock::{ChanMutex, ChanMutexGuard};
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::loom::atomic as model;
 use crate::park::{self, Wakeup};
 
@@ -495,7 +495,7 @@ impl<T> Chan<T> {
             panic!("goro::chan: cannot allocate a buffer for capacity {cap}: {e}");
         }
         Chan {
-            id: crate::diag::next_object_id(),
+            id: crate::wait::next_object_id(),
             cap,
             kind,
             inner: ChanMutex::new(Inner {

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Registry, Token};
 use parking_lot::Mutex;
 
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::park::{self, Waiter};
 
 /// The waker's token (sources use slab keys, far below).

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::park::{self, Waiter};
 
 const MAX_THREADS: usize = 512;

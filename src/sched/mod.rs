@@ -65,7 +65,7 @@ pub(crate) struct Config {
     pub(crate) main_stack_size: usize,
     pub(crate) detect_deadlocks: bool,
     pub(crate) name: String,
-    pub(crate) partial_policy: crate::diag::PartialDeadlockPolicy,
+    pub(crate) partial_policy: crate::wait::PartialDeadlockPolicy,
 }
 
 /// What ended a `run` session.

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::waitq::{Left, Slot, WaitQueue};
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::park::Waiter;
 
 /// A counting semaphore whose `acquire` parks the coroutine (or blocks the

@@ -72,7 +72,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::chan::imp::{Chan, ReceiversGone};
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::{Receiver, TrySendError};
 
 /// Pauses the calling coroutine (or thread) for at least `d`.
