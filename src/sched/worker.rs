@@ -46,6 +46,18 @@ use crossbeam_deque::{Steal, Worker};
 use super::{Shared, WorkerShared};
 use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, NOTIFIED, PARKED, RUNNING};
 
+/// The stack-overflow handler's view of the running coroutine
+/// (`stack::overflow::LabelHook`): async-signal-safe, it reads this
+/// thread's worker pointer and the running coroutine's control block.
+fn running_label(f: &mut dyn FnMut(crate::stack::overflow::Running<'_>)) {
+    if let Some(co) = super::current_ptr() {
+        // SAFETY: the running coroutine's control block is kept alive by its
+        // worker while it runs (it is running now: it faulted).
+        let co = unsafe { &*co };
+        f(crate::stack::overflow::Running { id: co.id, name: co.name.as_deref(), stack_size: co.stack_size });
+    }
+}
+
 /// Every how many ticks the fairness pass runs (pick order step 1).
 const FAIR_EVERY: u32 = 61;
 
@@ -181,6 +193,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
     }
+    crate::stack::overflow::set_label_hook(running_label);
     crate::stack::worker_started();
     local.main_loop();
     local.hand_off_timers();
