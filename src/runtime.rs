@@ -49,7 +49,7 @@ use parking_lot::Mutex;
 use crate::coroutine::{self, CoRef, F_CANCEL, F_MAIN, F_WARNED, PARKED};
 use crate::wait::WaitReason;
 use crate::park::{self, Waiter};
-use crate::sched::{idle, Config, Outcome, Session, Shared, Slab, WorkerShared};
+use crate::sched::{idle, ExternalWait, Config, Outcome, Session, Shared, Slab, WorkerShared};
 
 /// A goro runtime: worker threads, their queues, timers and poller.
 ///
@@ -645,23 +645,6 @@ impl Drop for SessionGuard<'_> {
             self.rt.cancel_all();
             *self.rt.shared.session.lock() = None;
         }
-    }
-}
-
-/// Counts a wait the deadlock detector of `rt` cannot see through, for as
-/// long as it lives (also when unwinding).
-pub(crate) struct ExternalWait(Arc<Shared>);
-
-impl ExternalWait {
-    pub(crate) fn new(rt: Arc<Shared>) -> ExternalWait {
-        rt.external_waits.fetch_add(1, Ordering::SeqCst);
-        ExternalWait(rt)
-    }
-}
-
-impl Drop for ExternalWait {
-    fn drop(&mut self) {
-        self.0.external_waits.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

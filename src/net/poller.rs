@@ -382,7 +382,7 @@ impl Registration {
             let p = poller()?;
             waiting.get_or_insert_with(|| Waiting::new(p));
             if external.is_none() {
-                external = crate::sched::with_worker(|w| crate::runtime::ExternalWait::new(w.rt.clone()));
+                external = crate::sched::with_worker(|w| crate::sched::ExternalWait::new(w.rt.clone()));
             }
             loop {
                 {

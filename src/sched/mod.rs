@@ -469,6 +469,23 @@ impl Shared {
     }
 }
 
+/// Counts a wait the deadlock detector of `rt` cannot see through, for as
+/// long as it lives (also when unwinding).
+pub(crate) struct ExternalWait(Arc<Shared>);
+
+impl ExternalWait {
+    pub(crate) fn new(rt: Arc<Shared>) -> ExternalWait {
+        rt.external_waits.fetch_add(1, Ordering::SeqCst);
+        ExternalWait(rt)
+    }
+}
+
+impl Drop for ExternalWait {
+    fn drop(&mut self) {
+        self.0.external_waits.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Queues a coroutine woken on its home thread (`runs_here`) in this
 /// worker's `runnext`.
 #[inline]
