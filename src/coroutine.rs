@@ -99,10 +99,10 @@ use std::sync::{Arc, OnceLock};
 use corosensei::{Coroutine, Yielder};
 use parking_lot::Mutex;
 
-use crate::wait::WaitReason;
 use crate::park::Waiter;
 use crate::sched::{self, WorkerShared};
 use crate::stack::Stack;
+use crate::wait::WaitReason;
 
 /// What a worker passes into a coroutine when resuming it.
 pub(crate) enum Resume {

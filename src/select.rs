@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use crate::chan::imp::{self, Chan, Inner, Op, Selector, Wake, CLOSED_BIT};
 use crate::chan::{Receiver, RecvError, SendError, Sender, TryRecvError, TrySendError};
-use crate::wait::{SelectCase, WaitReason};
 use crate::park::Wakeup;
+use crate::wait::{SelectCase, WaitReason};
 
 /// One case of a select, type-erased. Methods marked "locked" run with the
 /// case's channel lock held by the select (step 1).

@@ -323,4 +323,3 @@ pub enum PartialDeadlockPolicy {
     /// Do nothing.
     Ignore,
 }
-

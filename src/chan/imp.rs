@@ -47,9 +47,9 @@ use std::time::Instant;
 
 use super::err::*;
 use super::lock::{ChanMutex, ChanMutexGuard};
-use crate::wait::WaitReason;
 use crate::loom::atomic as model;
 use crate::park::{self, Wakeup};
+use crate::wait::WaitReason;
 
 const WAITING: usize = usize::MAX;
 const ABORTED: usize = usize::MAX - 1;

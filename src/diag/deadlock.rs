@@ -4,8 +4,8 @@
 //! found cycle does ([`PartialDeadlockPolicy`]), `dump()`, and the SIGQUIT
 //! dump thread.
 //!
-//! The *global* rule lives in `sched::Shared::{looks_deadlocked,
-//! check_stall}` and is documented for users on `Runtime::run`: all workers
+//! The *global* rule lives in `global.rs` (the watch the runtime installs in
+//! each `Shared`; the report is `report.rs`) and is documented for users on `Runtime::run`: all workers
 //! asleep, no timer, blocking job or socket wait, and zero *active* plain
 //! threads, stable for a 500 ms grace period with nothing resumed and no
 //! plain thread woken. A plain thread (not a worker or other goro thread)

@@ -14,11 +14,13 @@ use std::fmt;
 use std::panic::Location;
 
 pub(crate) mod deadlock;
+pub(crate) mod global;
 pub(crate) mod panic;
+pub(crate) mod report;
 
+pub(crate) use crate::wait::At;
 pub use crate::wait::{LockWait, PartialDeadlockPolicy, SelectCase, WaitReason};
 pub use deadlock::dump;
-pub(crate) use crate::wait::At;
 
 /// What a coroutine is doing, as listed by [`coroutines()`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -52,8 +52,8 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Registry, Token};
 use parking_lot::Mutex;
 
-use crate::wait::WaitReason;
 use crate::park::{self, Waiter};
+use crate::wait::WaitReason;
 
 /// The waker's token (sources use slab keys, far below).
 const WAKER: Token = Token(usize::MAX);

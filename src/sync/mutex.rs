@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use super::waitq::{Left, Slot, WaitQueue, Woken};
-use crate::wait::{LockWait, WaitReason};
 use crate::park::Waiter;
+use crate::wait::{LockWait, WaitReason};
 
 const LOCKED: u8 = 1;
 const QUEUED: u8 = 2;

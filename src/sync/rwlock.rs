@@ -27,8 +27,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use super::waitq::{Left, Slot, WaitQueue};
-use crate::wait::{LockWait, WaitReason};
 use crate::park::Waiter;
+use crate::wait::{LockWait, WaitReason};
 
 const READ: usize = 0;
 const WRITE: usize = 1;
