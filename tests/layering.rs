@@ -220,7 +220,8 @@ fn the_checker_sees_an_upward_edge() {
         "// crate::net in a comment is fine\nuse crate::wait::WaitReason;\nfn f() { crate::time::sleep(); }\n",
     )
     .unwrap();
-    std::fs::write(src.join("time.rs"), "use crate::{chan::imp, Sender};\n#[cfg(test)]\nuse crate::runtime;\n").unwrap();
+    std::fs::write(src.join("time.rs"), "use crate::{chan::imp, Sender};\n#[cfg(test)]\nuse crate::runtime;\n")
+        .unwrap();
     std::fs::write(src.join("stack.rs"), "fn f() { let _ = crate::Sender::<u8>::new; }\n").unwrap();
     let bad = violations(&src);
     std::fs::remove_dir_all(&dir).unwrap();
