@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::park::Waiter;
 
 /// Runs a future to completion on the calling coroutine or thread and
@@ -101,7 +101,7 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
                 continue;
             }
             if _external.is_none() && Arc::strong_count(&signal) > 2 {
-                _external = crate::sched::with_worker(|w| crate::runtime::ExternalWait::new(w.rt.clone()));
+                _external = crate::sched::with_worker(|w| crate::sched::ExternalWait::new(w.rt.clone()));
             }
             crate::park::park(WaitReason::Future);
         }

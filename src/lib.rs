@@ -56,6 +56,7 @@ mod select_macro;
 pub mod stack;
 pub mod sync;
 pub mod time;
+mod wait;
 
 pub use block_on::block_on;
 pub use chan::{
@@ -63,8 +64,9 @@ pub use chan::{
     SendError, SendTimeoutError, Sender, TryIter, TryRecvError, TrySelectError, TrySendError,
 };
 pub use coroutine::{go, is_cancelled, yield_now, Builder, Cancelled, JoinHandle};
+pub use diag::report::{BlockedCoroutine, DeadlockReport};
 pub use diag::{coroutines, num_coroutines, stats, CoroutineInfo, CoroutineState, LockWait, Stats, WaitReason};
-pub use runtime::{run, BlockedCoroutine, DeadlockReport, RunError, Runtime, RuntimeBuilder};
+pub use runtime::{run, RunError, Runtime, RuntimeBuilder};
 pub use sched::blocking::blocking;
 pub use scope::{scope, Scope, ScopedJoinHandle};
 pub use select::{Select, SelectedOperation};
@@ -72,4 +74,12 @@ pub use select::{Select, SelectedOperation};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::select::{recv_case, select_cases, send_case, Case, Mode};
+}
+
+/// The default runtime `go` uses outside any runtime, built on first use.
+///
+/// The composition root's one late-bound edge (ARCHITECTURE.md): the
+/// scheduler reaches the runtime that builds it only through here.
+pub(crate) fn default_runtime() -> &'static std::sync::Arc<sched::Shared> {
+    runtime::global_shared()
 }

@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 
 /// Something that can be woken: a parked coroutine or a parked OS thread.
 ///
@@ -100,7 +100,7 @@ impl Waiter {
     /// [`park_recorded`], which keeps this record. No-op for threads.
     pub(crate) fn set_wait(&self, reason: WaitReason) {
         if let Repr::Coroutine(co) = &self.repr {
-            crate::diag::deadlock::note_owner_park();
+            crate::wait::note_owner_park();
             co.wait.set(reason);
         }
     }
@@ -285,7 +285,7 @@ pub(crate) fn park(reason: WaitReason) {
 #[track_caller]
 pub(crate) fn park_recorded(kind: WaitReason) {
     // Lock waits park here: a wait-for cycle may have just formed.
-    crate::diag::deadlock::note_owner_park();
+    crate::wait::note_owner_park();
     if !crate::coroutine::park_current(None, None) {
         park_thread(kind, None);
     }

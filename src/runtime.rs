@@ -46,10 +46,11 @@ use std::time::{Duration, Instant};
 use crossbeam_deque::{Injector, Worker};
 use parking_lot::Mutex;
 
-use crate::coroutine::{self, CoRef, F_CANCEL, F_MAIN, F_WARNED, PARKED};
-use crate::diag::WaitReason;
+use crate::coroutine::{self, CoRef, F_CANCEL, F_MAIN};
+use crate::diag::report::DeadlockReport;
 use crate::park::{self, Waiter};
-use crate::sched::{idle, Config, Outcome, Session, Shared, Slab, WorkerShared};
+use crate::sched::{idle, Config, ExternalWait, Outcome, Session, Shared, Slab, WorkerShared};
+use crate::wait::WaitReason;
 
 /// A goro runtime: worker threads, their queues, timers and poller.
 ///
@@ -93,7 +94,7 @@ pub struct RuntimeBuilder {
     detect_deadlocks: bool,
     migrate_started: bool,
     name: String,
-    partial_policy: crate::diag::PartialDeadlockPolicy,
+    partial_policy: crate::wait::PartialDeadlockPolicy,
     dump_on_sigquit: bool,
 }
 
@@ -137,129 +138,6 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
-/// One blocked coroutine in a [`DeadlockReport`].
-#[derive(Debug, Clone)]
-pub struct BlockedCoroutine {
-    /// Coroutine id.
-    pub id: u64,
-    /// Its name, if any.
-    pub name: Option<String>,
-    /// Where it was spawned (`file:line:col`).
-    pub spawned_at: String,
-    /// What it waits on.
-    pub wait: WaitReason,
-    /// Where it called the blocking operation it waits in (the user's line,
-    /// via `#[track_caller]`), if known.
-    pub wait_at: Option<&'static Location<'static>>,
-    /// Is it the main coroutine of the `run`?
-    pub is_main: bool,
-    /// For a join: the joined coroutine's name, if it has one.
-    pub joins_name: Option<String>,
-}
-
-impl BlockedCoroutine {
-    /// The wait as the report prints it, with where it was called from
-    /// (`join of #12 "worker" at src/main.rs:42:17`, ...).
-    pub fn wait_text(&self) -> String {
-        let at = crate::diag::At(self.wait_at);
-        match (&self.wait, &self.joins_name) {
-            (WaitReason::Join { id }, Some(n)) => format!("join of #{id} \"{n}\"{at}"),
-            (w, _) => format!("{w}{at}"),
-        }
-    }
-
-    /// The text identical waiters are grouped by: a lock waiter queued
-    /// behind another party drops that party's id, so a queue of 10 000 on
-    /// one lock is one line.
-    fn group_text(&self) -> String {
-        match self.wait.lock_wait() {
-            Some((label, wait_for)) if wait_for.ahead.is_some() => {
-                format!("{label} queued{}", crate::diag::At(self.wait_at))
-            }
-            _ => self.wait_text(),
-        }
-    }
-}
-
-/// What the deadlock detector found: every blocked coroutine and what it
-/// waits on. `Display` prints one line per coroutine, grouping identical ones.
-#[derive(Debug, Clone, Default)]
-pub struct DeadlockReport {
-    /// The blocked coroutines, main first.
-    pub blocked: Vec<BlockedCoroutine>,
-}
-
-impl DeadlockReport {
-    pub(crate) fn collect(rt: &Shared) -> DeadlockReport {
-        let all = rt.all_coroutines();
-        let names: std::collections::HashMap<u64, String> =
-            all.iter().filter_map(|c| c.name.as_deref().map(|n| (c.id, n.to_string()))).collect();
-        let mut blocked: Vec<BlockedCoroutine> = all
-            .iter()
-            .filter(|c| c.state.load(Ordering::Acquire) == PARKED)
-            .map(|c| {
-                let wait = c.wait.get();
-                BlockedCoroutine {
-                    id: c.id,
-                    name: c.name.as_deref().map(str::to_string),
-                    spawned_at: c.spawned_at.to_string(),
-                    wait,
-                    wait_at: c.wait_site(),
-                    is_main: c.has_flag(F_MAIN),
-                    joins_name: match wait {
-                        WaitReason::Join { id } => names.get(&id).cloned(),
-                        _ => None,
-                    },
-                }
-            })
-            .collect();
-        blocked.sort_by_key(|b| (!b.is_main, b.id));
-        DeadlockReport { blocked }
-    }
-
-    /// True if no coroutine is blocked.
-    pub fn is_empty(&self) -> bool {
-        self.blocked.is_empty()
-    }
-}
-
-impl fmt::Display for DeadlockReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Group by (name, spawn site, wait text) so 10 000 identical workers
-        // are one line; a lone member shows its full wait text.
-        struct Group<'a> {
-            first: &'a BlockedCoroutine,
-            key: String,
-            ids: Vec<u64>,
-        }
-        let mut groups: Vec<Group<'_>> = Vec::new();
-        for b in &self.blocked {
-            let key = b.group_text();
-            let same = |g: &&mut Group<'_>| {
-                !b.is_main && g.first.name == b.name && g.first.spawned_at == b.spawned_at && g.key == key
-            };
-            match groups.iter_mut().find(same) {
-                Some(g) => g.ids.push(b.id),
-                None => groups.push(Group { first: b, key, ids: vec![b.id] }),
-            }
-        }
-        for g in groups {
-            let at = &g.first.spawned_at;
-            let who = match &g.first.name {
-                _ if g.first.is_main => "main".to_string(),
-                Some(name) if !name.is_empty() => format!("\"{name}\""),
-                _ => String::new(),
-            };
-            if let [id] = g.ids[..] {
-                writeln!(f, "  coroutine #{id} {who} [{}] spawned at {at}", g.first.wait_text())?;
-            } else {
-                writeln!(f, "  {} coroutines {who} [{}] spawned at {at} (ids #{}..)", g.ids.len(), g.key, g.ids[0])?;
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Default for RuntimeBuilder {
     fn default() -> Self {
         RuntimeBuilder {
@@ -269,7 +147,7 @@ impl Default for RuntimeBuilder {
             detect_deadlocks: true,
             migrate_started: false,
             name: "goro".into(),
-            partial_policy: crate::diag::PartialDeadlockPolicy::Report,
+            partial_policy: crate::wait::PartialDeadlockPolicy::Report,
             dump_on_sigquit: false,
         }
     }
@@ -306,7 +184,7 @@ impl RuntimeBuilder {
     /// What to do when coroutines wait on each other in a cycle (joins,
     /// `Mutex`es, `RwLock`s) while the rest of the program runs on: report on stderr
     /// (default), make their blocked calls panic with the report, or ignore.
-    pub fn on_partial_deadlock(mut self, policy: crate::diag::PartialDeadlockPolicy) -> Self {
+    pub fn on_partial_deadlock(mut self, policy: crate::wait::PartialDeadlockPolicy) -> Self {
         self.partial_policy = policy;
         self
     }
@@ -389,6 +267,7 @@ impl RuntimeBuilder {
             partial_policy: self.partial_policy,
         };
         crate::diag::panic::install_hook();
+        crate::sched::driver::install(&IoAndTimers);
         let dump_on_quit = self.dump_on_sigquit;
         let shared = Arc::new(Shared {
             config,
@@ -401,7 +280,7 @@ impl RuntimeBuilder {
             session: Mutex::new(None),
             blocking_jobs: AtomicUsize::new(0),
             external_waits: AtomicUsize::new(0),
-            stall: Mutex::new(None),
+            watch: Box::new(crate::diag::global::Detector::new()),
             partial_seen: Mutex::new(Vec::new()),
             partial_reports: Mutex::new(Default::default()),
         });
@@ -450,7 +329,7 @@ impl RuntimeBuilder {
         let weak = Arc::downgrade(&shared);
         let t = std::thread::Builder::new()
             .name(format!("{}-monitor", shared.config.name))
-            .spawn(move || monitor(weak))
+            .spawn(move || crate::sched::monitor::run(weak))
             .map_err(|e| io::Error::new(e.kind(), format!("goro: cannot start monitor thread: {e}")))?;
         rt.threads.lock().push(t);
         Ok(rt)
@@ -597,7 +476,9 @@ impl Runtime {
         *shared.session.lock() = None;
         match outcome {
             Outcome::MainDone => handle.join().map_err(RunError::Panic),
-            Outcome::Deadlock(r) => Err(RunError::Deadlock(r)),
+            Outcome::Deadlock(r) => Err(RunError::Deadlock(
+                *r.downcast::<DeadlockReport>().expect("goro bug: the watch's verdict is a DeadlockReport"),
+            )),
         }
     }
 
@@ -645,23 +526,6 @@ impl Drop for SessionGuard<'_> {
             self.rt.cancel_all();
             *self.rt.shared.session.lock() = None;
         }
-    }
-}
-
-/// Counts a wait the deadlock detector of `rt` cannot see through, for as
-/// long as it lives (also when unwinding).
-pub(crate) struct ExternalWait(Arc<Shared>);
-
-impl ExternalWait {
-    pub(crate) fn new(rt: Arc<Shared>) -> ExternalWait {
-        rt.external_waits.fetch_add(1, Ordering::SeqCst);
-        ExternalWait(rt)
-    }
-}
-
-impl Drop for ExternalWait {
-    fn drop(&mut self) {
-        self.0.external_waits.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -745,130 +609,50 @@ pub(crate) fn global_shared() -> &'static Arc<Shared> {
         .shared()
 }
 
-/// The runtime's monitor (Go's `sysmon`): warns once per coroutine that holds
-/// its worker for more than 100 ms without parking, and searches for partial
-/// deadlocks when a join or lock wait began (diag/deadlock.rs, "When").
-/// Sleeps longer while the runtime is idle (at most 100 ms).
-fn monitor(rt: std::sync::Weak<Shared>) {
-    const LIMIT: Duration = Duration::from_millis(100);
-    let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
-    let mut nap = Duration::from_millis(10);
-    // Partial-deadlock search (diag/deadlock.rs, "When"): the epoch last
-    // seen, passes still owed since it moved, a cycle awaiting confirmation,
-    // and when the last search ran.
-    let mut owner_epoch = 0usize;
-    let mut owed = 0u8;
-    let mut pending = false;
-    let mut last_search = Instant::now();
-    let mut last_resumes: Vec<u64> = Vec::new();
-    park::mark_internal_thread();
-    loop {
-        // park_timeout: `Runtime::drop` unparks us so shutdown never waits a nap.
-        std::thread::park_timeout(nap);
-        let Some(rt) = rt.upgrade() else { return };
-        if rt.shutdown.load(Ordering::Acquire) {
-            return;
-        }
-        rt.check_stall();
-        // Rule 3 of net/poller.rs: nobody polled for a while (every worker
-        // stuck in a long-running coroutine).
-        crate::net::poller::poll_if_stale(Duration::from_millis(10));
-        let e = crate::diag::deadlock::OWNER_EPOCH.load(Ordering::Relaxed);
-        if e != owner_epoch {
-            owner_epoch = e;
-            owed = 2;
-        }
-        if (owed > 0 || pending) && last_search.elapsed() >= crate::diag::deadlock::SEARCH_EVERY {
-            owed = owed.saturating_sub(1);
-            pending = crate::diag::deadlock::check_partial(&rt);
-            last_search = Instant::now();
-        }
-        let ws = rt.workers();
-        seen.resize(ws.len(), (0, 0, Instant::now()));
-        last_resumes.resize(ws.len(), 0);
-        let now = Instant::now();
-        let mut busy = false;
-        for (i, w) in ws.iter().enumerate() {
-            // Backstop: a worker asleep with wake requests in its inbox
-            // missed a wake-up (each push is followed by an unpark, so this
-            // should never fire; if it does, the cost is one nap, not a
-            // hang).
-            if w.parker.is_asleep() && !w.inbox.is_empty() {
-                w.parker.unpark();
-            }
-            let id = w.running.load(Ordering::Relaxed);
-            let n = w.resumes.load(Ordering::Relaxed);
-            w.load.store(n.wrapping_sub(last_resumes[i]), Ordering::Relaxed);
-            last_resumes[i] = n;
-            if id == 0 {
-                seen[i] = (0, n, now);
-                continue;
-            }
-            busy = true;
-            if seen[i].0 != id || seen[i].1 != n {
-                seen[i] = (id, n, now);
-                continue;
-            }
-            // Stuck on one coroutine with work queued behind it: let an idle
-            // worker take it (thieves then see the victim as stuck).
-            if !w.stealer.is_empty() {
-                rt.notify_work();
-            }
-            // Warn only if something is stuck behind it on this worker: a
-            // coroutine alone on its worker (a panic printing a backtrace,
-            // main's spawn loop while others can steal) hurts nobody.
-            if now.duration_since(seen[i].2) >= LIMIT && work_stuck_behind(w, id, ws.len(), now) {
-                warn_long_run(w, id, now.duration_since(seen[i].2));
-            }
-        }
-        nap = if busy || rt.stall.lock().is_some() {
-            Duration::from_millis(10)
-        } else {
-            (nap * 2).min(Duration::from_millis(100))
-        };
-        if owed > 0 || pending {
-            nap = nap.min(crate::diag::deadlock::SEARCH_EVERY);
+/// The driver every worker parks on (`sched/driver.rs`): the I/O poller
+/// (`net/poller.rs`, process-wide) composed with the worker's timer heap
+/// (`time/heap.rs`, one per worker thread).
+struct IoAndTimers;
+
+impl crate::sched::driver::Driver for IoAndTimers {
+    fn worker_started(&self, w: &Arc<WorkerShared>) {
+        crate::time::heap::install(w);
+    }
+    fn worker_exiting(&self) {
+        crate::time::heap::hand_off();
+    }
+    #[inline]
+    fn has_timers(&self) -> bool {
+        crate::time::heap::has_timers()
+    }
+    fn fire_timers(&self) {
+        crate::time::heap::fire();
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        crate::time::heap::next_deadline()
+    }
+    fn add_wake_timer(&self, at: Instant, co: CoRef) {
+        crate::time::heap::add_wake(at, co);
+    }
+    fn disarm_wake_timer(&self, co: &coroutine::CoInner) {
+        crate::time::heap::disarm_wake(co);
+    }
+    fn poll_now(&self) -> bool {
+        crate::net::poller::poll_now()
+    }
+    fn park(&self, parker: &idle::Parker, deadline: Option<Instant>) -> bool {
+        // Rule 1 of net/poller.rs: if a coroutine waits on a socket, the
+        // sleeper that can take the poller blocks in it.
+        crate::net::poller::needed()
+            .is_some_and(|p| parker.sleep_polling(deadline, |timeout, enter| p.try_poll(timeout, enter).is_some()))
+    }
+    fn unpark(&self) {
+        if let Some(p) = crate::net::poller::get() {
+            p.wake_poller();
         }
     }
-}
-
-/// Is other work waiting for worker `w`, held by coroutine `running`, to get
-/// its thread back? A wake request or placed coroutine in its inbox, a timer
-/// of its heap due, (a single worker: nobody can steal them) unstarted
-/// coroutines in its deque, or another started coroutine homed there that
-/// is runnable: a pinned started coroutine that is RUNNING or NOTIFIED but
-/// not the running one sits in that worker's `runnext`, `ready` or
-/// `yielded` (coroutine.rs, park state), which only the worker can read.
-/// Called only once a coroutine has held its worker past the limit, so the
-/// registry walk costs nothing on the scheduling path.
-fn work_stuck_behind(w: &WorkerShared, running: u64, workers: usize, now: Instant) -> bool {
-    let due = w.next_timer.load(Ordering::Relaxed);
-    if !w.inbox.is_empty()
-        || (workers == 1 && !w.stealer.is_empty())
-        || (due != u64::MAX && crate::sched::worker::clock_nanos(now) >= due)
-    {
-        return true;
-    }
-    w.registry
-        .lock()
-        .iter()
-        .any(|c| c.id != running && matches!(c.state.load(Ordering::Relaxed), coroutine::RUNNING | coroutine::NOTIFIED))
-}
-
-fn warn_long_run(w: &WorkerShared, id: u64, held: Duration) {
-    let co = w.registry.lock().iter().find(|c| c.id == id).cloned();
-    if let Some(co) = co {
-        if co.flags.fetch_or(F_WARNED, Ordering::AcqRel) & F_WARNED == 0 {
-            eprintln!(
-                "goro: coroutine {} (spawned at {}) has held worker {} for {} ms without parking; \
-                 the coroutines sharing that worker cannot run. Move blocking calls or long CPU work \
-                 into goro::blocking(..), or call goro::yield_now() in long loops.",
-                co.label(),
-                co.spawned_at,
-                w.index,
-                held.as_millis()
-            );
-        }
+    fn maintain(&self, stale: Duration) {
+        crate::net::poller::poll_if_stale(stale);
     }
 }
 

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::coroutine::{spawn_inner, Cancelled, JoinHandle};
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::park::Waiter;
 
 /// Runs `f` with a [`Scope`] whose coroutines may borrow from the caller's
@@ -421,11 +421,11 @@ impl<'scope, T> ScopedJoinHandle<'scope, T> {
         crate::park::note_thread();
         let mut st = self.packet.state.lock();
         if !st.done {
-            let _owner = crate::diag::deadlock::OwnerWait::new();
+            let _owner = crate::wait::OwnerWait::new();
             while !st.done {
                 st.joiner = Some(Waiter::current());
                 drop(st);
-                crate::diag::deadlock::note_owner_park();
+                crate::wait::note_owner_park();
                 crate::park::park(WaitReason::Join { id: self.id });
                 st = self.packet.state.lock();
             }

@@ -47,9 +47,9 @@ use std::time::Instant;
 
 use super::err::*;
 use super::lock::{ChanMutex, ChanMutexGuard};
-use crate::diag::WaitReason;
 use crate::loom::atomic as model;
 use crate::park::{self, Wakeup};
+use crate::wait::WaitReason;
 
 const WAITING: usize = usize::MAX;
 const ABORTED: usize = usize::MAX - 1;
@@ -495,7 +495,7 @@ impl<T> Chan<T> {
             panic!("goro::chan: cannot allocate a buffer for capacity {cap}: {e}");
         }
         Chan {
-            id: crate::diag::next_object_id(),
+            id: crate::wait::next_object_id(),
             cap,
             kind,
             inner: ChanMutex::new(Inner {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 pub use err::*;
 use imp::{Chan, Kind};
 
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 
 /// The sending end of a channel. Clone it for more producers.
 pub struct Sender<T> {

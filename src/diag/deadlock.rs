@@ -4,8 +4,8 @@
 //! found cycle does ([`PartialDeadlockPolicy`]), `dump()`, and the SIGQUIT
 //! dump thread.
 //!
-//! The *global* rule lives in `sched::Shared::{looks_deadlocked,
-//! check_stall}` and is documented for users on `Runtime::run`: all workers
+//! The *global* rule lives in `global.rs` (the watch the runtime installs in
+//! each `Shared`; the report is `report.rs`) and is documented for users on `Runtime::run`: all workers
 //! asleep, no timer, blocking job or socket wait, and zero *active* plain
 //! threads, stable for a 500 ms grace period with nothing resumed and no
 //! plain thread woken. A plain thread (not a worker or other goro thread)
@@ -51,25 +51,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 
-use std::sync::atomic::AtomicUsize;
-
-use super::{At, WaitReason};
-
-/// Parties parked right now on a wait whose owner is known (`join`,
-/// `Mutex::lock`, `RwLock::{read, write}`), process-wide. The monitor skips
-/// the cycle search while it is zero, so programs that never block on those
-/// pay nothing.
-pub(crate) static OWNER_WAITS: AtomicUsize = AtomicUsize::new(0);
-
-/// Bumped whenever a party parks on an owner-known wait or a lock rewrites
-/// a waiter's record: the monitor searches only when it moved.
-pub(crate) static OWNER_EPOCH: AtomicUsize = AtomicUsize::new(0);
-
-/// Notes a park on (or a change of) an owner-known wait.
-#[inline]
-pub(crate) fn note_owner_park() {
-    OWNER_EPOCH.fetch_add(1, Ordering::Relaxed);
-}
+use crate::wait::{At, PartialDeadlockPolicy, WaitReason, OWNER_WAITS};
 
 /// Minimum time between two searches, and the delay of the confirming one.
 pub(crate) const SEARCH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -78,36 +60,8 @@ pub(crate) const SEARCH_EVERY: std::time::Duration = std::time::Duration::from_m
 /// confirmed and reported by one of them only.
 static CHECKING: StdMutex<()> = StdMutex::new(());
 
-/// Counts one owner-known wait while alive (also when unwinding).
-pub(crate) struct OwnerWait;
-
-impl OwnerWait {
-    pub(crate) fn new() -> OwnerWait {
-        OWNER_WAITS.fetch_add(1, Ordering::Relaxed);
-        OwnerWait
-    }
-}
-
-impl Drop for OwnerWait {
-    fn drop(&mut self) {
-        OWNER_WAITS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 use crate::coroutine::{CoRef, F_PARTIAL, PARKED};
 use crate::sched::Shared;
-
-/// What the runtime does when it finds a partial deadlock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum PartialDeadlockPolicy {
-    /// Print the cycle on stderr once (the default).
-    #[default]
-    Report,
-    /// Make the blocked calls of the cycle panic with the report, so `join`
-    /// of a member surfaces it as `Err`.
-    Panic,
-    /// Do nothing.
-    Ignore,
-}
 
 /// The coroutines a wait waits for: its wait-for edges.
 fn edges(w: &WaitReason) -> Vec<u64> {

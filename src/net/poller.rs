@@ -52,8 +52,8 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Registry, Token};
 use parking_lot::Mutex;
 
-use crate::diag::WaitReason;
 use crate::park::{self, Waiter};
+use crate::wait::WaitReason;
 
 /// The waker's token (sources use slab keys, far below).
 const WAKER: Token = Token(usize::MAX);
@@ -382,7 +382,7 @@ impl Registration {
             let p = poller()?;
             waiting.get_or_insert_with(|| Waiting::new(p));
             if external.is_none() {
-                external = crate::sched::with_worker(|w| crate::runtime::ExternalWait::new(w.rt.clone()));
+                external = crate::sched::with_worker(|w| crate::sched::ExternalWait::new(w.rt.clone()));
             }
             loop {
                 {

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::diag::WaitReason;
 use crate::park::{self, Waiter};
+use crate::wait::WaitReason;
 
 const MAX_THREADS: usize = 512;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);

@@ -21,7 +21,7 @@
 //! A sleeping worker's timeout is its next timer deadline; while a coroutine
 //! waits on a socket, the sleeper that gets the netpoller blocks in
 //! `epoll_wait` instead of on its condition variable (state `POLLING`, woken
-//! through the mio `Waker`; see `net/poller.rs`). The deadlock detector
+//! through the driver's `unpark`; see `driver.rs`, `net/poller.rs`). The deadlock detector
 //! starts its grace period when the last worker goes to sleep with nothing
 //! pending.
 
@@ -61,12 +61,19 @@ impl Parker {
     /// Blocks in the netpoller until an event, `unpark` or `deadline`, if
     /// this worker can become the poller; returns false (without sleeping)
     /// if it cannot. Call after `prepare_sleep` and the re-check.
-    pub(crate) fn sleep_polling(&self, p: &crate::net::poller::Poller, deadline: Option<Instant>) -> bool {
+    /// `poll(timeout, enter)` is the driver's blocking poll: it calls
+    /// `enter` with its poll lock held and blocks only if that returns true;
+    /// it returns whether it polled.
+    pub(crate) fn sleep_polling(
+        &self,
+        deadline: Option<Instant>,
+        poll: impl FnOnce(Option<std::time::Duration>, &dyn Fn() -> bool) -> bool,
+    ) -> bool {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         // Entered with the poll lock held: SLEEPING -> POLLING, unless an
         // `unpark` already made it NOTIFIED (then do not block at all).
         let enter = || self.state.compare_exchange(SLEEPING, POLLING, Ordering::SeqCst, Ordering::SeqCst).is_ok();
-        let polled = p.try_poll(timeout, enter).is_some();
+        let polled = poll(timeout, &enter);
         if polled || self.state.load(Ordering::SeqCst) != SLEEPING {
             self.state.store(RUNNING, Ordering::SeqCst);
             true
@@ -103,9 +110,7 @@ impl Parker {
             let now = match s {
                 POLLING => match self.state.compare_exchange(POLLING, NOTIFIED, Ordering::SeqCst, Ordering::SeqCst) {
                     Ok(_) => {
-                        if let Some(p) = crate::net::poller::get() {
-                            p.wake_poller();
-                        }
+                        super::driver::get().unpark();
                         return true;
                     }
                     Err(now) => now,

@@ -41,7 +41,9 @@
 //! No goro-internal lock is held across a context switch.
 
 pub(crate) mod blocking;
+pub(crate) mod driver;
 pub(crate) mod idle;
+pub(crate) mod monitor;
 pub(crate) mod worker;
 
 use std::cell::Cell;
@@ -65,13 +67,14 @@ pub(crate) struct Config {
     pub(crate) main_stack_size: usize,
     pub(crate) detect_deadlocks: bool,
     pub(crate) name: String,
-    pub(crate) partial_policy: crate::diag::PartialDeadlockPolicy,
+    pub(crate) partial_policy: crate::wait::PartialDeadlockPolicy,
 }
 
 /// What ended a `run` session.
 pub(crate) enum Outcome {
     MainDone,
-    Deadlock(crate::runtime::DeadlockReport),
+    /// The watch's verdict: a `diag` report, opaque here.
+    Deadlock(Box<dyn std::any::Any + Send>),
 }
 
 /// A `Runtime::run` in progress.
@@ -102,23 +105,13 @@ pub(crate) struct Shared {
     /// Parties parked in external waits the detector cannot see through
     /// (timers on plain threads, I/O): while nonzero, no deadlock verdict.
     pub(crate) external_waits: AtomicUsize,
-    /// When everything was last seen asleep, and the resume count and plain
-    /// thread wake-ups then (the detector's grace period; see `check_stall`).
-    pub(crate) stall: Mutex<Option<Stall>>,
+    /// What reads this runtime to decide it is stuck (`diag/deadlock.rs`,
+    /// through `driver::Watch`).
+    pub(crate) watch: Box<dyn driver::Watch>,
     /// Cycles seen on the last partial-deadlock pass (member ids, sorted).
     pub(crate) partial_seen: Mutex<Vec<Vec<u64>>>,
     /// Reports for coroutines whose blocked call must panic (policy Panic).
     pub(crate) partial_reports: Mutex<std::collections::HashMap<u64, std::sync::Arc<str>>>,
-}
-
-/// A stretch during which the runtime looked deadlocked.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Stall {
-    pub(crate) since: Instant,
-    /// `Shared::progress()` then.
-    pub(crate) resumes: u64,
-    /// `park::PLAIN_WAKEUPS` then.
-    pub(crate) wakeups: u64,
 }
 
 /// The part of a worker other threads may touch.
@@ -205,6 +198,18 @@ impl<T> SlabOf<T> {
 /// The per-worker registry of started coroutines.
 pub(crate) type Slab = SlabOf<CoRef>;
 
+/// The origin of `clock_nanos`.
+fn clock_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `at` as nanoseconds since a process-wide origin (0 before it), for
+/// deadlines published in atomics.
+pub(crate) fn clock_nanos(at: Instant) -> u64 {
+    at.saturating_duration_since(clock_epoch()).as_nanos().min(u64::MAX as u128 - 1) as u64
+}
+
 thread_local! {
     /// The worker this thread is, if any. Set for the whole life of a worker
     /// thread; points into that thread's stack frame of `worker::run`.
@@ -282,7 +287,9 @@ pub(crate) fn with_runtime<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> R {
     let f = f.take().unwrap();
     match amb {
         Some(rt) => f(&rt),
-        None => f(crate::runtime::global_shared()),
+        // The one late-bound edge: the default runtime is built by the
+        // composition root (lib.rs), which sees every layer.
+        None => f(crate::default_runtime()),
     }
 }
 
@@ -374,89 +381,9 @@ impl Shared {
         }
     }
 
-    /// Are all the conditions of a global deadlock true right now? Every
-    /// worker asleep with nothing queued, no timer pending, no
-    /// `goro::blocking` job or external wait (I/O, another runtime) in
-    /// flight, no registered plain thread active (outside an untimed goro
-    /// wait; see `park.rs`), a session running and not yet decided.
-    fn looks_deadlocked(&self) -> bool {
-        self.config.detect_deadlocks
-            && !self.cancelling.load(Ordering::Acquire)
-            && crate::park::ACTIVE_PLAIN_THREADS.load(Ordering::SeqCst) == 0
-            && self.blocking_jobs.load(Ordering::SeqCst) == 0
-            && self.external_waits.load(Ordering::SeqCst) == 0
-            && self.workers().iter().all(|w| w.timers_pending.load(Ordering::SeqCst) == 0)
-            && crate::time::armed_chan_timers() == 0
-            && self.idle.num_sleeping.load(Ordering::SeqCst) == self.workers().len()
-            && self.injector.is_empty()
-            && self.session.lock().as_ref().is_some_and(|s| s.outcome.is_none())
-    }
-
     /// Total resumes so far: any change means something ran.
     pub(crate) fn progress(&self) -> u64 {
         self.workers().iter().map(|w| w.resumes.load(Ordering::Relaxed)).sum()
-    }
-
-    /// The last worker went to sleep with nothing queued: start the grace
-    /// period (the monitor confirms it, see `check_stall`).
-    pub(crate) fn all_idle(&self) {
-        if self.looks_deadlocked() {
-            self.start_stall();
-        }
-    }
-
-    fn start_stall(&self) {
-        let mut st = self.stall.lock();
-        if st.is_none() {
-            *st = Some(Stall {
-                since: Instant::now(),
-                resumes: self.progress(),
-                wakeups: crate::park::PLAIN_WAKEUPS.load(Ordering::SeqCst),
-            });
-        }
-    }
-
-    /// Called by the monitor. The deadlock rule (documented for users on
-    /// `Runtime::run`): a session is deadlocked when `looks_deadlocked` has
-    /// held continuously for `DEADLOCK_GRACE`, with no coroutine resumed and
-    /// no registered plain thread woken meanwhile. The grace period lets
-    /// plain OS threads that have not called goro yet (and will) show
-    /// themselves. The monitor also starts a stall itself, because the last
-    /// condition to become true may be a plain thread parking, which no
-    /// worker sees.
-    pub(crate) fn check_stall(&self) {
-        const DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
-        let Some(stall) = *self.stall.lock() else {
-            if self.looks_deadlocked() {
-                self.start_stall();
-            }
-            return;
-        };
-        if !self.looks_deadlocked()
-            || self.progress() != stall.resumes
-            || crate::park::PLAIN_WAKEUPS.load(Ordering::SeqCst) != stall.wakeups
-        {
-            *self.stall.lock() = None;
-            return;
-        }
-        if stall.since.elapsed() < DEADLOCK_GRACE {
-            return;
-        }
-        *self.stall.lock() = None;
-        let mut s = self.session.lock();
-        let Some(sess) = s.as_mut() else { return };
-        if sess.outcome.is_some() {
-            return;
-        }
-        let report = crate::runtime::DeadlockReport::collect(self);
-        if report.is_empty() {
-            return;
-        }
-        self.cancelling.store(true, Ordering::SeqCst);
-        sess.outcome = Some(Outcome::Deadlock(report));
-        let w = sess.caller.clone();
-        drop(s);
-        w.wake();
     }
 
     /// Every started coroutine of this runtime (diagnostics).
@@ -466,6 +393,23 @@ impl Shared {
             v.extend(w.registry.lock().iter().cloned());
         }
         v
+    }
+}
+
+/// Counts a wait the deadlock detector of `rt` cannot see through, for as
+/// long as it lives (also when unwinding).
+pub(crate) struct ExternalWait(Arc<Shared>);
+
+impl ExternalWait {
+    pub(crate) fn new(rt: Arc<Shared>) -> ExternalWait {
+        rt.external_waits.fetch_add(1, Ordering::SeqCst);
+        ExternalWait(rt)
+    }
+}
+
+impl Drop for ExternalWait {
+    fn drop(&mut self) {
+        self.0.external_waits.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

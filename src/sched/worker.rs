@@ -1,4 +1,5 @@
-//! One worker thread: its run loop, local queues and timers.
+//! One worker thread: its run loop and local queues; it parks on the
+//! driver (`driver.rs`: I/O and its timer heap, `time/heap.rs`).
 //!
 //! Pick order, each scheduling tick:
 //!  1. every 61st tick: own inbox, then the runtime injector, then the oldest
@@ -34,8 +35,7 @@
 //! so the resume path pays nothing.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,8 +43,21 @@ use std::time::Instant;
 use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Worker};
 
+use super::driver::Driver;
 use super::{Shared, WorkerShared};
 use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, NOTIFIED, PARKED, RUNNING};
+
+/// The stack-overflow handler's view of the running coroutine
+/// (`stack::overflow::LabelHook`): async-signal-safe, it reads this
+/// thread's worker pointer and the running coroutine's control block.
+fn running_label(f: &mut dyn FnMut(crate::stack::overflow::Running<'_>)) {
+    if let Some(co) = super::current_ptr() {
+        // SAFETY: the running coroutine's control block is kept alive by its
+        // worker while it runs (it is running now: it faulted).
+        let co = unsafe { &*co };
+        f(crate::stack::overflow::Running { id: co.id, name: co.name.as_deref(), stack_size: co.stack_size });
+    }
+}
 
 /// Every how many ticks the fairness pass runs (pick order step 1).
 const FAIR_EVERY: u32 = 61;
@@ -56,48 +69,6 @@ const SEARCH_FOR: std::time::Duration = std::time::Duration::from_micros(200);
 /// sleeps: a coroutine homed here, parked on a partner that runs on another
 /// worker, is usually woken within microseconds, and a futex wake costs more.
 const INBOX_WATCH: std::time::Duration = std::time::Duration::from_micros(100);
-
-/// A deadline in this worker's heap: the wake of a parked coroutine, or a
-/// channel timer (`time::after`, `Timer`, `Ticker`) armed on this worker.
-/// Stale entries (the coroutine was woken otherwise, the timer was stopped
-/// or reset) are skipped when they come up.
-struct WakeTimer {
-    at: Instant,
-    seq: u64,
-    what: Due,
-}
-
-enum Due {
-    /// Live while `co.timer_seq == seq` (only this worker writes it).
-    Wake(CoRef),
-    /// Live while the timer's armed seq equals `seq` (`time::ChanTimer`).
-    Chan(crate::time::ChanTimer),
-}
-
-impl WakeTimer {
-    fn live(&self) -> bool {
-        match &self.what {
-            Due::Wake(co) => co.timer_seq.get() == self.seq,
-            Due::Chan(t) => t.armed_seq() == self.seq,
-        }
-    }
-}
-impl PartialEq for WakeTimer {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for WakeTimer {}
-impl PartialOrd for WakeTimer {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for WakeTimer {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
 
 /// The worker-thread-only part of a worker.
 pub(crate) struct WorkerLocal {
@@ -116,10 +87,8 @@ pub(crate) struct WorkerLocal {
     fair_in: Cell<u32>,
     streak: Cell<u32>,
     rng: Cell<u64>,
-    timers: RefCell<BinaryHeap<Reverse<WakeTimer>>>,
-    timer_seq: Cell<u64>,
-    /// Heap size that triggers the next compaction (stale entries).
-    compact_at: Cell<usize>,
+    /// What this worker parks on (I/O and its timer heap; `driver.rs`).
+    driver: &'static dyn Driver,
     /// Victims' resume counters at our last look (`victim_stuck`).
     seen_resumes: RefCell<Vec<(u64, Option<Instant>)>>,
     /// Victims' deque epochs at our first look, when, and their resume
@@ -133,18 +102,6 @@ pub(crate) struct WorkerLocal {
     /// Since when this worker has had work without a break (`None`: it is
     /// searching or asleep); see `push_new`.
     busy_since: Cell<Option<Instant>>,
-}
-
-/// The origin of `clock_nanos`.
-fn clock_epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// `at` as nanoseconds since a process-wide origin (0 before it), for
-/// deadlines published in atomics.
-pub(crate) fn clock_nanos(at: Instant) -> u64 {
-    at.saturating_duration_since(clock_epoch()).as_nanos().min(u64::MAX as u128 - 1) as u64
 }
 
 /// The body of a worker thread.
@@ -163,9 +120,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         tick: Cell::new(0),
         fair_in: Cell::new(FAIR_EVERY),
         streak: Cell::new(0),
-        timers: RefCell::new(BinaryHeap::new()),
-        timer_seq: Cell::new(0),
-        compact_at: Cell::new(1024),
+        driver: super::driver::get(),
         seen_resumes: RefCell::new(Vec::new()),
         seen_backlog: RefCell::new(Vec::new()),
         deque_was_empty: Cell::new(true),
@@ -181,9 +136,11 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
     }
+    crate::stack::overflow::set_label_hook(running_label);
     crate::stack::worker_started();
+    local.driver.worker_started(&local.shared);
     local.main_loop();
-    local.hand_off_timers();
+    local.driver.worker_exiting();
     super::set_worker(std::ptr::null());
     crate::stack::worker_exiting();
 }
@@ -191,15 +148,15 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
 impl WorkerLocal {
     fn main_loop(&self) {
         loop {
-            if self.tick.get() & 7 == 0 && !self.timers.borrow().is_empty() {
-                self.fire_timers();
+            if self.tick.get() & 7 == 0 && self.driver.has_timers() {
+                self.driver.fire_timers();
             }
             if let Some(co) = self.next_local() {
                 self.run_co(co);
                 continue;
             }
-            if !self.timers.borrow().is_empty() {
-                self.fire_timers();
+            if self.driver.has_timers() {
+                self.driver.fire_timers();
                 if let Some(co) = self.next_local() {
                     self.run_co(co);
                     continue;
@@ -207,7 +164,7 @@ impl WorkerLocal {
             }
             // Out of local work: ready sockets before stealing (Go's
             // findrunnable does the same).
-            if crate::net::poller::poll_now() {
+            if self.driver.poll_now() {
                 if let Some(co) = self.next_local() {
                     self.run_co(co);
                     continue;
@@ -316,7 +273,7 @@ impl WorkerLocal {
     /// Fairness pass (pick order step 1).
     fn poll_global(&self) -> Option<CoRef> {
         // Rule 2 of net/poller.rs: a busy worker still polls I/O now and then.
-        crate::net::poller::poll_now();
+        self.driver.poll_now();
         if let Some(co) = self.pop_inbox() {
             return Some(co);
         }
@@ -349,7 +306,7 @@ impl WorkerLocal {
                 }
                 if start.elapsed() >= INBOX_WATCH
                     || self.rt.shutdown.load(Ordering::Relaxed)
-                    || self.next_deadline().is_some_and(|d| d <= Instant::now())
+                    || self.driver.next_deadline().is_some_and(|d| d <= Instant::now())
                 {
                     return None;
                 }
@@ -371,7 +328,7 @@ impl WorkerLocal {
             if round % 8 == 0 {
                 // Bounded by time, not rounds, and never past a due timer.
                 let now = Instant::now();
-                if now.duration_since(start) >= SEARCH_FOR || self.next_deadline().is_some_and(|d| d <= now) {
+                if now.duration_since(start) >= SEARCH_FOR || self.driver.next_deadline().is_some_and(|d| d <= now) {
                     break;
                 }
             }
@@ -531,14 +488,14 @@ impl WorkerLocal {
             parker.cancel_sleep();
             return;
         }
-        let deadline = self.next_deadline();
+        let deadline = self.driver.next_deadline();
         if n == self.rt.workers().len() && deadline.is_none() {
-            self.rt.all_idle();
+            self.rt.watch.all_idle(&self.rt);
         }
         // Rule 1 of net/poller.rs: if a coroutine waits on a socket, the
         // sleeper that can take the poller blocks in it.
         self.busy_since.set(None);
-        let slept = crate::net::poller::needed().is_some_and(|p| parker.sleep_polling(p, deadline));
+        let slept = self.driver.park(parker, deadline);
         if !slept {
             parker.sleep(deadline);
         }
@@ -722,106 +679,16 @@ impl WorkerLocal {
         self.rt.coroutine_finished(&co);
     }
 
-    /// Arms a wake of the running coroutine at `at` (park_deadline).
-    ///
-    /// Timer heap rules: an entry is *live* while its `seq` equals its
-    /// coroutine's `timer_seq`; `timers_pending` counts live entries exactly
-    /// (the deadlock detector reads it). A park that returns for another
-    /// reason disarms its entry (it goes stale and is skipped when it comes
-    /// up); when stale entries pile up the heap is compacted.
+    /// Arms a wake of the running coroutine at `at` (park_deadline), on
+    /// this worker's timer heap (`time/heap.rs`, through the driver).
     pub(crate) fn add_wake_timer(&self, at: Instant, _co: &CoInner) {
         // SAFETY: only this thread reads `current_arc`.
         let Some(co) = (unsafe { &*self.current_arc.as_ptr() }).clone() else { return };
-        let seq = self.timer_seq.get() + 1;
-        self.timer_seq.set(seq);
-        co.timer_seq.set(seq);
-        self.shared.timers_pending.fetch_add(1, Ordering::SeqCst);
-        self.push_timer(WakeTimer { at, seq, what: Due::Wake(co) });
-    }
-
-    /// Arms channel timer `t` (generation `seq`) here: it fires from this
-    /// worker's loop, no lock shared with other workers (time/mod.rs).
-    pub(crate) fn add_chan_timer(&self, at: Instant, seq: u64, t: crate::time::ChanTimer) {
-        self.push_timer(WakeTimer { at, seq, what: Due::Chan(t) });
-    }
-
-    fn push_timer(&self, t: WakeTimer) {
-        let at = t.at;
-        let mut h = self.timers.borrow_mut();
-        h.push(Reverse(t));
-        if h.len() >= self.compact_at.get() {
-            // Amortised O(1): compact only when the heap has doubled.
-            h.retain(|t| t.0.live());
-            self.compact_at.set((2 * h.len()).max(1024));
-        }
-        drop(h);
-        let at = clock_nanos(at);
-        if at < self.shared.next_timer.load(Ordering::Relaxed) {
-            self.shared.next_timer.store(at, Ordering::Relaxed);
-        }
-    }
-
-    /// Publishes the earliest live deadline (`WorkerShared::next_timer`).
-    fn publish_next_timer(&self) {
-        let at = self.next_deadline().map_or(u64::MAX, clock_nanos);
-        self.shared.next_timer.store(at, Ordering::Relaxed);
-    }
-
-    /// A worker that exits (its runtime is dropped) passes its live channel
-    /// timers to the global driver, so their receivers still get them.
-    fn hand_off_timers(&self) {
-        for Reverse(t) in self.timers.take() {
-            if let Due::Chan(c) = t.what {
-                if c.armed_seq() == t.seq {
-                    crate::time::schedule_on_driver(t.at, t.seq, c);
-                }
-            }
-        }
+        self.driver.add_wake_timer(at, co);
     }
 
     pub(crate) fn disarm_wake_timer(&self, co: &CoInner) {
-        if co.timer_seq.get() != 0 {
-            co.timer_seq.set(0);
-            self.shared.timers_pending.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-
-    fn fire_timers(&self) {
-        let now = Instant::now();
-        loop {
-            let t = {
-                let mut h = self.timers.borrow_mut();
-                match h.peek() {
-                    Some(t) if t.0.at <= now => h.pop(),
-                    _ => None,
-                }
-            };
-            // No borrow held: firing may arm the next tick of a ticker here.
-            let Some(Reverse(t)) = t else { break };
-            match t.what {
-                Due::Wake(co) => {
-                    if co.timer_seq.get() == t.seq {
-                        co.timer_seq.set(0);
-                        self.shared.timers_pending.fetch_sub(1, Ordering::SeqCst);
-                        co.wake();
-                    }
-                }
-                Due::Chan(c) => c.fire(t.at, t.seq, now),
-            }
-        }
-        self.publish_next_timer();
-    }
-
-    /// The earliest live deadline (stale entries at the top are dropped).
-    fn next_deadline(&self) -> Option<Instant> {
-        let mut h = self.timers.borrow_mut();
-        while let Some(t) = h.peek() {
-            if t.0.live() {
-                return Some(t.0.at);
-            }
-            h.pop();
-        }
-        None
+        self.driver.disarm_wake_timer(co);
     }
 }
 

@@ -18,6 +18,30 @@ use std::sync::Once;
 
 use super::GUARD_SIZE;
 
+/// The running coroutine as the overflow report names it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Running<'a> {
+    pub(crate) id: u64,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) stack_size: usize,
+}
+
+/// Calls its argument with the coroutine running on this thread, if any.
+/// Must be async-signal-safe: it may only read thread-locals and memory the
+/// running coroutine keeps alive.
+pub(crate) type LabelHook = fn(&mut dyn FnMut(Running<'_>));
+
+/// Registered once by the scheduler at worker start-up (`set_label_hook`):
+/// the stack allocator names nothing above it. `OnceLock::get` is a single
+/// Acquire load, fine in a signal handler.
+static LABEL: std::sync::OnceLock<LabelHook> = std::sync::OnceLock::new();
+
+/// Registers how the handler names the running coroutine (the first
+/// registration wins; every worker registers the same function).
+pub(crate) fn set_label_hook(hook: LabelHook) {
+    let _ = LABEL.set(hook);
+}
+
 const MAX_REGIONS: usize = 1 << 16;
 static REGIONS: [[AtomicUsize; 3]; MAX_REGIONS] = [const { [const { AtomicUsize::new(0) }; 3] }; MAX_REGIONS];
 static NREGIONS: AtomicUsize = AtomicUsize::new(0);
@@ -126,23 +150,24 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
             let mut buf = [0u8; 512];
             let mut n = 0;
             put(&mut buf, &mut n, b"\ngoro: coroutine ");
-            match crate::sched::current_ptr() {
-                Some(co) => {
-                    // SAFETY: the running coroutine's control block is kept
-                    // alive by its worker while it runs (it is running now).
-                    let co = unsafe { &*co };
+            let mut named = false;
+            if let Some(label) = LABEL.get() {
+                label(&mut |l: Running<'_>| {
+                    named = true;
                     put(&mut buf, &mut n, b"#");
-                    put_num(&mut buf, &mut n, co.id);
-                    if let Some(name) = &co.name {
+                    put_num(&mut buf, &mut n, l.id);
+                    if let Some(name) = l.name {
                         put(&mut buf, &mut n, b" \"");
                         put(&mut buf, &mut n, name.as_bytes());
                         put(&mut buf, &mut n, b"\"");
                     }
                     put(&mut buf, &mut n, b" has overflowed its stack (stack size ");
-                    put_num(&mut buf, &mut n, co.stack_size as u64);
+                    put_num(&mut buf, &mut n, l.stack_size as u64);
                     put(&mut buf, &mut n, b" bytes)");
-                }
-                None => put(&mut buf, &mut n, b"stack segment has overflowed"),
+                });
+            }
+            if !named {
+                put(&mut buf, &mut n, b"stack segment has overflowed");
             }
             put(
                 &mut buf,

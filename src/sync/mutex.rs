@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use super::waitq::{Left, Slot, WaitQueue, Woken};
-use crate::diag::{LockWait, WaitReason};
 use crate::park::Waiter;
+use crate::wait::{LockWait, WaitReason};
 
 const LOCKED: u8 = 1;
 const QUEUED: u8 = 2;
@@ -84,7 +84,7 @@ impl<T> Mutex<T> {
     pub fn new(v: T) -> Self {
         Mutex {
             state: AtomicU8::new(0),
-            id: crate::diag::next_object_id(),
+            id: crate::wait::next_object_id(),
             holder: AtomicU64::new(0),
             queue: WaitQueue::new(false),
             data: UnsafeCell::new(v),
@@ -132,7 +132,7 @@ impl<T: ?Sized> Mutex<T> {
         const STARVE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
         let mut since: Option<std::time::Instant> = None;
         let mut retried = false;
-        let _owner = crate::diag::deadlock::OwnerWait::new();
+        let _owner = crate::wait::OwnerWait::new();
         loop {
             // A short bounded spin: the holder may be running on another worker.
             for _ in 0..32 {

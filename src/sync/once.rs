@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::waitq::WaitQueue;
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 
 const NEW: u8 = 0;
 const RUNNING: u8 = 1;

@@ -27,8 +27,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use super::waitq::{Left, Slot, WaitQueue};
-use crate::diag::{LockWait, WaitReason};
 use crate::park::Waiter;
+use crate::wait::{LockWait, WaitReason};
 
 const READ: usize = 0;
 const WRITE: usize = 1;
@@ -144,7 +144,7 @@ impl<T> RwLock<T> {
     /// A new unlocked lock holding `v`.
     pub fn new(v: T) -> Self {
         RwLock {
-            id: crate::diag::next_object_id(),
+            id: crate::wait::next_object_id(),
             queue: WaitQueue::new(State { readers: 0, writer: false, writer_id: 0, reader_ids: [0; LISTED] }),
             data: UnsafeCell::new(v),
         }
@@ -166,7 +166,7 @@ impl<T: ?Sized> RwLock<T> {
             g.0.add_reader(id);
         } else {
             let wait_for = self.wait_for(&g);
-            let _owner = crate::diag::deadlock::OwnerWait::new();
+            let _owner = crate::wait::OwnerWait::new();
             self.queue.wait(g, READ, self.reason(READ, wait_for), &|st, slot, left| self.on_leave(st, slot, left));
         }
         RwLockReadGuard { lock: self, holder: id, _not_send: std::marker::PhantomData }
@@ -181,7 +181,7 @@ impl<T: ?Sized> RwLock<T> {
             g.0.set_writer(id);
         } else {
             let wait_for = self.wait_for(&g);
-            let _owner = crate::diag::deadlock::OwnerWait::new();
+            let _owner = crate::wait::OwnerWait::new();
             self.queue.wait(g, WRITE, self.reason(WRITE, wait_for), &|st, slot, left| self.on_leave(st, slot, left));
         }
         RwLockWriteGuard { lock: self, _not_send: std::marker::PhantomData }

@@ -7,8 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::waitq::{Left, Slot, WaitQueue};
-use crate::diag::WaitReason;
 use crate::park::Waiter;
+use crate::wait::WaitReason;
 
 /// A counting semaphore whose `acquire` parks the coroutine (or blocks the
 /// thread).

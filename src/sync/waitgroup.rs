@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::waitq::WaitQueue;
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 
 /// Waits for a collection of coroutines (or threads) to finish. Clones share
 /// the counter.

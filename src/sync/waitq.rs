@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 // The flags' atomics: std's, or loom's in the model checker's build
 // (`waitq_loom.rs` checks `publish`).
 use crate::loom::atomic::AtomicBool;

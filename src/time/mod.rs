@@ -62,6 +62,8 @@
 
 #![deny(unsafe_code)]
 
+pub(crate) mod heap;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -72,7 +74,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::chan::imp::{Chan, ReceiversGone};
-use crate::diag::WaitReason;
+use crate::wait::WaitReason;
 use crate::{Receiver, TrySendError};
 
 /// Pauses the calling coroutine (or thread) for at least `d`.
@@ -223,7 +225,7 @@ struct TimerInner {
     action: Action,
 }
 
-/// A channel timer as a worker's heap holds it (`sched/worker.rs`).
+/// A channel timer as a worker's heap holds it (`heap.rs`).
 pub(crate) struct ChanTimer(Arc<TimerInner>);
 
 impl ChanTimer {
@@ -413,10 +415,8 @@ fn run_driver(d: &'static Driver) {
 /// Queues generation `seq` of `timer` to fire at `when`: on the calling
 /// worker's own heap if there is one (no shared lock), else on the driver.
 fn schedule(when: Instant, seq: u64, timer: Arc<TimerInner>) {
-    let mut timer = Some(timer);
-    crate::sched::with_worker(|w| w.add_chan_timer(when, seq, ChanTimer(timer.take().expect("once"))));
-    if let Some(t) = timer {
-        schedule_on_driver(when, seq, ChanTimer(t));
+    if let Err(t) = heap::add_chan(when, seq, ChanTimer(timer)) {
+        schedule_on_driver(when, seq, t);
     }
 }
 

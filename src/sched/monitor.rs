@@ -1,0 +1,119 @@
+// The monitor thread (Go's `sysmon`), one per runtime.
+//
+// Owns: the long-run warning (once per coroutine that holds its worker for
+// more than 100 ms without parking while work waits behind it), the load
+// window (`WorkerShared::load`), the missed-wake backstop, and the cadence
+// of the watch (`Shared::watch`: the deadlock detector) and of the driver's
+// stale-poll backstop. It only reads what workers publish (atomics, the
+// registries under their locks): nothing on the resume path.
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use super::{Shared, WorkerShared};
+use crate::coroutine::{F_WARNED, NOTIFIED, RUNNING};
+
+/// The runtime's monitor (Go's `sysmon`): warns once per coroutine that holds
+/// its worker for more than 100 ms without parking, and searches for partial
+/// deadlocks when a join or lock wait began (diag/deadlock.rs, "When").
+/// Sleeps longer while the runtime is idle (at most 100 ms).
+pub(crate) fn run(rt: Weak<Shared>) {
+    const LIMIT: Duration = Duration::from_millis(100);
+    let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
+    let mut nap = Duration::from_millis(10);
+    let mut last_resumes: Vec<u64> = Vec::new();
+    crate::park::mark_internal_thread();
+    loop {
+        // park_timeout: `Runtime::drop` unparks us so shutdown never waits a nap.
+        std::thread::park_timeout(nap);
+        let Some(rt) = rt.upgrade() else { return };
+        if rt.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        // The deadlock watch (`diag/deadlock.rs`: the global rule, partial
+        // cycles) and the driver's backstop (rule 3 of net/poller.rs: nobody
+        // polled for a while, every worker stuck in a long coroutine).
+        let watch = rt.watch.pass(&rt);
+        super::driver::get().maintain(Duration::from_millis(10));
+        let ws = rt.workers();
+        seen.resize(ws.len(), (0, 0, Instant::now()));
+        last_resumes.resize(ws.len(), 0);
+        let now = Instant::now();
+        let mut busy = false;
+        for (i, w) in ws.iter().enumerate() {
+            // Backstop: a worker asleep with wake requests in its inbox
+            // missed a wake-up (each push is followed by an unpark, so this
+            // should never fire; if it does, the cost is one nap, not a
+            // hang).
+            if w.parker.is_asleep() && !w.inbox.is_empty() {
+                w.parker.unpark();
+            }
+            let id = w.running.load(Ordering::Relaxed);
+            let n = w.resumes.load(Ordering::Relaxed);
+            w.load.store(n.wrapping_sub(last_resumes[i]), Ordering::Relaxed);
+            last_resumes[i] = n;
+            if id == 0 {
+                seen[i] = (0, n, now);
+                continue;
+            }
+            busy = true;
+            if seen[i].0 != id || seen[i].1 != n {
+                seen[i] = (id, n, now);
+                continue;
+            }
+            // Stuck on one coroutine with work queued behind it: let an idle
+            // worker take it (thieves then see the victim as stuck).
+            if !w.stealer.is_empty() {
+                rt.notify_work();
+            }
+            // Warn only if something is stuck behind it on this worker: a
+            // coroutine alone on its worker (a panic printing a backtrace,
+            // main's spawn loop while others can steal) hurts nobody.
+            if now.duration_since(seen[i].2) >= LIMIT && work_stuck_behind(w, id, ws.len(), now) {
+                warn_long_run(w, id, now.duration_since(seen[i].2));
+            }
+        }
+        nap = if busy || watch.urgent { Duration::from_millis(10) } else { (nap * 2).min(Duration::from_millis(100)) };
+        if let Some(at_most) = watch.nap_at_most {
+            nap = nap.min(at_most);
+        }
+    }
+}
+
+/// Is other work waiting for worker `w`, held by coroutine `running`, to get
+/// its thread back? A wake request or placed coroutine in its inbox, a timer
+/// of its heap due, (a single worker: nobody can steal them) unstarted
+/// coroutines in its deque, or another started coroutine homed there that
+/// is runnable: a pinned started coroutine that is RUNNING or NOTIFIED but
+/// not the running one sits in that worker's `runnext`, `ready` or
+/// `yielded` (coroutine.rs, park state), which only the worker can read.
+/// Called only once a coroutine has held its worker past the limit, so the
+/// registry walk costs nothing on the scheduling path.
+fn work_stuck_behind(w: &WorkerShared, running: u64, workers: usize, now: Instant) -> bool {
+    let due = w.next_timer.load(Ordering::Relaxed);
+    if !w.inbox.is_empty()
+        || (workers == 1 && !w.stealer.is_empty())
+        || (due != u64::MAX && super::clock_nanos(now) >= due)
+    {
+        return true;
+    }
+    w.registry.lock().iter().any(|c| c.id != running && matches!(c.state.load(Ordering::Relaxed), RUNNING | NOTIFIED))
+}
+
+fn warn_long_run(w: &WorkerShared, id: u64, held: Duration) {
+    let co = w.registry.lock().iter().find(|c| c.id == id).cloned();
+    if let Some(co) = co {
+        if co.flags.fetch_or(F_WARNED, Ordering::AcqRel) & F_WARNED == 0 {
+            eprintln!(
+                "goro: coroutine {} (spawned at {}) has held worker {} for {} ms without parking; \
+                 the coroutines sharing that worker cannot run. Move blocking calls or long CPU work \
+                 into goro::blocking(..), or call goro::yield_now() in long loops.",
+                co.label(),
+                co.spawned_at,
+                w.index,
+                held.as_millis()
+            );
+        }
+    }
+}

@@ -1,0 +1,276 @@
+// The dynamic `Select` (Go's `reflect.Select`, crossbeam's `Select`): a
+// select over cases known only at run time, on the same algorithm as
+// `select!` (`mod.rs`, `select_cases`). Receive cases complete inside the
+// select; send cases are readiness cases completed by the caller through
+// `SelectedOperation::send`.
+
+use super::*;
+
+/// A select over a number of cases known only at run time (Go's
+/// `reflect.Select`, crossbeam's `Select`).
+///
+/// Receive cases complete inside `select` (the value waits in the returned
+/// [`SelectedOperation`]); a send case is chosen when the send can proceed
+/// and is performed by [`SelectedOperation::send`].
+///
+/// ```
+/// let (tx1, rx1) = goro::chan::<i32>(1);
+/// let (_tx2, rx2) = goro::chan::<i32>(1);
+/// tx1.send(7).unwrap();
+/// let mut sel = goro::Select::new();
+/// let a = sel.recv(&rx1);
+/// let _b = sel.recv(&rx2);
+/// let op = sel.select();
+/// assert_eq!(op.index(), a);
+/// assert_eq!(op.recv(&rx1), Ok(7));
+/// ```
+pub struct Select<'a> {
+    cases: Vec<DynCase<'a>>,
+}
+
+/// A case of a [`Select`]: a receive (completed inside the select), or a
+/// send-readiness case (chosen when a send could proceed; the send itself
+/// is made by [`SelectedOperation::send`]).
+enum DynCase<'a> {
+    Recv(Box<dyn DynRecv<'a> + 'a>),
+    Send(Box<dyn DynSend<'a> + 'a>),
+}
+
+impl<'a> DynCase<'a> {
+    fn as_case(&mut self) -> &mut (dyn Case + 'a) {
+        match self {
+            DynCase::Recv(r) => r.as_case(),
+            DynCase::Send(s) => s.as_case(),
+        }
+    }
+
+    /// The same case, unused: put back in place of a chosen one, so a
+    /// `Select` can be used again.
+    fn fresh(&self) -> DynCase<'a> {
+        match self {
+            DynCase::Recv(r) => DynCase::Recv(r.fresh()),
+            DynCase::Send(s) => DynCase::Send(s.fresh()),
+        }
+    }
+}
+
+trait DynRecv<'a>: Case {
+    fn addr(&self) -> usize;
+    fn take_into(&mut self, out: *mut ());
+    fn as_case(&mut self) -> &mut (dyn Case + 'a);
+    fn fresh(&self) -> Box<dyn DynRecv<'a> + 'a>;
+}
+
+trait DynSend<'a>: Case {
+    fn addr(&self) -> usize;
+    fn as_case(&mut self) -> &mut (dyn Case + 'a);
+    fn fresh(&self) -> Box<dyn DynSend<'a> + 'a>;
+}
+
+impl<'a, T> DynRecv<'a> for RecvCase<'a, T> {
+    fn addr(&self) -> usize {
+        self.chan_addr().unwrap_or(0)
+    }
+    fn take_into(&mut self, out: *mut ()) {
+        // SAFETY: `SelectedOperation::recv` checked that the receiver is this
+        // case's channel, so `out` points to an `Option<Result<T, RecvError>>`.
+        unsafe { *(out as *mut Option<Result<T, RecvError>>) = self.out.take() };
+    }
+    fn as_case(&mut self) -> &mut (dyn Case + 'a) {
+        self
+    }
+    fn fresh(&self) -> Box<dyn DynRecv<'a> + 'a> {
+        Box::new(RecvCase::new(self.rx))
+    }
+}
+
+/// A send-readiness case (`imp.rs` invariant 7): ready when a send on `tx`
+/// could proceed now (room, a waiting receiver, or closed: the send would
+/// fail at once). It queues no value, only an observer entry.
+struct SendReady<'a, T> {
+    tx: &'a Sender<T>,
+    /// The selector and case it is queued for, while queued.
+    queued: Option<(*const Selector, usize)>,
+}
+
+impl<T> Case for SendReady<'_, T> {
+    fn chan_addr(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.tx.chan) as usize)
+    }
+    fn lock(&self) -> Option<RawGuard> {
+        Some(raw_lock(&self.tx.chan))
+    }
+    unsafe fn unlock(&self, g: RawGuard) {
+        // SAFETY: forwarded contract.
+        unsafe { raw_unlock(&self.tx.chan, g) };
+    }
+    unsafe fn poll_locked(&mut self) -> Option<Wake> {
+        let c = &self.tx.chan;
+        // SAFETY: forwarded contract: locked.
+        c.send_ready_locked(unsafe { inner(c) }).then(Wake::default)
+    }
+    unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) -> Option<Vec<Wakeup>> {
+        let c = &self.tx.chan;
+        // SAFETY: forwarded contract: locked; the select's selector outlives
+        // the entry (`select_cases` dequeues every case before returning).
+        unsafe { inner(c).observe(sel, index) };
+        self.queued = Some((sel as *const Selector, index));
+        None
+    }
+    unsafe fn dequeue_locked(&mut self) {
+        if let Some((sel, index)) = self.queued.take() {
+            // SAFETY: forwarded contract: locked. `sel` is the select's
+            // selector, alive for the whole select (it is still running).
+            unsafe { inner(&self.tx.chan).unobserve(&*sel, index) };
+        }
+    }
+    fn complete(&mut self, _closed: bool) {
+        self.queued = None;
+    }
+    fn describe(&self) -> SelectCase {
+        SelectCase { chan: self.tx.chan.id, send: true }
+    }
+    fn maybe_ready(&self) -> bool {
+        self.tx.chan.hint() & imp::HINT_SEND != 0
+    }
+}
+
+impl<'a, T> DynSend<'a> for SendReady<'a, T> {
+    fn addr(&self) -> usize {
+        Arc::as_ptr(&self.tx.chan) as usize
+    }
+    fn as_case(&mut self) -> &mut (dyn Case + 'a) {
+        self
+    }
+    fn fresh(&self) -> Box<dyn DynSend<'a> + 'a> {
+        Box::new(SendReady { tx: self.tx, queued: None })
+    }
+}
+
+/// The chosen case of a [`Select`]: complete it with `recv` or `send`.
+#[must_use = "a selected operation must be completed with recv or send"]
+pub struct SelectedOperation<'a> {
+    index: usize,
+    case: DynCase<'a>,
+}
+
+impl<'a> Select<'a> {
+    /// An empty select.
+    pub fn new() -> Select<'a> {
+        Select { cases: Vec::new() }
+    }
+
+    /// Adds a receive case; returns its index.
+    pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
+        self.cases.push(DynCase::Recv(Box::new(RecvCase::new(rx))));
+        self.cases.len() - 1
+    }
+
+    /// Adds a send case; returns its index. It is chosen when a send on
+    /// `tx` could proceed; complete it with [`SelectedOperation::send`].
+    pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
+        self.cases.push(DynCase::Send(Box::new(SendReady { tx, queued: None })));
+        self.cases.len() - 1
+    }
+
+    /// Waits until one case is chosen. With no cases, waits for ever
+    /// (Go's `select {}`).
+    #[track_caller]
+    pub fn select(&mut self) -> SelectedOperation<'a> {
+        self.run(Mode::Block).expect("a blocking select returns a case")
+    }
+
+    /// Chooses a case that is ready now.
+    ///
+    /// # Errors
+    ///
+    /// `TrySelectError` if none is.
+    pub fn try_select(&mut self) -> Result<SelectedOperation<'a>, crate::TrySelectError> {
+        self.run(Mode::Try).ok_or(crate::TrySelectError)
+    }
+
+    /// Waits at most `d` for a case.
+    ///
+    /// # Errors
+    ///
+    /// `SelectTimeoutError` on timeout.
+    #[track_caller]
+    pub fn select_timeout(&mut self, d: Duration) -> Result<SelectedOperation<'a>, crate::SelectTimeoutError> {
+        self.run(Mode::timeout(d)).ok_or(crate::SelectTimeoutError)
+    }
+
+    /// One select over every case, receive and send alike: the same
+    /// algorithm, fairness and single park as `select!`.
+    #[track_caller]
+    fn run(&mut self, mode: Mode) -> Option<SelectedOperation<'a>> {
+        let mut refs: Vec<&mut (dyn Case + 'a)> = self.cases.iter_mut().map(DynCase::as_case).collect();
+        let i = select_cases(&mut refs, mode)?;
+        drop(refs);
+        let fresh = self.cases[i].fresh();
+        let case = std::mem::replace(&mut self.cases[i], fresh);
+        Some(SelectedOperation { index: i, case })
+    }
+}
+
+impl Default for Select<'_> {
+    fn default() -> Self {
+        Select::new()
+    }
+}
+
+impl std::fmt::Debug for Select<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Select").field("cases", &self.cases.len()).finish()
+    }
+}
+
+impl std::fmt::Debug for SelectedOperation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelectedOperation").field("index", &self.index).finish()
+    }
+}
+
+impl SelectedOperation<'_> {
+    /// The index of the chosen case.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Completes a receive case.
+    ///
+    /// # Panics
+    ///
+    /// If the chosen case is not a receive on `rx`.
+    pub fn recv<T>(self, rx: &Receiver<T>) -> Result<T, RecvError> {
+        match self.case {
+            DynCase::Recv(mut r) => {
+                let addr = rx.chan.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize);
+                assert_eq!(r.addr(), addr, "SelectedOperation::recv: not the receiver of the chosen case");
+                let mut out: Option<Result<T, RecvError>> = None;
+                r.take_into(&mut out as *mut _ as *mut ());
+                out.expect("goro bug: a chosen receive has no result")
+            }
+            DynCase::Send(_) => panic!("SelectedOperation::recv: the chosen case is a send"),
+        }
+    }
+
+    /// Completes a send case by sending `v` (it was ready when chosen; if a
+    /// competing sender took the room meanwhile, this waits like `send`).
+    ///
+    /// # Panics
+    ///
+    /// If the chosen case is not a send on `tx`.
+    pub fn send<T>(self, tx: &Sender<T>, v: T) -> Result<(), SendError<T>> {
+        match self.case {
+            DynCase::Send(s) => {
+                assert_eq!(
+                    s.addr(),
+                    Arc::as_ptr(&tx.chan) as usize,
+                    "SelectedOperation::send: not the sender of the chosen case"
+                );
+                tx.send(v)
+            }
+            DynCase::Recv(_) => panic!("SelectedOperation::send: the chosen case is a receive"),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Tidy test: no module of `src/` names a module in a layer above its own.
+//!
+//! It reads every `src/**/*.rs`, finds the top-level modules each file names
+//! through `crate::<module>` paths (and `crate::<Item>` for items the crate
+//! root re-exports from a module), and checks each edge against `LAYERS`,
+//! the table ARCHITECTURE.md mirrors. `super::` paths stay inside a folder
+//! module; `#[cfg(test)]` code (after the first `#[cfg(test)]` of a file)
+//! may reach anywhere. A module missing from the table fails the test: a new
+//! module takes a layer on purpose (rust-analyzer's tidy tests, in spirit).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Layer of each top-level module, bottom (0) to top. A module may name a
+/// module of a strictly lower layer, and the modules of `CORE` may name each
+/// other. Keep in sync with ARCHITECTURE.md ("Layers").
+const LAYERS: &[(&str, u32)] = &[
+    // 0: leaves: name no other goro module.
+    ("loom", 0),
+    ("wait", 0),
+    ("stack", 0),
+    // 1: the core: the coroutine control block, parking, the scheduler.
+    ("park", 1),
+    ("coroutine", 1),
+    ("sched", 1),
+    // 2: primitives built on parking.
+    ("chan", 2),
+    ("sync", 2),
+    // 3: select over channels (algorithm, dynamic `Select`, macro glue).
+    ("select", 3),
+    ("select_macro", 3),
+    // 4: timers (channel timers, sleep, the per-worker heap).
+    ("time", 4),
+    // 5: readers of the scheduler, and I/O.
+    ("diag", 5),
+    ("net", 5),
+    // 6: the composition of it all: builder, `run`, the driver.
+    ("runtime", 6),
+    // 7: built on the whole runtime (goro::context, scopes, block_on).
+    ("context", 7),
+    ("scope", 7),
+    ("block_on", 7),
+];
+
+/// The one allowed import cycle (ARCHITECTURE.md, "The core").
+const CORE: &[&str] = &["park", "coroutine", "sched"];
+
+/// Items of the crate root (lib.rs) a module may name, and which: the
+/// composition root's late-bound edges (ARCHITECTURE.md, "Seams").
+const ROOT_ITEMS: &[(&str, &str)] = &[("sched", "default_runtime")];
+
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rs_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// `src/chan/imp.rs` -> `chan`; `src/select.rs` -> `select`.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel.components().next().unwrap().as_os_str().to_str().unwrap();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// The code of a file without comments, string contents, and test code.
+fn code_of(text: &str) -> String {
+    let text = text.split("#[cfg(test)]").next().unwrap();
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"//") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            i = text[i..].find("*/").map_or(b.len(), |j| i + j + 2);
+        } else if b[i] == b'"' && (i == 0 || b[i - 1] != b'\'') {
+            // Skip a string literal (escapes included); keep the quotes.
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            out.push_str("\"\"");
+            i += 1;
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn ident_at(s: &str) -> &str {
+    let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(s.len());
+    &s[..end]
+}
+
+/// Every `crate::x` and `crate::{x, y::z}` head named in `code`.
+fn crate_paths(code: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = code;
+    while let Some(i) = rest.find("crate::") {
+        let before = rest[..i].chars().last();
+        rest = &rest[i + "crate::".len()..];
+        if before.is_some_and(|c| c == '$' || c.is_ascii_alphanumeric() || c == '_') {
+            continue; // `$crate::` (a macro's expansion site) or `foo_crate::`
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            for part in group.split(',') {
+                let id = ident_at(part.trim());
+                if !id.is_empty() {
+                    names.insert(id.to_string());
+                }
+            }
+        } else {
+            let id = ident_at(rest);
+            if !id.is_empty() {
+                names.insert(id.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Items lib.rs re-exports, by the module they come from (`pub use
+/// chan::{Sender, ...}` makes `crate::Sender` an edge to `chan`).
+fn root_reexports(lib: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let code = code_of(lib);
+    for stmt in code.split(';') {
+        let Some(i) = stmt.find("pub use ") else { continue };
+        let path = stmt[i + "pub use ".len()..].trim();
+        let module = ident_at(path).to_string();
+        let tail = &path[module.len()..];
+        let items: Vec<&str> = match tail.find('{') {
+            Some(j) => tail[j + 1..].trim_end_matches('}').split(',').collect(),
+            None => vec![tail.rsplit("::").next().unwrap_or("")],
+        };
+        for it in items {
+            let it = it.trim();
+            let name = it.rsplit(" as ").next().unwrap().rsplit("::").next().unwrap().trim();
+            if !name.is_empty() && name != "self" {
+                map.insert(name.to_string(), module.clone());
+            }
+        }
+    }
+    map
+}
+
+/// The edges of `src/` that break the layering, as messages.
+fn violations(src: &Path) -> Vec<String> {
+    let layer: BTreeMap<&str, u32> = LAYERS.iter().copied().collect();
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let reexports = root_reexports(&lib);
+    let mut files = Vec::new();
+    rs_files(src, &mut files);
+    files.sort();
+    let mut bad = Vec::new();
+    for f in &files {
+        let m = module_of(src, f);
+        if m == "lib" {
+            continue; // the crate root wires every layer
+        }
+        let Some(&lm) = layer.get(m.as_str()) else {
+            bad.push(format!("{}: module `{m}` has no layer in tests/layering.rs (and ARCHITECTURE.md)", f.display()));
+            continue;
+        };
+        let code = code_of(&std::fs::read_to_string(f).unwrap());
+        for name in crate_paths(&code) {
+            let target = if layer.contains_key(name.as_str()) {
+                name.clone()
+            } else if let Some(module) = reexports.get(&name) {
+                module.clone()
+            } else if ROOT_ITEMS.contains(&(m.as_str(), name.as_str())) {
+                continue;
+            } else if name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && name != "self" {
+                bad.push(format!("{}: `crate::{name}` names an item of the crate root", f.display()));
+                continue;
+            } else {
+                continue; // a root re-export from outside the crate's modules (none today)
+            };
+            if target == m {
+                continue;
+            }
+            let lt = layer[target.as_str()];
+            let core = CORE.contains(&m.as_str()) && CORE.contains(&target.as_str());
+            if !(lt < lm || core) {
+                bad.push(format!(
+                    "{}: `{m}` (layer {lm}) names `{target}` (layer {lt}) through `crate::{name}`",
+                    f.display()
+                ));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn no_module_names_a_layer_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let bad = violations(&src);
+    assert!(bad.is_empty(), "layering violations (see ARCHITECTURE.md, \"Layers\"):\n  {}", bad.join("\n  "));
+}
+
+#[test]
+fn the_checker_sees_an_upward_edge() {
+    let dir = std::env::temp_dir().join(format!("goro-layering-{}", std::process::id()));
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("sched")).unwrap();
+    std::fs::write(src.join("lib.rs"), "pub use chan::{Sender, chan};\n").unwrap();
+    std::fs::write(
+        src.join("sched/mod.rs"),
+        "// crate::net in a comment is fine\nuse crate::wait::WaitReason;\nfn f() { crate::time::sleep(); }\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("time.rs"), "use crate::{chan::imp, Sender};\n#[cfg(test)]\nuse crate::runtime;\n")
+        .unwrap();
+    std::fs::write(src.join("stack.rs"), "fn f() { let _ = crate::Sender::<u8>::new; }\n").unwrap();
+    let bad = violations(&src);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(bad.len(), 2, "{bad:#?}");
+    assert!(bad[0].contains("`sched` (layer 1) names `time` (layer 4)"), "{bad:#?}");
+    assert!(bad[1].contains("`stack` (layer 0) names `chan` (layer 2) through `crate::Sender`"), "{bad:#?}");
+}
