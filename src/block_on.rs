@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::wait::WaitReason;
 use crate::park::Waiter;
+use crate::wait::WaitReason;
 
 /// Runs a future to completion on the calling coroutine or thread and
 /// returns its output.

@@ -46,8 +46,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::coroutine::{spawn_inner, Cancelled, JoinHandle};
-use crate::wait::WaitReason;
 use crate::park::Waiter;
+use crate::wait::WaitReason;
 
 /// Runs `f` with a [`Scope`] whose coroutines may borrow from the caller's
 /// stack, and returns only after every coroutine spawned in it has ended.
