@@ -27,9 +27,10 @@ ws=("$@")
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 run() { # bin workload -> "ms rss_mb"
   local out
-  out=$( { /usr/bin/time -f "RSS %M" "$1" "$2" 2>&1 1>&3 | grep '^RSS' ; } 3>&1 )
+  out=$( { /usr/bin/time -f "RSS %M" "$1" "$2" 2>&1 1>&3 | grep '^RSS' ; } 3>&1 ) || true
   local ms rss
   ms=$(echo "$out" | sed -n 's/.*ms=\([0-9.]*\).*/\1/p')
+  ms=${ms:-fail} # a peer that crashes (may's skynet runs out of mappings)
   rss=$(echo "$out" | awk '/^RSS/ {printf "%d", $2/1024}')
   echo "$ms $rss"
 }
@@ -50,6 +51,6 @@ for w in "${ws[@]}"; do
     mrss[$sys]=$(printf '%s' "${rss[$sys]}" | median)
   done
   ratio=$(awk -v a="${med[go127]}" -v b="${med[go119]}" -v c="${med[may]}" -v d="${med[tokio]}" -v g="${med[goro]}" \
-    'BEGIN { m = a; if (b < m) m = b; if (c != "" && c < m) m = c; if (d != "" && d < m) m = d; printf "%.2f", g / m }')
+    'BEGIN { m = a; if (b < m) m = b; if (c + 0 > 0 && c + 0 < m) m = c; if (d + 0 > 0 && d + 0 < m) m = d; printf "%.2f", g / m }')
   echo "| $w | ${med[go127]} | ${med[go119]} | ${med[may]} | ${med[tokio]} | ${med[goro]} | $ratio | ${mrss[go127]} / ${mrss[go119]} / ${mrss[may]} / ${mrss[tokio]} / ${mrss[goro]} |"
 done
