@@ -2,37 +2,13 @@
 //! tree, CancelFn drop, plain threads and coroutines. (Timer accounting is
 //! in tests/context_timers.rs: the counter is process-wide.)
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use goro::context::{self, Context, ContextError};
 
-/// Aborts the process if the test is still running after `secs` (a hang).
-struct Watchdog(Arc<AtomicBool>);
-
-fn watchdog(secs: u64, what: &'static str) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d2 = done.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            if d2.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("watchdog: {what}: still running after {secs} s (hang); aborting");
-        std::process::abort();
-    });
-    Watchdog(done)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::watchdog;
 
 fn is_done(ctx: &Context) -> bool {
     ctx.done().is_closed() && ctx.done().try_recv().is_err()

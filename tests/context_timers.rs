@@ -2,38 +2,15 @@
 //! channel timers, process-wide) goes back to its baseline. Alone in this
 //! file, and serialized by a lock, because the counter is process-wide.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use goro::context::{self, ContextError};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-struct Watchdog(Arc<AtomicBool>);
-
-fn watchdog(secs: u64, what: &'static str) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d2 = done.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            if d2.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("watchdog: {what}: still running after {secs} s (hang); aborting");
-        std::process::abort();
-    });
-    Watchdog(done)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::watchdog;
 
 fn armed() -> u64 {
     goro::stats().chan_timers

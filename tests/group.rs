@@ -7,30 +7,8 @@ use std::time::{Duration, Instant};
 use goro::context::{self, ContextError};
 use goro::sync::{Group, WaitGroup};
 
-struct Watchdog(Arc<AtomicBool>);
-
-fn watchdog(secs: u64, what: &'static str) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d2 = done.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            if d2.load(SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("watchdog: {what}: still running after {secs} s (hang); aborting");
-        std::process::abort();
-    });
-    Watchdog(done)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, SeqCst);
-    }
-}
+mod common;
+use common::watchdog;
 
 fn one_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     goro::Runtime::builder().workers(1).build().unwrap().run(f).unwrap()

@@ -5,9 +5,9 @@
 //! Every test runs under a watchdog that aborts the process on a hang.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use goro::Runtime;
 
@@ -15,31 +15,8 @@ fn rt(n: usize) -> Runtime {
     Runtime::builder().workers(n).build().expect("runtime")
 }
 
-/// Aborts the process if still alive after `secs`.
-struct Watchdog(Arc<AtomicBool>);
-
-fn watchdog(secs: u64, what: &'static str) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d2 = done.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            if d2.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("watchdog: {what}: still running after {secs} s (hang); aborting");
-        std::process::abort();
-    });
-    Watchdog(done)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::watchdog;
 
 /// Bumps a counter *through a borrow* when dropped: if it ran after the
 /// borrowed counter's frame was gone, that would be a use after free; the

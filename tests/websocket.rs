@@ -2,38 +2,11 @@
 //! synchronous WebSocket server and client over `goro::net::{TcpListener,
 //! TcpStream}` (std `Read`/`Write`), 50 clients on 2 workers, loopback only.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use goro::net::{TcpListener, TcpStream};
 use tungstenite::{Error, Message};
 
-/// Aborts the process if still alive after `secs`.
-struct Watchdog(Arc<AtomicBool>);
-
-fn watchdog(secs: u64, what: &'static str) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d2 = done.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            if d2.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("watchdog: {what}: still running after {secs} s (hang); aborting");
-        std::process::abort();
-    });
-    Watchdog(done)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::watchdog;
 
 const CLIENTS: usize = 50;
 const MESSAGES: usize = 20;
