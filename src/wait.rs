@@ -275,12 +275,29 @@ impl fmt::Display for At {
     }
 }
 
+/// Ids are taken from a global counter this many at a time per thread.
+pub(crate) const ID_BATCH: u64 = 16;
+
+/// The next id from a thread's cached batch `(next, end)`, refilled from
+/// `global` `ID_BATCH` at a time: ids stay unique (and never 0 when
+/// `global` starts at 1) without a shared write per id.
+pub(crate) fn take_id(cache: &std::cell::Cell<(u64, u64)>, global: &std::sync::atomic::AtomicU64) -> u64 {
+    let (mut next, mut end) = cache.get();
+    if next == end {
+        // Relaxed: ids only need to be unique, not ordered with anything.
+        next = global.fetch_add(ID_BATCH, std::sync::atomic::Ordering::Relaxed);
+        end = next + ID_BATCH;
+    }
+    cache.set((next + 1, end));
+    next
+}
+
 /// A fresh id for a goro object shown in reports (`chan#N`, `mutex#N`).
 pub(crate) fn next_object_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    // Relaxed: ids only need to be unique, not ordered with anything.
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    thread_local!(static CACHE: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) });
+    CACHE.with(|c| take_id(c, &NEXT))
 }
 
 /// Parties parked right now on a wait whose owner is known (`join`,

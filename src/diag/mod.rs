@@ -125,6 +125,11 @@ pub struct Stats {
     pub runnable: u64,
     /// Successful steals of unstarted coroutines between workers.
     pub steals: u64,
+    /// Wakes sent from a worker to a coroutine homed on another worker: each
+    /// is a cross-thread hand-off (inbox push, maybe a futex wake).
+    pub remote_wakes: u64,
+    /// New coroutines a busy worker placed on a less loaded one.
+    pub placed_away: u64,
     /// Context switches (resumes) so far.
     pub context_switches: u64,
     /// Coroutine stacks in use (process-wide).
@@ -152,6 +157,8 @@ pub fn stats() -> Stats {
         for w in rt.workers() {
             s.spawned += w.spawned.load(Relaxed);
             s.steals += w.steals.load(Relaxed);
+            s.remote_wakes += w.remote_wakes.load(Relaxed);
+            s.placed_away += w.placed_away.load(Relaxed);
             s.context_switches += w.resumes.load(Relaxed);
             s.wake_timers += w.timers_pending.load(Relaxed) as u64;
         }

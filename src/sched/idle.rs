@@ -17,6 +17,23 @@
 //!     announcements. One of the two always sees the other (Dekker).
 //!  4. A searcher that finds work while it was the last searcher wakes another
 //!     worker, so work that arrives in bursts spreads out.
+//!  5. Primaries and spares. Only as many workers as the process has cores
+//!     (`available_parallelism`: the affinity mask and the cgroup quota)
+//!     take *new* work: steal, take from the injector, receive a spawn
+//!     placed away, be woken by rule 2. These are the *primaries*, workers
+//!     `0..primaries`. The others, *spares*, exist for when a primary is held
+//!     by a coroutine that does not park (a blocking call, a long loop): the
+//!     monitor *calls* a spare then (`Idle::call_spare`), and a called spare
+//!     takes new work like a primary until it next runs dry. A spare always
+//!     runs the coroutines homed on it. Why: a started coroutine never moves,
+//!     so a pipeline spread over more threads than cores pays, on every hop
+//!     between them, for the kernel to schedule a descheduled thread (issue
+//!     "more workers must never make a program slower"). With
+//!     `workers <= cores` every worker is a primary and nothing changes.
+//!     Rule 3 still holds among primaries: rule 2 only ever wakes a primary,
+//!     and a sleeping primary re-checks the global queues; a spare that is
+//!     not called re-checks only its own queues (else it would spin on work
+//!     it may not take).
 //!
 //! A sleeping worker's timeout is its next timer deadline; while a coroutine
 //! waits on a socket, the sleeper that gets the netpoller blocks in
@@ -147,8 +164,10 @@ impl Parker {
 }
 
 /// The runtime's idle bookkeeping.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Idle {
+    /// Workers `0..primaries` take new work (rule 5).
+    pub(crate) primaries: usize,
     /// Workers searching for work (rule 1).
     pub(crate) num_searching: AtomicUsize,
     /// Workers asleep or about to sleep.
@@ -158,10 +177,26 @@ pub(crate) struct Idle {
 }
 
 impl Idle {
-    /// Try to become a searcher; false if half the workers already search.
-    pub(crate) fn try_search(&self, nworkers: usize) -> bool {
+    /// `workers` workers, of which as many as the process has cores are
+    /// primaries (rule 5).
+    pub(crate) fn new(workers: usize) -> Idle {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Idle::with_primaries(workers.min(cores).max(1))
+    }
+
+    pub(crate) fn with_primaries(primaries: usize) -> Idle {
+        Idle {
+            primaries,
+            num_searching: AtomicUsize::new(0),
+            num_sleeping: AtomicUsize::new(0),
+            sleepers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Try to become a searcher; false if half the primaries already search.
+    pub(crate) fn try_search(&self) -> bool {
         let n = self.num_searching.load(Ordering::SeqCst);
-        if 2 * n >= nworkers.max(2) {
+        if 2 * n >= self.primaries.max(2) {
             return false;
         }
         self.num_searching.fetch_add(1, Ordering::SeqCst);
@@ -190,15 +225,31 @@ impl Idle {
         }
     }
 
-    /// Takes one sleeper to wake (rule 2), if nobody searches.
+    /// Takes one sleeping primary to wake (rules 2 and 5), if nobody
+    /// searches.
     pub(crate) fn pop_sleeper_for_work(&self) -> Option<usize> {
         // SeqCst fence: rule 3, producer side; the work is already published.
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.num_searching.load(Ordering::Relaxed) != 0 || self.num_sleeping.load(Ordering::Relaxed) == 0 {
             return None;
         }
+        self.pop_sleeper(|i| i < self.primaries)
+    }
+
+    /// Takes a sleeping spare for the monitor to call (rule 5): a primary
+    /// is held by one coroutine while work waits.
+    pub(crate) fn call_spare(&self) -> Option<usize> {
+        if self.num_sleeping.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        self.pop_sleeper(|i| i >= self.primaries)
+    }
+
+    /// The most recent sleeper that `pick` accepts, taken off the list.
+    fn pop_sleeper(&self, pick: impl Fn(usize) -> bool) -> Option<usize> {
         let mut s = self.sleepers.lock();
-        let i = s.pop()?;
+        let pos = s.iter().rposition(|&i| pick(i))?;
+        let i = s.remove(pos);
         self.num_sleeping.fetch_sub(1, Ordering::SeqCst);
         Some(i)
     }

@@ -132,6 +132,14 @@ pub(crate) struct WorkerShared {
     /// Counters, written by the owner only (Relaxed: statistics).
     pub(crate) spawned: AtomicU64,
     pub(crate) steals: AtomicU64,
+    /// Wakes this worker sent to coroutines homed on other workers
+    /// (`request_wake`), and new coroutines it placed on a lighter worker
+    /// (`push_new`): how often communication crosses threads.
+    pub(crate) remote_wakes: AtomicU64,
+    pub(crate) placed_away: AtomicU64,
+    /// Set by the monitor before it wakes this spare to take new work
+    /// (idle.rs rule 5; read by the spare when it wakes).
+    pub(crate) called: AtomicBool,
     /// Pending timers in this worker's heap (deadlock detection).
     pub(crate) timers_pending: AtomicUsize,
     /// Id of the coroutine running now (0: none) and a resume counter, for
@@ -295,10 +303,12 @@ pub(crate) fn with_runtime<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> R {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A fresh coroutine id (never 0).
+/// A fresh coroutine id (never 0). Each thread takes ids from the global
+/// counter in batches of `crate::wait::ID_BATCH` (Go's `goidcache`), so
+/// spawning on many cores does not contend on one cache line.
 pub(crate) fn next_coroutine_id() -> u64 {
-    // Relaxed: ids need only be unique.
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    thread_local!(static CACHE: Cell<(u64, u64)> = const { Cell::new((0, 0)) });
+    CACHE.with(|c| crate::wait::take_id(c, &NEXT_ID))
 }
 
 /// Arms a one-shot wake of the running coroutine at `deadline`.
@@ -339,6 +349,19 @@ impl Shared {
     pub(crate) fn notify_work(&self) {
         if let Some(i) = self.idle.pop_sleeper_for_work() {
             self.workers()[i].parker.unpark();
+        }
+    }
+
+    /// The monitor's remedy when a worker has been held by one coroutine
+    /// for a whole nap while new work waits (idle.rs rule 5): wake a
+    /// sleeping primary, else call a spare.
+    pub(crate) fn notify_work_or_call_spare(&self) {
+        if let Some(i) = self.idle.pop_sleeper_for_work() {
+            self.workers()[i].parker.unpark();
+        } else if let Some(i) = self.idle.call_spare() {
+            let w = &self.workers()[i];
+            w.called.store(true, Ordering::Release);
+            w.parker.unpark();
         }
     }
 
@@ -425,6 +448,7 @@ pub(crate) fn schedule_here(co: CoRef) {
 /// inbox, and the home is woken if it sleeps.
 pub(crate) fn request_wake(co: CoRef) {
     let home = co.home.get().expect("goro bug: a started coroutine has no home").clone();
+    with_worker(|w| worker::bump(&w.shared.remote_wakes));
     home.inbox.push(co);
     home.parker.unpark_if_sleeping();
 }

@@ -62,10 +62,11 @@ pub(crate) fn run(rt: Weak<Shared>) {
                 seen[i] = (id, n, now);
                 continue;
             }
-            // Stuck on one coroutine with work queued behind it: let an idle
-            // worker take it (thieves then see the victim as stuck).
-            if !w.stealer.is_empty() {
-                rt.notify_work();
+            // Stuck on one coroutine with new work waiting (its own queue,
+            // or spawns from outside): let an idle primary take it, or call
+            // a spare (idle.rs rule 5; thieves then see the victim as stuck).
+            if !w.stealer.is_empty() || !rt.injector.is_empty() {
+                rt.notify_work_or_call_spare();
             }
             // Warn only if something is stuck behind it on this worker: a
             // coroutine alone on its worker (a panic printing a backtrace,

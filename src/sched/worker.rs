@@ -102,6 +102,9 @@ pub(crate) struct WorkerLocal {
     /// Since when this worker has had work without a break (`None`: it is
     /// searching or asleep); see `push_new`.
     busy_since: Cell<Option<Instant>>,
+    /// A spare called by the monitor (idle.rs rule 5): it takes new work
+    /// until it next runs dry. Always true on a primary.
+    takes_new: Cell<bool>,
 }
 
 /// The body of a worker thread.
@@ -126,7 +129,9 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         deque_was_empty: Cell::new(true),
         busy_since: Cell::new(None),
         suspended_unwinding: Cell::new(0),
+        takes_new: Cell::new(false),
     };
+    local.takes_new.set(local.is_primary());
     super::set_worker(&local);
     crate::park::mark_internal_thread();
     // Timer slack: Linux rounds a sleeping thread's timeout up by 50 us by
@@ -146,6 +151,11 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
 }
 
 impl WorkerLocal {
+    /// Idle.rs rule 5: primaries take new work; spares only when called.
+    fn is_primary(&self) -> bool {
+        self.shared.index < self.rt.idle.primaries
+    }
+
     fn main_loop(&self) {
         loop {
             if self.tick.get() & 7 == 0 && self.driver.has_timers() {
@@ -277,16 +287,21 @@ impl WorkerLocal {
         if let Some(co) = self.pop_inbox() {
             return Some(co);
         }
-        if let Some(co) = steal_one(&self.rt.injector) {
-            return Some(co);
+        if self.takes_new.get() {
+            if let Some(co) = steal_one(&self.rt.injector) {
+                return Some(co);
+            }
         }
         steal_one(&self.shared.stealer)
     }
 
     /// Looks for work elsewhere (pick order step 4).
     fn search(&self) -> Option<CoRef> {
-        let n = self.rt.workers().len();
-        if !self.rt.idle.try_search(n) {
+        if !self.takes_new.get() {
+            // An uncalled spare (idle.rs rule 5): its own inbox only.
+            return self.watch_inbox();
+        }
+        if !self.rt.idle.try_search() {
             // Not allowed to search (enough searchers): still watch our own
             // inbox a little before sleeping, so a coroutine homed here that
             // is woken from another worker an instant later (a ping-pong
@@ -294,23 +309,7 @@ impl WorkerLocal {
             if let Some(co) = self.steal_round() {
                 return Some(co);
             }
-            let start = Instant::now();
-            loop {
-                for _ in 0..64 {
-                    if !self.shared.inbox.is_empty() {
-                        if let Some(co) = self.pop_inbox() {
-                            return Some(co);
-                        }
-                    }
-                    std::hint::spin_loop();
-                }
-                if start.elapsed() >= INBOX_WATCH
-                    || self.rt.shutdown.load(Ordering::Relaxed)
-                    || self.driver.next_deadline().is_some_and(|d| d <= Instant::now())
-                {
-                    return None;
-                }
-            }
+            return self.watch_inbox();
         }
         let mut found = None;
         let start = Instant::now();
@@ -349,6 +348,27 @@ impl WorkerLocal {
         found
     }
 
+    /// Watches our own inbox a little before sleeping (`INBOX_WATCH`).
+    fn watch_inbox(&self) -> Option<CoRef> {
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if !self.shared.inbox.is_empty() {
+                    if let Some(co) = self.pop_inbox() {
+                        return Some(co);
+                    }
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= INBOX_WATCH
+                || self.rt.shutdown.load(Ordering::Relaxed)
+                || self.driver.next_deadline().is_some_and(|d| d <= Instant::now())
+            {
+                return None;
+            }
+        }
+    }
+
     /// The next coroutine to run from this worker's inbox: unstarted ones
     /// placed here, and wake requests for coroutines homed here, which
     /// `accept_inbound` applies (a request for one not parked is used up
@@ -365,6 +385,9 @@ impl WorkerLocal {
     fn steal_round(&self) -> Option<CoRef> {
         if let Some(co) = self.pop_inbox() {
             return Some(co);
+        }
+        if !self.takes_new.get() {
+            return None;
         }
         loop {
             match self.rt.injector.steal_batch_and_pop(&self.deque) {
@@ -473,14 +496,19 @@ impl WorkerLocal {
             || !self.ready.borrow().is_empty()
             || !self.yielded.borrow().is_empty()
             || !self.shared.inbox.is_empty()
-            || !self.rt.injector.is_empty()
             || !self.deque.is_empty()
-            || self.rt.workers().iter().any(|w| !w.stealer.is_empty())
+            // Idle.rs rule 5: work we may not take is not ours to wait for.
+            || (self.takes_new.get()
+                && (!self.rt.injector.is_empty() || self.rt.workers().iter().any(|w| !w.stealer.is_empty())))
     }
 
     fn sleep(&self) {
         let idx = self.shared.index;
         let parker = &self.shared.parker;
+        // A called spare ran dry: it is a spare again (idle.rs rule 5).
+        if !self.is_primary() {
+            self.takes_new.set(false);
+        }
         parker.prepare_sleep();
         let n = self.rt.idle.add_sleeper(idx);
         if self.has_work_anywhere() || self.rt.shutdown.load(Ordering::SeqCst) {
@@ -500,6 +528,9 @@ impl WorkerLocal {
             parker.sleep(deadline);
         }
         self.rt.idle.remove_sleeper(idx);
+        if !self.is_primary() && self.shared.called.swap(false, Ordering::AcqRel) {
+            self.takes_new.set(true);
+        }
         self.busy_since.set(Some(Instant::now()));
     }
 
@@ -511,6 +542,7 @@ impl WorkerLocal {
     pub(crate) fn push_new(&self, co: CoRef) {
         bump(&self.shared.spawned);
         if let Some(w) = self.lighter_worker() {
+            bump(&self.shared.placed_away);
             w.inbox.push(co);
             w.parker.unpark_if_sleeping();
             return;
@@ -550,7 +582,8 @@ impl WorkerLocal {
             .rt
             .workers()
             .iter()
-            .filter(|w| w.index != self.shared.index)
+            // Only primaries receive placed work (idle.rs rule 5).
+            .filter(|w| w.index != self.shared.index && w.index < self.rt.idle.primaries)
             .map(|w| (w, w.load.load(Ordering::Relaxed)))
             .min_by_key(|&(_, load)| load)?;
         if theirs * 10 >= mine * 9 {
@@ -705,7 +738,7 @@ fn fatal_queued_twice(co: &CoInner, state: u8) -> ! {
 /// Increments a counter only this worker writes: a plain load and store (no
 /// locked read-modify-write on the hot path). Readers only need a recent value.
 #[inline]
-fn bump(c: &std::sync::atomic::AtomicU64) {
+pub(crate) fn bump(c: &std::sync::atomic::AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 

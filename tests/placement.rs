@@ -1,0 +1,106 @@
+//! Placement when there are more workers than cores (idle.rs rule 5): new
+//! work goes only to as many workers as the process has cores; the others
+//! (spares) serve only when a primary is held by a coroutine that does not
+//! park.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use goro::{chan, go, Receiver, Runtime, Sender};
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn filter(inp: Receiver<u64>, out: Sender<u64>, prime: u64, threads: Arc<Mutex<HashSet<std::thread::ThreadId>>>) {
+    threads.lock().unwrap().insert(std::thread::current().id());
+    while let Ok(i) = inp.recv() {
+        if i % prime != 0 && out.send(i).is_err() {
+            return;
+        }
+    }
+}
+
+/// The prime sieve, a pipeline grown one stage at a time, with four more
+/// workers than cores: its stages run on at most `cores` threads. Before
+/// rule 5 the spawner placed stages on every idle worker, and each hop
+/// between threads that were not all on a core at once waited for the
+/// kernel (GORO_WORKERS=8 made the sieve 10x slower than 2 workers on a
+/// 2-core box); this test saw the stages on all `cores + 4` threads.
+#[test]
+fn pipeline_stays_on_as_many_workers_as_cores() {
+    let _w = common::watchdog(60, "pipeline_stays_on_as_many_workers_as_cores");
+    let workers = cores() + 4;
+    let rt = Runtime::builder().workers(workers).build().unwrap();
+    let threads = Arc::new(Mutex::new(HashSet::new()));
+    let t2 = threads.clone();
+    let sum = rt
+        .run(move || {
+            let (tx, mut rx) = chan::<u64>(0);
+            go(move || {
+                let mut i = 2;
+                while tx.send(i).is_ok() {
+                    i += 1;
+                }
+            });
+            let mut sum = 0;
+            for _ in 0..1500 {
+                let prime = rx.recv().unwrap();
+                sum += prime;
+                let (tx1, rx1) = chan(0);
+                let t = t2.clone();
+                go(move || filter(rx, tx1, prime, t));
+                rx = rx1;
+            }
+            sum
+        })
+        .unwrap();
+    let expect: u64 = (2u64..).filter(|&k| (2..k).take_while(|d| d * d <= k).all(|d| k % d != 0)).take(1500).sum();
+    assert_eq!(sum, expect);
+    let used = threads.lock().unwrap().len();
+    assert!(used <= cores(), "sieve stages ran on {used} worker threads; the process has {} cores", cores());
+}
+
+/// Spares serve blocking work: with every primary held by a coroutine that
+/// blocks its thread (no `goro::blocking`), a new coroutine still runs on
+/// a spare, called by the monitor, long before any primary is free again.
+#[test]
+fn spare_runs_work_while_primaries_block() {
+    let _w = common::watchdog(60, "spare_runs_work_while_primaries_block");
+    let n = cores();
+    let rt = Runtime::builder().workers(n + 1).build().unwrap();
+    let (blockers_done, quick_saw) = rt
+        .run(move || {
+            let done = Arc::new(AtomicUsize::new(0));
+            let started = Arc::new(AtomicUsize::new(0));
+            let (tx, rx) = chan::<usize>(1);
+            let mut hs = Vec::new();
+            for _ in 0..n {
+                let (done, started, tx) = (done.clone(), started.clone(), tx.clone());
+                hs.push(go(move || {
+                    // The last blocker to start spawns the quick coroutine:
+                    // by then every primary is held (main parked below), so
+                    // only a spare can run it before a blocker returns.
+                    if started.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                        let d = done.clone();
+                        go(move || tx.send(d.load(Ordering::SeqCst)).unwrap());
+                    }
+                    std::thread::sleep(Duration::from_secs(3));
+                    done.fetch_add(1, Ordering::SeqCst);
+                }));
+            }
+            drop(tx);
+            let saw = rx.recv().unwrap();
+            for h in hs {
+                h.join().unwrap();
+            }
+            (done.load(Ordering::SeqCst), saw)
+        })
+        .unwrap();
+    assert_eq!(blockers_done, n);
+    assert_eq!(quick_saw, 0, "the quick coroutine only ran after a primary was free again");
+}
