@@ -1,22 +1,22 @@
-//! Channels: Go's `chan T` with Rust ownership.
-//!
-//! Owns: [`Sender`], [`Receiver`], [`chan`], [`never`], [`dropping`],
-//! [`sliding`], the error types, and the channel core (`imp.rs`: one lock per
-//! channel, Go's `hchan` shape; its header lists the invariants).
-//!
-//! Semantics (Go's, plus Rust's ownership of the ends):
-//! * MPMC, FIFO per channel. `chan(0)` is a rendezvous: `send` returns only
-//!   once a receiver has taken the value.
-//! * `close` (Go's `close(ch)`) closes for everyone at once: blocked and later
-//!   sends fail and hand the value back; receivers drain what was sent before,
-//!   then get `RecvError`. Dropping the last `Sender` closes too.
-//! * Dropping the last `Receiver` makes every send fail (blocked senders are
-//!   woken with their value back).
-//!
-//! Porting trap: Go's `make(chan T)` stays open while nobody closes it, but
-//! `let (_, rx) = goro::chan::<T>(0)` is closed at once, because its only
-//! `Sender` was dropped. Keep a `Sender` alive, or use [`never`] (Go's nil
-//! channel, e.g. in a select).
+// Channels: Go's `chan T` with Rust ownership.
+//
+// Owns: `Sender`, `Receiver`, `chan`, `never`, `dropping`,
+// `sliding`, the error types, and the channel core (`imp.rs`: one lock per
+// channel, Go's `hchan` shape; its header lists the invariants).
+//
+// Semantics (Go's, plus Rust's ownership of the ends):
+// * MPMC, FIFO per channel. `chan(0)` is a rendezvous: `send` returns only
+//   once a receiver has taken the value.
+// * `close` (Go's `close(ch)`) closes for everyone at once: blocked and later
+//   sends fail and hand the value back; receivers drain what was sent before,
+//   then get `RecvError`. Dropping the last `Sender` closes too.
+// * Dropping the last `Receiver` makes every send fail (blocked senders are
+//   woken with their value back).
+//
+// Porting trap: Go's `make(chan T)` stays open while nobody closes it, but
+// `let (_, rx) = goro::chan::<T>(0)` is closed at once, because its only
+// `Sender` was dropped. Keep a `Sender` alive, or use `never` (Go's nil
+// channel, e.g. in a select).
 
 mod err;
 pub(crate) mod imp;
@@ -37,7 +37,7 @@ pub struct Sender<T> {
     pub(crate) chan: Arc<Chan<T>>,
 }
 
-/// The receiving end of a channel (or [`never`]). Clone it for more
+/// The receiving end of a channel (or [`never()`]). Clone it for more
 /// consumers. `for v in &rx` (or `rx.iter()`) is Go's `for v := range ch`.
 pub struct Receiver<T> {
     pub(crate) chan: Option<Arc<Chan<T>>>,
@@ -104,7 +104,7 @@ impl<T> Sender<T> {
     /// A sender that is never ready: Go's nil channel in a send case.
     /// `send` blocks for ever (until the runtime cancels the coroutine), and
     /// in a select its case is never chosen. The receiving counterpart is
-    /// [`never`].
+    /// [`never()`].
     ///
     /// ```
     /// let quiet = goro::Sender::<i32>::never();

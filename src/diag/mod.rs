@@ -1,6 +1,3 @@
-//! Diagnostics: what each coroutine is doing, runtime counters, and the
-//! deadlock detector.
-
 // Maintainers' notes. `diag` is a reader on top of the scheduler: it names
 // `sched`, `coroutine`, `park`, `stack` and `time` and nothing names it but
 // `runtime` (which wires it in) and the public API. What a coroutine waits
@@ -9,6 +6,42 @@
 // `num_coroutines()`, the whole deadlock story (`deadlock.rs`: the global
 // rule, partial cycles, the report and the dump), and the panic hook that
 // names the coroutine (`panic.rs`).
+
+//! Diagnostics: what each coroutine is doing, runtime counters, and what
+//! the deadlock detector reports (Go's goroutine dump, `NumGoroutine` and
+//! "all goroutines are asleep").
+//!
+//! * [`coroutines()`] lists the live coroutines with their [`CoroutineState`],
+//!   name, spawn site and, when parked, the [`WaitReason`] and the line of the
+//!   blocking call; [`dump()`] formats the same list as text.
+//! * [`num_coroutines()`] counts them; [`stats()`] returns [`Stats`]
+//!   (spawns, steals, context switches, stack and timer counters).
+//! * When every coroutine of a runtime is parked with nothing that could wake
+//!   it, [`Runtime::run`](crate::Runtime::run) returns
+//!   [`RunError::Deadlock`](crate::RunError::Deadlock) with a
+//!   [`DeadlockReport`](crate::DeadlockReport) ([`run`](crate::run) panics with
+//!   it). Cycles of coroutines waiting on each other while the rest of the
+//!   program runs on are handled by the [`PartialDeadlockPolicy`].
+//! * [`RuntimeBuilder::dump_on_sigquit`](crate::RuntimeBuilder::dump_on_sigquit)
+//!   prints the dump on `kill -QUIT`, as Go does.
+//!
+//! ```
+//! use goro::diag::{self, CoroutineState, WaitReason};
+//!
+//! goro::run(|| {
+//!     let (tx, rx) = goro::chan::<()>(0);
+//!     let h = goro::Builder::new().name("waiter").spawn(move || rx.recv()).unwrap();
+//!     while !diag::coroutines().iter().any(|c| c.state == CoroutineState::Parked) {
+//!         goro::yield_now();
+//!     }
+//!     let waiter = diag::coroutines().into_iter().find(|c| c.id == h.id()).unwrap();
+//!     assert_eq!(waiter.name.as_deref(), Some("waiter"));
+//!     assert!(matches!(waiter.wait, WaitReason::Recv { cap: 0, .. }));
+//!     assert!(diag::dump().contains("\"waiter\""));
+//!     drop(tx);
+//!     assert!(h.join().unwrap().is_err()); // the channel closed
+//! });
+//! ```
 
 use std::fmt;
 use std::panic::Location;

@@ -1,18 +1,62 @@
-//! Network I/O that parks a coroutine instead of a thread (Go's `net`, in
-//! `std::net`'s shapes).
+// Design notes for maintainers (the user docs are the `//!` block below).
+//
+// Network I/O that parks a coroutine instead of a thread (Go's `net`, in
+// `std::net`'s shapes).
+//
+// Owns: [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`UnixListener`],
+// [`UnixStream`], and the poller (`poller.rs`).
+//
+// Every socket is non-blocking underneath and registered with the poller;
+// an operation that would block parks the caller until the socket is ready
+// (a plain OS thread simply blocks). No worker thread ever blocks on a
+// socket. Errors are `io::Error`s with the OS cause; timeouts are
+// `ErrorKind::TimedOut`.
+//
+// As in Go: the first use raises the soft open-file limit to the hard limit,
+// `bind` listens with the system's maximum backlog, and `accept` rides out
+// `EMFILE`/`ENFILE` (too many open files) by backing off and retrying.
+
+//! TCP, UDP and Unix-domain sockets that park the calling coroutine instead
+//! of its worker thread (Go's `net`, in `std::net`'s shapes).
 //!
-//! Owns: [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`UnixListener`],
-//! [`UnixStream`], and the poller (`poller.rs`).
+//! [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`UnixListener`] and
+//! [`UnixStream`] have the methods of their `std::net` namesakes and implement
+//! `std::io::Read`/`Write` (also on `&TcpStream` and `&UnixStream`, so one
+//! coroutine can read while another writes). An operation that would block
+//! parks the caller until the socket is ready, so a server can run one
+//! coroutine per connection, as in Go; on a plain OS thread it simply blocks.
+//! Errors are `io::Error`s with the OS cause; a timeout is
+//! `io::ErrorKind::TimedOut`.
 //!
-//! Every socket is non-blocking underneath and registered with the poller;
-//! an operation that would block parks the caller until the socket is ready
-//! (a plain OS thread simply blocks). No worker thread ever blocks on a
-//! socket. Errors are `io::Error`s with the OS cause; timeouts are
-//! `ErrorKind::TimedOut`.
+//! As in Go, the first use raises the soft open-file limit to the hard limit,
+//! [`TcpListener::bind`] listens with the system's maximum backlog, and
+//! `accept` rides out "too many open files" by backing off and retrying.
 //!
-//! As in Go: the first use raises the soft open-file limit to the hard limit,
-//! `bind` listens with the system's maximum backlog, and `accept` rides out
-//! `EMFILE`/`ENFILE` (too many open files) by backing off and retrying.
+//! ```
+//! use std::io::{Read, Write};
+//! use goro::net::{TcpListener, TcpStream};
+//!
+//! goro::run(|| {
+//!     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//!     let addr = listener.local_addr().unwrap();
+//!     // An echo server: one coroutine per connection.
+//!     goro::go(move || {
+//!         for conn in listener.incoming() {
+//!             let mut conn = conn.unwrap();
+//!             goro::go(move || {
+//!                 let mut buf = [0; 64];
+//!                 let n = conn.read(&mut buf).unwrap();
+//!                 conn.write_all(&buf[..n]).unwrap();
+//!             });
+//!         }
+//!     });
+//!     let mut c = TcpStream::connect(addr).unwrap();
+//!     c.write_all(b"hello").unwrap();
+//!     let mut buf = [0; 5];
+//!     c.read_exact(&mut buf).unwrap();
+//!     assert_eq!(&buf, b"hello");
+//! });
+//! ```
 
 pub(crate) mod poller;
 
