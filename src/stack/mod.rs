@@ -103,21 +103,60 @@ use parking_lot::Mutex;
 pub use segment::{maybe_grow, remaining};
 
 /// Smallest usable stack (requests are rounded up to it).
+///
+/// ```
+/// // A tiny request still gets a usable stack.
+/// let h = goro::Builder::new().stack_size(1).spawn(|| 1).unwrap();
+/// assert_eq!(h.join().unwrap(), 1);
+/// assert_eq!(goro::stack::MIN_STACK_SIZE, 16 * 1024);
+/// ```
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Default reservation for a spawned coroutine.
+///
+/// ```
+/// assert_eq!(goro::stack::DEFAULT_STACK_SIZE, 256 * 1024);
+/// // Ask for more where a coroutine recurses deeply:
+/// let h = goro::Builder::new().stack_size(4 * goro::stack::DEFAULT_STACK_SIZE).spawn(|| ()).unwrap();
+/// h.join().unwrap();
+/// ```
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// Default reservation for the main coroutine of `run`.
+///
+/// ```
+/// let rt = goro::Runtime::builder()
+///     .main_stack_size(2 * goro::stack::DEFAULT_MAIN_STACK_SIZE)
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.run(|| 1).unwrap(), 1);
+/// ```
 pub const DEFAULT_MAIN_STACK_SIZE: usize = 8 * 1024 * 1024;
 
 /// Bytes of guard below every coroutine stack and segment (module docs,
 /// "Guarantees"): 64 KiB, the largest frame GCC assumes may skip a guard on
 /// aarch64. Reserved beside the usable stack, never taken out of it.
+///
+/// ```
+/// // Keep single stack frames (big local arrays) well below the guard.
+/// let buf = vec![0u8; 4 * goro::stack::GUARD_SIZE]; // large buffers on the heap
+/// assert_eq!(buf.len(), 256 * 1024);
+/// ```
 pub const GUARD_SIZE: usize = 64 * 1024;
 
 /// Whether rustc probes large stack frames on this target (x86_64, x86,
 /// aarch64), so that an overflowing Rust frame of any size meets the guard
 /// first. Where false (riscv64, arm, loongarch64) only frames up to
 /// [`GUARD_SIZE`] are sure to (module docs, "Guarantees").
+///
+/// ```
+/// // Where large frames are not probed, a local over GUARD_SIZE could skip the
+/// // guard: put it on the heap instead.
+/// let table: Vec<u64> = if goro::stack::FRAMES_PROBED {
+///     [7u64; 1024].to_vec() // 8 KiB on the stack is fine everywhere anyway
+/// } else {
+///     vec![7u64; 1024]
+/// };
+/// assert_eq!(table.len(), 1024);
+/// ```
 pub const FRAMES_PROBED: bool = cfg!(goro_frames_probed);
 
 const PAGE: usize = 4096;

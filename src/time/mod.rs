@@ -561,6 +561,14 @@ pub struct Ticker {
 impl Timer {
     /// A timer that fires once after `d` (a zero duration fires at once;
     /// `Duration::MAX` never fires).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let start = Instant::now();
+    /// let t = goro::time::Timer::new(Duration::from_millis(2));
+    /// let fired_at: Instant = t.chan().recv().unwrap();
+    /// assert!(fired_at >= start + Duration::from_millis(2));
+    /// ```
     pub fn new(d: Duration) -> Timer {
         let (inner, rx) = new_chan_timer(None);
         inner.arm(d);
@@ -568,6 +576,19 @@ impl Timer {
     }
 
     /// The channel the time is delivered on.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// goro::run(|| {
+    ///     let (_tx, work) = goro::chan::<i32>(0);
+    ///     let t = goro::time::Timer::new(Duration::from_millis(2));
+    ///     let got = goro::select! {
+    ///         recv(work) -> _ => "work",
+    ///         recv(t.chan()) -> _ => "timer",
+    ///     };
+    ///     assert_eq!(got, "timer");
+    /// });
+    /// ```
     pub fn chan(&self) -> &Receiver<Instant> {
         &self.rx
     }
@@ -576,6 +597,14 @@ impl Timer {
     /// received (Go 1.23); false if it had already been stopped or its value
     /// was received. After it returns, no value from the old deadline is
     /// received.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = goro::time::Timer::new(Duration::from_secs(60));
+    /// assert!(t.stop()); // stopped before it fired
+    /// assert!(!t.stop()); // already stopped
+    /// assert!(t.chan().try_recv().is_err()); // and nothing will arrive
+    /// ```
     pub fn stop(&self) -> bool {
         let mut st = self.inner.state.lock();
         self.inner.disarm(&mut st, &self.rx)
@@ -583,6 +612,14 @@ impl Timer {
 
     /// Re-arms the timer to fire after `d`; returns what `stop` would have.
     /// After it returns, no value from the old deadline is received.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // A deadline that moves each time there is activity.
+    /// let idle = goro::time::Timer::new(Duration::from_secs(60));
+    /// assert!(idle.reset(Duration::from_millis(1))); // was still armed
+    /// assert!(idle.chan().recv().is_ok()); // fires after the new delay
+    /// ```
     pub fn reset(&self, d: Duration) -> bool {
         let mut st = self.inner.state.lock();
         let was = self.inner.disarm(&mut st, &self.rx);
@@ -597,6 +634,14 @@ impl Ticker {
     /// # Panics
     ///
     /// `non-positive interval for NewTicker` if `d` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = goro::time::Ticker::new(Duration::from_millis(1));
+    /// let first = t.chan().recv().unwrap();
+    /// let second = t.chan().recv().unwrap();
+    /// assert!(second > first);
+    /// ```
     #[track_caller]
     pub fn new(d: Duration) -> Ticker {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
@@ -606,11 +651,39 @@ impl Ticker {
     }
 
     /// The channel ticks are delivered on.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// goro::run(|| {
+    ///     let heartbeat = goro::time::Ticker::new(Duration::from_millis(1));
+    ///     let (tx, done) = goro::chan::<()>(0);
+    ///     goro::go(move || {
+    ///         goro::time::sleep(Duration::from_millis(10));
+    ///         drop(tx);
+    ///     });
+    ///     let mut beats = 0;
+    ///     loop {
+    ///         goro::select! {
+    ///             recv(heartbeat.chan()) -> _ => beats += 1,
+    ///             recv(done) -> _ => break,
+    ///         }
+    ///     }
+    ///     assert!(beats >= 1);
+    /// });
+    /// ```
     pub fn chan(&self) -> &Receiver<Instant> {
         &self.rx
     }
 
     /// Stops the ticker; no tick from before the call is received after it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = goro::time::Ticker::new(Duration::from_millis(1));
+    /// t.chan().recv().unwrap();
+    /// t.stop();
+    /// assert!(t.chan().recv_timeout(Duration::from_millis(10)).is_err());
+    /// ```
     pub fn stop(&self) {
         let mut st = self.inner.state.lock();
         self.inner.disarm(&mut st, &self.rx);
@@ -621,6 +694,13 @@ impl Ticker {
     /// # Panics
     ///
     /// `non-positive interval for NewTicker` if `d` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = goro::time::Ticker::new(Duration::from_secs(60));
+    /// t.reset(Duration::from_millis(1)); // tick much faster from now on
+    /// assert!(t.chan().recv_timeout(Duration::from_secs(5)).is_ok());
+    /// ```
     #[track_caller]
     pub fn reset(&self, d: Duration) {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
