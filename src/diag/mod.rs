@@ -56,6 +56,21 @@ pub use crate::wait::{LockWait, PartialDeadlockPolicy, SelectCase, WaitReason};
 pub use deadlock::dump;
 
 /// What a coroutine is doing, as listed by [`coroutines()`].
+///
+/// ```
+/// use goro::diag::CoroutineState;
+/// goro::run(|| {
+///     let (tx, rx) = goro::chan::<()>(0);
+///     let h = goro::go(move || rx.recv());
+///     // Wait until it has started and parked in `recv`.
+///     let state = || goro::coroutines().into_iter().find(|c| c.id == h.id()).map(|c| c.state);
+///     while state() != Some(CoroutineState::Parked) {
+///         goro::yield_now();
+///     }
+///     drop(tx);
+///     h.join().unwrap().unwrap_err();
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CoroutineState {
@@ -70,6 +85,25 @@ pub enum CoroutineState {
 }
 
 /// One live coroutine, from [`coroutines()`].
+///
+/// ```
+/// goro::run(|| {
+///     let (_tx, rx) = goro::chan::<()>(0);
+///     let h = goro::Builder::new().name("idle").spawn(move || rx.recv()).unwrap();
+///     // Wait until it has started and parked.
+///     let parked = |id| goro::coroutines().iter().any(|c| c.id == id && c.state == goro::CoroutineState::Parked);
+///     while !parked(h.id()) {
+///         goro::yield_now();
+///     }
+///     let info: goro::CoroutineInfo = goro::coroutines().into_iter().find(|c| c.id == h.id()).unwrap();
+///     assert_eq!(info.name.as_deref(), Some("idle"));
+///     assert!(info.spawned_at.contains(".rs:"));
+///     // `Display` is one line of the dump, e.g.
+///     // coroutine #3 "idle" [recv on chan#1 (cap 0, ...) at src/main.rs:4:55] spawned at src/main.rs:4:39
+///     println!("{info}");
+///     h.cancel();
+/// });
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct CoroutineInfo {
@@ -108,6 +142,26 @@ impl fmt::Display for CoroutineInfo {
 /// Lists the started, live coroutines of the current runtime (inside a
 /// coroutine) or of the global default runtime (outside one). Coroutines not
 /// yet started are counted by [`num_coroutines`] but not listed.
+///
+/// ```
+/// goro::run(|| {
+///     let (tx, rx) = goro::chan::<i32>(0);
+///     let workers: Vec<_> = (0..3).map(|_| {
+///         let rx = rx.clone();
+///         goro::go(move || rx.recv())
+///     }).collect();
+///     // Wait until all three have started and parked.
+///     while goro::coroutines().iter().filter(|c| c.state == goro::CoroutineState::Parked).count() < 3 {
+///         goro::yield_now();
+///     }
+///     let parked = goro::coroutines().iter().filter(|c| c.state == goro::CoroutineState::Parked).count();
+///     assert_eq!(parked, 3);
+///     drop(tx);
+///     for w in workers {
+///         assert!(w.join().unwrap().is_err());
+///     }
+/// });
+/// ```
 pub fn coroutines() -> Vec<CoroutineInfo> {
     crate::sched::with_runtime(|rt| {
         let mut v: Vec<CoroutineInfo> = rt
@@ -139,11 +193,39 @@ pub fn coroutines() -> Vec<CoroutineInfo> {
 
 /// Live coroutines of the current runtime, main and unstarted ones included
 /// (Go's `runtime.NumGoroutine()`).
+///
+/// ```
+/// let rt = goro::Runtime::builder().workers(1).build().unwrap();
+/// rt.run(|| {
+///     assert_eq!(goro::num_coroutines(), 1); // main
+///     let (tx, rx) = goro::chan::<()>(0);
+///     let h = goro::go(move || rx.recv());
+///     assert_eq!(goro::num_coroutines(), 2);
+///     drop(tx);
+///     h.join().unwrap().unwrap_err();
+/// })
+/// .unwrap();
+/// ```
 pub fn num_coroutines() -> usize {
     crate::sched::with_runtime(|rt| rt.live.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Runtime counters, from [`stats()`].
+///
+/// ```
+/// let rt = goro::Runtime::builder().workers(1).build().unwrap();
+/// let s: goro::Stats = rt
+///     .run(|| {
+///         for i in 0..10 {
+///             goro::go(move || i).join().unwrap();
+///         }
+///         goro::stats()
+///     })
+///     .unwrap();
+/// assert!(s.spawned >= 10);
+/// assert!(s.live >= 1);
+/// assert!(s.context_switches >= 10);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -178,6 +260,14 @@ pub struct Stats {
 
 /// Counters of the current runtime (inside a coroutine) or of the global
 /// default runtime (outside one).
+///
+/// ```
+/// goro::run(|| {
+///     let before = goro::stats().context_switches;
+///     goro::go(|| ()).join().unwrap();
+///     assert!(goro::stats().context_switches > before);
+/// });
+/// ```
 pub fn stats() -> Stats {
     use std::sync::atomic::Ordering::Relaxed;
     crate::sched::with_runtime(|rt| {
