@@ -656,19 +656,15 @@ impl Ticker {
     /// use std::time::Duration;
     /// goro::run(|| {
     ///     let heartbeat = goro::time::Ticker::new(Duration::from_millis(1));
-    ///     let (tx, done) = goro::chan::<()>(0);
-    ///     goro::go(move || {
-    ///         goro::time::sleep(Duration::from_millis(10));
-    ///         drop(tx);
-    ///     });
+    ///     let (_tx, jobs) = goro::chan::<u32>(0); // nobody sends here
     ///     let mut beats = 0;
-    ///     loop {
+    ///     while beats < 3 {
     ///         goro::select! {
-    ///             recv(heartbeat.chan()) -> _ => beats += 1,
-    ///             recv(done) -> _ => break,
+    ///             recv(jobs) -> _ => unreachable!(),
+    ///             recv(heartbeat.chan()) -> _ => beats += 1, // e.g. report liveness
     ///         }
     ///     }
-    ///     assert!(beats >= 1);
+    ///     heartbeat.stop();
     /// });
     /// ```
     pub fn chan(&self) -> &Receiver<Instant> {
