@@ -33,6 +33,11 @@ impl<T> JoinHandle<T> {
     ///
     /// Parks the calling coroutine, or blocks the calling OS thread.
     ///
+    /// # Errors
+    ///
+    /// `Err(payload)` if the coroutine panicked (the payload of the panic) or
+    /// was cancelled (a payload that `is::<goro::Cancelled>()`).
+    ///
     /// ```
     /// goro::run(|| {
     ///     let h = goro::go(|| {

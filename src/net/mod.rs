@@ -283,6 +283,10 @@ impl TcpListener {
 
     /// The bound address.
     ///
+    /// # Errors
+    ///
+    /// The OS error from `getsockname` (rare: the socket is always bound).
+    ///
     /// ```
     /// let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let addr = ln.local_addr().unwrap();
@@ -296,6 +300,11 @@ impl TcpListener {
     /// Stops listening: coroutines blocked in `accept` wake with an error,
     /// and later `accept`s fail (Go's `ln.Close()`). The descriptor itself is
     /// released when the listener is dropped.
+    ///
+    /// # Errors
+    ///
+    /// Never fails today (closing twice is fine); the `io::Result` leaves
+    /// room to report an OS error.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -417,6 +426,10 @@ impl TcpStream {
 
     /// The remote address.
     ///
+    /// # Errors
+    ///
+    /// `NotConnected` if the peer has gone away, or another OS error.
+    ///
     /// ```
     /// let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let s = goro::net::TcpStream::connect(ln.local_addr().unwrap()).unwrap();
@@ -426,6 +439,10 @@ impl TcpStream {
         self.inner.io.peer_addr()
     }
     /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// The OS error from `getsockname`.
     ///
     /// ```
     /// let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -437,6 +454,10 @@ impl TcpStream {
         self.inner.io.local_addr()
     }
     /// Shuts down one or both directions.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` if the connection is already gone, or another OS error.
     ///
     /// ```
     /// use std::io::Read;
@@ -455,6 +476,10 @@ impl TcpStream {
     }
     /// Sets `TCP_NODELAY`.
     ///
+    /// # Errors
+    ///
+    /// The OS error from `setsockopt`.
+    ///
     /// ```
     /// let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let s = goro::net::TcpStream::connect(ln.local_addr().unwrap()).unwrap();
@@ -465,6 +490,10 @@ impl TcpStream {
         self.inner.io.set_nodelay(on)
     }
     /// Reads `TCP_NODELAY`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error from `getsockopt`.
     ///
     /// ```
     /// let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -477,6 +506,10 @@ impl TcpStream {
     }
     /// Read timeout (`None`: wait forever). A zero duration is an error, as
     /// in std.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as in std.
     ///
     /// ```
     /// use std::io::{ErrorKind, Read};
@@ -496,6 +529,10 @@ impl TcpStream {
         Ok(())
     }
     /// Write timeout (`None`: wait forever).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as in std.
     ///
     /// ```
     /// use std::time::Duration;
@@ -591,6 +628,11 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds to `addr`.
     ///
+    /// # Errors
+    ///
+    /// The OS error of the last address tried (address in use, permission,
+    /// ...), or `InvalidInput` if `addr` resolves to no address.
+    ///
     /// ```
     /// let s = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     /// assert!(s.local_addr().unwrap().port() != 0);
@@ -607,6 +649,11 @@ impl UdpSocket {
     }
     /// Sends a datagram to `addr`.
     ///
+    /// # Errors
+    ///
+    /// The OS error (e.g. a message too long for a datagram); a write timeout
+    /// gives `TimedOut`.
+    ///
     /// ```
     /// let a = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     /// let b = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -620,6 +667,10 @@ impl UdpSocket {
         self.inner.write_with(|s| s.send_to(buf, a))
     }
     /// Receives a datagram and its sender.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` after the read timeout, or the OS error.
     ///
     /// ```
     /// goro::run(|| {
@@ -641,6 +692,10 @@ impl UdpSocket {
     }
     /// Sets the default peer for `send`/`recv`.
     ///
+    /// # Errors
+    ///
+    /// The OS error, or `InvalidInput` if `addr` resolves to no address.
+    ///
     /// ```
     /// let a = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     /// let b = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -652,6 +707,12 @@ impl UdpSocket {
         self.inner.io.connect(first_addr(addr)?[0])
     }
     /// Sends to the connected peer.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` without a prior `connect`, `ConnectionRefused` if an
+    /// earlier datagram bounced, `TimedOut` after the write timeout, or another
+    /// OS error.
     ///
     /// ```
     /// let a = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -666,6 +727,11 @@ impl UdpSocket {
         self.inner.write_with(|s| s.send(buf))
     }
     /// Receives from the connected peer.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` after the read timeout, `ConnectionRefused` if an earlier
+    /// datagram bounced, or another OS error.
     ///
     /// ```
     /// let a = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -682,6 +748,10 @@ impl UdpSocket {
     }
     /// The local address.
     ///
+    /// # Errors
+    ///
+    /// The OS error from `getsockname`.
+    ///
     /// ```
     /// let s = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     /// assert!(s.local_addr().unwrap().ip().is_loopback());
@@ -690,6 +760,10 @@ impl UdpSocket {
         self.inner.io.local_addr()
     }
     /// The connected peer.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` if `connect` was not called.
     ///
     /// ```
     /// let a = goro::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -701,6 +775,10 @@ impl UdpSocket {
         self.inner.io.peer_addr()
     }
     /// Read timeout for `recv`/`recv_from`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as in std.
     ///
     /// ```
     /// use std::io::ErrorKind;
@@ -715,6 +793,10 @@ impl UdpSocket {
         Ok(())
     }
     /// Write timeout for `send`/`send_to`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as in std.
     ///
     /// ```
     /// use std::time::Duration;
@@ -767,6 +849,11 @@ pub struct UnixStream {
 impl UnixListener {
     /// Binds to the socket path `p`.
     ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if the path exists (remove a stale socket file first), or
+    /// another OS error.
+    ///
     /// ```
     /// let path = std::env::temp_dir().join(format!("goro-doc-bind-{}.sock", std::process::id()));
     /// let _ = std::fs::remove_file(&path);
@@ -779,6 +866,11 @@ impl UnixListener {
         Ok(UnixListener { inner: Io::new(mio::net::UnixListener::bind(p)?)? })
     }
     /// Waits for a connection.
+    ///
+    /// # Errors
+    ///
+    /// After `close`, an error; OS errors other than running out of file
+    /// descriptors (which are retried with back-off).
     ///
     /// ```
     /// let path = std::env::temp_dir().join(format!("goro-doc-accept-{}.sock", std::process::id()));
@@ -799,6 +891,11 @@ impl UnixListener {
         Ok((UnixStream { inner: Io::new(s)? }, a))
     }
     /// Wakes blocked `accept`s with an error; later ones fail.
+    ///
+    /// # Errors
+    ///
+    /// Never fails today (closing twice is fine); the `io::Result` leaves
+    /// room to report an OS error.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -826,6 +923,11 @@ impl UnixListener {
 impl UnixStream {
     /// Connects to the socket path `p`.
     ///
+    /// # Errors
+    ///
+    /// `NotFound` if nothing exists at the path, `ConnectionRefused` if nobody
+    /// listens there, or another OS error.
+    ///
     /// ```
     /// let path = std::env::temp_dir().join(format!("goro-doc-connect-{}.sock", std::process::id()));
     /// let _ = std::fs::remove_file(&path);
@@ -847,6 +949,10 @@ impl UnixStream {
     }
     /// A connected pair.
     ///
+    /// # Errors
+    ///
+    /// The OS error from `socketpair` (e.g. out of file descriptors).
+    ///
     /// ```
     /// use std::io::{Read, Write};
     /// goro::run(|| {
@@ -863,6 +969,10 @@ impl UnixStream {
     }
     /// Shuts down one or both directions.
     ///
+    /// # Errors
+    ///
+    /// `NotConnected` if the peer is already gone, or another OS error.
+    ///
     /// ```
     /// use std::io::Read;
     /// use std::net::Shutdown;
@@ -877,6 +987,10 @@ impl UnixStream {
     }
     /// Read timeout.
     ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as in std.
+    ///
     /// ```
     /// use std::io::{ErrorKind, Read};
     /// use std::time::Duration;
@@ -889,6 +1003,10 @@ impl UnixStream {
         Ok(())
     }
     /// Write timeout.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as in std.
     ///
     /// ```
     /// use std::time::Duration;

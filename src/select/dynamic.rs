@@ -324,6 +324,11 @@ impl SelectedOperation<'_> {
     ///
     /// If the chosen case is not a receive on `rx`.
     ///
+    /// # Errors
+    ///
+    /// `RecvError` if the channel is closed and drained (a closed channel is
+    /// always ready).
+    ///
     /// ```
     /// let (tx, rx) = goro::chan::<i32>(1);
     /// drop(tx);
@@ -351,6 +356,10 @@ impl SelectedOperation<'_> {
     /// # Panics
     ///
     /// If the chosen case is not a send on `tx`.
+    ///
+    /// # Errors
+    ///
+    /// `SendError(v)` if the channel is closed or has no receivers left.
     ///
     /// ```
     /// let (tx, rx) = goro::chan::<String>(1);

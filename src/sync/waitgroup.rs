@@ -45,6 +45,10 @@ impl WaitGroup {
 
     /// Adds `n` (may be negative) to the counter.
     ///
+    /// # Panics
+    ///
+    /// `sync: negative WaitGroup counter` if the counter would go below zero.
+    ///
     /// ```
     /// goro::run(|| {
     ///     let wg = goro::sync::WaitGroup::new();
@@ -78,6 +82,10 @@ impl WaitGroup {
     }
 
     /// Decrements the counter by one.
+    ///
+    /// # Panics
+    ///
+    /// `sync: negative WaitGroup counter` if the counter would go below zero.
     ///
     /// ```
     /// let wg = goro::sync::WaitGroup::new();
