@@ -22,8 +22,8 @@
 //! [`join`](JoinHandle::join) waits for its value (`Err` with the payload if
 //! it panicked). [`Builder`] names it or sizes its stack, [`scope`] spawns
 //! coroutines that borrow from the caller's stack (like `std::thread::scope`),
-//! and [`yield_now`] lets others run. Coroutines cost a few KiB each, so a
-//! million of them is fine.
+//! and [`yield_now`] lets others run. An idle coroutine costs the page or two
+//! of stack it touched, so hundreds of thousands at once are fine.
 //!
 //! [`run`] starts the default runtime, runs a closure as its main coroutine
 //! and returns its value; [`Runtime`] (built by [`RuntimeBuilder`]) is a
