@@ -1,3 +1,36 @@
+// Design note (not part of the rendered docs).
+//
+// Owns: a `Node` per cancelable context, shared by `Arc` among the
+// `Context` clones, its `CancelFn` and (weakly) its parent's children map
+// and its deadline timer's closure. A node owns the only `Sender` of its
+// `done` channel, its deadline `Timer` (if any) and weak references to its
+// registered children. `background()` is a static node with a `never()`
+// channel that nothing registers in.
+//
+// Invariants:
+//  * `State::err` goes from `None` to `Some` once; at that moment (under
+//    the node's lock) the sender, the timer and the children map are taken
+//    out, so a done node holds no timer, no sender and no children.
+//  * A child registers in its nearest cancelable ancestor under that
+//    ancestor's lock; if the ancestor is already done the child is
+//    cancelled with the ancestor's error instead. So a cancel that takes
+//    the children map sees every child registered before it.
+//  * Cancel marks the whole subtree first, then closes the channels
+//    deepest first: a closed `done()` implies every descendant is done.
+//  * A child cancelled on its own unregisters from its parent (by id), so
+//    long-lived parents do not accumulate children.
+//  * Parent links are weak, children links are weak: no reference cycles
+//    and no recursive drops along deep chains. The cancel walk is an
+//    explicit work list (no recursion), so a deep chain cannot overflow a
+//    coroutine stack.
+//
+// Lock order: a node's `state` lock is a leaf. We never hold two node
+// locks at once: registration locks only the parent; cancel locks the
+// node, takes what it needs, unlocks, then closes the channel, stops the
+// timer, walks the children (each locked alone) and finally locks the
+// parent alone to unregister. No lock is held while closing a channel
+// (which wakes parked coroutines) or stopping a timer.
+
 //! Go's `context` package without values: a tree of cancellation signals
 //! with deadlines.
 //!
@@ -49,39 +82,6 @@
 //!  * Deadlines run on `goro::time::after_func` timers of the runtime that
 //!    created the context (the global default runtime on a plain thread); a
 //!    deadline set in a runtime that has since shut down does not fire.
-
-// Design note (not part of the rendered docs).
-//
-// Owns: a `Node` per cancelable context, shared by `Arc` among the
-// `Context` clones, its `CancelFn` and (weakly) its parent's children map
-// and its deadline timer's closure. A node owns the only `Sender` of its
-// `done` channel, its deadline `Timer` (if any) and weak references to its
-// registered children. `background()` is a static node with a `never()`
-// channel that nothing registers in.
-//
-// Invariants:
-//  * `State::err` goes from `None` to `Some` once; at that moment (under
-//    the node's lock) the sender, the timer and the children map are taken
-//    out, so a done node holds no timer, no sender and no children.
-//  * A child registers in its nearest cancelable ancestor under that
-//    ancestor's lock; if the ancestor is already done the child is
-//    cancelled with the ancestor's error instead. So a cancel that takes
-//    the children map sees every child registered before it.
-//  * Cancel marks the whole subtree first, then closes the channels
-//    deepest first: a closed `done()` implies every descendant is done.
-//  * A child cancelled on its own unregisters from its parent (by id), so
-//    long-lived parents do not accumulate children.
-//  * Parent links are weak, children links are weak: no reference cycles
-//    and no recursive drops along deep chains. The cancel walk is an
-//    explicit work list (no recursion), so a deep chain cannot overflow a
-//    coroutine stack.
-//
-// Lock order: a node's `state` lock is a leaf. We never hold two node
-// locks at once: registration locks only the parent; cancel locks the
-// node, takes what it needs, unlocks, then closes the channel, stops the
-// timer, walks the children (each locked alone) and finally locks the
-// parent alone to unregister. No lock is held while closing a channel
-// (which wakes parked coroutines) or stopping a timer.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -86,6 +86,17 @@ impl fmt::Debug for Runtime {
 }
 
 /// Builds a [`Runtime`].
+///
+/// ```
+/// use goro::Runtime;
+/// let rt = Runtime::builder()
+///     .workers(2)
+///     .stack_size(64 * 1024)
+///     .name("app")
+///     .build()
+///     .expect("could not start the runtime");
+/// assert_eq!(rt.run(|| goro::go(|| 5).join().unwrap()).unwrap(), 5);
+/// ```
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
     workers: Option<usize>,
@@ -99,6 +110,15 @@ pub struct RuntimeBuilder {
 }
 
 /// Why [`Runtime::run`] did not return a value.
+///
+/// ```
+/// use goro::{RunError, Runtime};
+/// let rt = Runtime::builder().workers(1).build().unwrap();
+/// match rt.run(|| -> i32 { panic!("main failed") }) {
+///     Err(RunError::Panic(payload)) => assert_eq!(payload.downcast_ref::<&str>(), Some(&"main failed")),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// ```
 pub enum RunError {
     /// Nothing could ever run again while main was blocked.
     Deadlock(DeadlockReport),
@@ -156,6 +176,12 @@ impl Default for RuntimeBuilder {
 impl RuntimeBuilder {
     /// Number of worker threads. Default: `GORO_WORKERS` if set, else the
     /// available parallelism. `0` makes [`build`](Self::build) fail.
+    ///
+    /// ```
+    /// let rt = goro::Runtime::builder().workers(1).build().unwrap();
+    /// assert_eq!(rt.run(|| goro::stats().live).unwrap(), 1); // just main
+    /// assert!(goro::Runtime::builder().workers(0).build().is_err());
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
@@ -164,18 +190,37 @@ impl RuntimeBuilder {
     /// Default stack reservation of spawned coroutines (default 256 KiB).
     /// Rounded up to whole pages and at least [`crate::stack::MIN_STACK_SIZE`].
     /// Only touched pages cost memory.
+    ///
+    /// ```
+    /// // Many small coroutines: reserve 32 KiB each instead of 256 KiB.
+    /// let rt = goro::Runtime::builder().workers(1).stack_size(32 * 1024).build().unwrap();
+    /// let n = rt.run(|| (0..1000).map(|i| goro::go(move || i)).map(|h| h.join().unwrap()).count());
+    /// assert_eq!(n.unwrap(), 1000);
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
         self
     }
 
     /// Stack reservation of the main coroutine of `run` (default 8 MiB).
+    ///
+    /// ```
+    /// let rt = goro::Runtime::builder().workers(1).main_stack_size(1 << 20).build().unwrap();
+    /// assert_eq!(rt.run(|| 1).unwrap(), 1);
+    /// ```
     pub fn main_stack_size(mut self, bytes: usize) -> Self {
         self.main_stack_size = bytes;
         self
     }
 
     /// Detect global deadlocks (default on).
+    ///
+    /// ```
+    /// // With detection off, a deadlocked `run` waits for ever instead of failing;
+    /// // use it for programs fed by other runtimes or by long-silent threads.
+    /// let rt = goro::Runtime::builder().workers(1).detect_deadlocks(false).build().unwrap();
+    /// assert_eq!(rt.run(|| 3).unwrap(), 3);
+    /// ```
     pub fn detect_deadlocks(mut self, on: bool) -> Self {
         self.detect_deadlocks = on;
         self
@@ -184,6 +229,12 @@ impl RuntimeBuilder {
     /// What to do when coroutines wait on each other in a cycle (joins,
     /// `Mutex`es, `RwLock`s) while the rest of the program runs on: report on stderr
     /// (default), make their blocked calls panic with the report, or ignore.
+    ///
+    /// ```
+    /// use goro::diag::PartialDeadlockPolicy;
+    /// let rt = goro::Runtime::builder().on_partial_deadlock(PartialDeadlockPolicy::Panic).build().unwrap();
+    /// assert_eq!(rt.run(|| 1).unwrap(), 1);
+    /// ```
     pub fn on_partial_deadlock(mut self, policy: crate::wait::PartialDeadlockPolicy) -> Self {
         self.partial_policy = policy;
         self
@@ -191,12 +242,23 @@ impl RuntimeBuilder {
 
     /// Print a dump of every coroutine on stderr when the process receives
     /// SIGQUIT (Go's habit; `kill -QUIT <pid>`). Default off.
+    ///
+    /// ```
+    /// let rt = goro::Runtime::builder().dump_on_sigquit(true).build().unwrap();
+    /// assert_eq!(rt.run(|| 1).unwrap(), 1);
+    /// ```
     pub fn dump_on_sigquit(mut self, on: bool) -> Self {
         self.dump_on_sigquit = on;
         self
     }
 
     /// Prefix of worker thread names (default `goro`).
+    ///
+    /// ```
+    /// let rt = goro::Runtime::builder().workers(1).name("db").build().unwrap();
+    /// let thread = rt.run(|| std::thread::current().name().map(str::to_string)).unwrap();
+    /// assert!(thread.unwrap().starts_with("db"));
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -236,6 +298,12 @@ impl RuntimeBuilder {
     /// locking thread, `thread_rng()` handles, or any other `!Send` value.
     /// Nothing migrates today, so breaking it has no effect now; code that
     /// calls this should keep it all the same.
+    ///
+    /// ```
+    /// // SAFETY: nothing bound to a thread is held across a goro call below.
+    /// let b = unsafe { goro::Runtime::builder().migrate_started(true) };
+    /// assert_eq!(b.workers(1).build().unwrap().run(|| 1).unwrap(), 1);
+    /// ```
     pub unsafe fn migrate_started(mut self, on: bool) -> Self {
         self.migrate_started = on;
         self
@@ -247,6 +315,14 @@ impl RuntimeBuilder {
     ///
     /// `InvalidInput` for `workers(0)` or a `GORO_WORKERS` that is not a
     /// positive integer; the OS error if a thread cannot be started.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    /// assert_eq!(rt.run(|| "ok").unwrap(), "ok");
+    /// let err = goro::Runtime::builder().workers(0).build().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// ```
     pub fn build(self) -> io::Result<Runtime> {
         let workers = match self.workers {
             Some(0) => {
@@ -354,6 +430,11 @@ fn workers_from_env() -> io::Result<usize> {
 
 impl Runtime {
     /// A builder with the defaults.
+    ///
+    /// ```
+    /// let rt = goro::Runtime::builder().build().unwrap();
+    /// assert_eq!(rt.run(|| 2 + 2).unwrap(), 4);
+    /// ```
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
     }
@@ -428,6 +509,22 @@ impl Runtime {
     ///
     /// If called from a coroutine of this same runtime (it would wait for
     /// itself): use `go` and `join` there.
+    ///
+    /// ```
+    /// use goro::{RunError, Runtime};
+    /// let rt = Runtime::builder().workers(2).build().unwrap();
+    /// let total = rt.run(|| (1..=4).map(|i| goro::go(move || i * 10)).map(|h| h.join().unwrap()).sum::<i32>());
+    /// assert_eq!(total.unwrap(), 100);
+    ///
+    /// // main waits on a channel nobody else can send to: after the detector's
+    /// // grace period (500 ms) the session ends with the report instead of hanging.
+    /// let (tx, rx) = goro::chan::<()>(0);
+    /// match rt.run(move || rx.recv()) {
+    ///     Err(RunError::Deadlock(report)) => assert!(report.blocked[0].is_main),
+    ///     other => panic!("unexpected: {other:?}"),
+    /// }
+    /// drop(tx);
+    /// ```
     #[track_caller]
     pub fn run<F, T>(&self, f: F) -> Result<T, RunError>
     where

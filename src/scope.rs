@@ -410,6 +410,11 @@ impl<'scope, T> ScopedJoinHandle<'scope, T> {
     ///
     /// Parks the calling coroutine, or blocks the calling OS thread.
     ///
+    /// # Errors
+    ///
+    /// `Err(payload)` if the coroutine panicked, or was cancelled (a payload
+    /// that `is::<goro::Cancelled>()`).
+    ///
     /// ```
     /// goro::scope(|s| {
     ///     let h = s.go(|| panic!("boom"));

@@ -24,6 +24,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 ///
 /// `Display` gives the text used by [`coroutines()`](crate::coroutines) and the deadlock
 /// report, e.g. `recv on chan#7 (cap 0)`.
+///
+/// ```
+/// use goro::WaitReason;
+/// goro::run(|| {
+///     let wg = goro::sync::WaitGroup::new();
+///     wg.add(1);
+///     let waiter = {
+///         let wg = wg.clone();
+///         goro::go(move || wg.wait())
+///     };
+///     // Wait until it has started and parked.
+///     let parked = |id| goro::coroutines().iter().any(|c| c.id == id && c.state == goro::CoroutineState::Parked);
+///     while !parked(waiter.id()) {
+///         goro::yield_now();
+///     }
+///     let info = goro::coroutines().into_iter().find(|c| c.id == waiter.id()).unwrap();
+///     assert_eq!(info.wait, WaitReason::WaitGroup { counter: 1 });
+///     assert_eq!(info.wait.to_string(), "WaitGroup.wait (counter 1)");
+///     wg.done();
+///     waiter.join().unwrap();
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WaitReason {
@@ -118,6 +140,30 @@ pub enum WaitReason {
 /// first in line is refreshed whenever a holder leaves, and a waiter whose
 /// predecessor gives up is pointed at the next one. The partial-deadlock
 /// search follows these as wait-for edges.
+///
+/// ```
+/// use std::sync::Arc;
+/// use goro::WaitReason;
+/// goro::run(|| {
+///     let m = Arc::new(goro::sync::Mutex::new(()));
+///     let guard = m.lock();
+///     let waiter = {
+///         let m = m.clone();
+///         goro::go(move || drop(m.lock()))
+///     };
+///     // Wait until it has started and parked.
+///     let parked = |id| goro::coroutines().iter().any(|c| c.id == id && c.state == goro::CoroutineState::Parked);
+///     while !parked(waiter.id()) {
+///         goro::yield_now();
+///     }
+///     let info = goro::coroutines().into_iter().find(|c| c.id == waiter.id()).unwrap();
+///     let WaitReason::MutexLock { wait_for, .. } = info.wait else { panic!("{}", info.wait) };
+///     assert_eq!(wait_for.ahead, None); // first in line: waits for the holder (main)
+///     assert_ne!(wait_for.holders[0], 0);
+///     drop(guard);
+///     waiter.join().unwrap();
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockWait {
     /// `None`: first in line, waiting for `holders`. `Some(id)`: queued
@@ -208,6 +254,31 @@ impl fmt::Display for LockWait {
 }
 
 /// One case of a select, as shown in a report.
+///
+/// ```
+/// use goro::WaitReason;
+/// goro::run(|| {
+///     let (_tx1, rx1) = goro::chan::<i32>(0);
+///     let (tx2, _rx2) = goro::chan::<i32>(0);
+///     let h = goro::go(move || {
+///         goro::select! {
+///             recv(rx1) -> _ => {},
+///             send(tx2, 1) -> _ => {},
+///         }
+///     });
+///     // Wait until it has started and parked.
+///     let parked = |id| goro::coroutines().iter().any(|c| c.id == id && c.state == goro::CoroutineState::Parked);
+///     while !parked(h.id()) {
+///         goro::yield_now();
+///     }
+///     let info = goro::coroutines().into_iter().find(|c| c.id == h.id()).unwrap();
+///     let WaitReason::Select { n, cases } = info.wait else { panic!("{}", info.wait) };
+///     assert_eq!(n, 2);
+///     let sends = cases.iter().flatten().filter(|c: &&goro::diag::SelectCase| c.send).count();
+///     assert_eq!(sends, 1);
+///     h.cancel();
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SelectCase {
     /// Channel id.
@@ -332,6 +403,39 @@ impl Drop for OwnerWait {
     }
 }
 /// What the runtime does when it finds a partial deadlock.
+///
+/// ```
+/// use goro::diag::PartialDeadlockPolicy;
+/// use goro::sync::Mutex;
+/// use std::sync::Arc;
+///
+/// // Two coroutines take two locks in opposite orders: a cycle, while main runs on.
+/// let rt = goro::Runtime::builder().on_partial_deadlock(PartialDeadlockPolicy::Panic).build().unwrap();
+/// rt.run(|| {
+///     let (m1, m2) = (Arc::new(Mutex::new(())), Arc::new(Mutex::new(())));
+///     let (a_tx, a_rx) = goro::chan::<()>(1);
+///     let (b_tx, b_rx) = goro::chan::<()>(1);
+///     let a = {
+///         let (m1, m2) = (m1.clone(), m2.clone());
+///         goro::go(move || {
+///             let _g1 = m1.lock();
+///             a_tx.send(()).unwrap();
+///             b_rx.recv().unwrap();
+///             let _g2 = m2.lock(); // waits for b
+///         })
+///     };
+///     let b = goro::go(move || {
+///         let _g2 = m2.lock();
+///         b_tx.send(()).unwrap();
+///         a_rx.recv().unwrap();
+///         let _g1 = m1.lock(); // waits for a
+///     });
+///     // With `Panic`, the blocked `lock` calls panic with the report.
+///     assert!(a.join().is_err());
+///     assert!(b.join().is_err());
+/// })
+/// .unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PartialDeadlockPolicy {
     /// Print the cycle on stderr once (the default).

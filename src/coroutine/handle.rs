@@ -9,6 +9,18 @@ use super::*;
 ///
 /// `JoinHandle<T>` is `Send + Sync` for `T: Send`, so any thread or
 /// coroutine may join.
+///
+/// ```
+/// goro::run(|| {
+///     let h: goro::JoinHandle<String> = goro::go(|| "result".to_string());
+///     assert_eq!(h.join().unwrap(), "result");
+///
+///     let failing = goro::go(|| panic!("boom"));
+///     assert!(failing.join().is_err()); // the panic payload
+///
+///     goro::go(|| {}); // dropping the handle detaches the coroutine
+/// });
+/// ```
 pub struct JoinHandle<T> {
     pub(super) co: CoRef,
     pub(super) packet: Arc<Packet<T>>,
@@ -20,6 +32,23 @@ impl<T> JoinHandle<T> {
     /// [`Cancelled`]).
     ///
     /// Parks the calling coroutine, or blocks the calling OS thread.
+    ///
+    /// # Errors
+    ///
+    /// `Err(payload)` if the coroutine panicked (the payload of the panic) or
+    /// was cancelled (a payload that `is::<goro::Cancelled>()`).
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let h = goro::go(|| {
+    ///         goro::time::sleep(std::time::Duration::from_millis(1));
+    ///         7
+    ///     });
+    ///     assert_eq!(h.join().unwrap(), 7);
+    ///     let err = goro::go(|| -> i32 { panic!("no value") }).join().unwrap_err();
+    ///     assert_eq!(err.downcast_ref::<&str>(), Some(&"no value"));
+    /// });
+    /// ```
     #[track_caller]
     pub fn join(self) -> std::thread::Result<T> {
         crate::park::note_thread();
@@ -37,6 +66,19 @@ impl<T> JoinHandle<T> {
     }
 
     /// Has the coroutine finished (returned, panicked or been cancelled)?
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let (tx, rx) = goro::chan::<()>(0);
+    ///     let h = goro::go(move || rx.recv());
+    ///     assert!(!h.is_finished()); // waiting for `tx`
+    ///     drop(tx);
+    ///     while !h.is_finished() {
+    ///         goro::yield_now();
+    ///     }
+    ///     assert!(h.join().unwrap().is_err());
+    /// });
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.co.is_done()
     }
@@ -81,11 +123,25 @@ impl<T> JoinHandle<T> {
     }
 
     /// The coroutine's id (as in `goro::coroutines()` and reports).
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let a = goro::go(|| ());
+    ///     let b = goro::go(|| ());
+    ///     assert_ne!(a.id(), b.id());
+    /// });
+    /// ```
     pub fn id(&self) -> u64 {
         self.co.id
     }
 
     /// The coroutine's name, if it was given one.
+    ///
+    /// ```
+    /// let h = goro::Builder::new().name("fetcher").spawn(|| ()).unwrap();
+    /// assert_eq!(h.name(), Some("fetcher"));
+    /// assert_eq!(goro::go(|| ()).name(), None);
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.co.name.as_deref()
     }
@@ -112,11 +168,23 @@ pub struct Builder {
 
 impl Builder {
     /// A builder with the runtime's defaults.
+    ///
+    /// ```
+    /// let h = goro::Builder::new().spawn(|| "default stack, no name").unwrap();
+    /// assert_eq!(h.join().unwrap(), "default stack, no name");
+    /// ```
     pub fn new() -> Builder {
         Builder::default()
     }
 
     /// Names the coroutine (shown by diagnostics and reports).
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let h = goro::Builder::new().name("logger").spawn(|| goro::diag::dump()).unwrap();
+    ///     assert!(h.join().unwrap().contains("\"logger\""));
+    /// });
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
         self
@@ -124,6 +192,16 @@ impl Builder {
 
     /// Stack reservation in bytes. Rounded up to whole pages and to at least
     /// [`crate::stack::MIN_STACK_SIZE`]. Only touched pages cost memory.
+    ///
+    /// ```
+    /// // A deep recursion needs more than the default 256 KiB.
+    /// fn depth(n: u32) -> u32 {
+    ///     let pad = [0u8; 512];
+    ///     if n == 0 { pad[0] as u32 } else { 1 + depth(n - 1) + std::hint::black_box(pad)[1] as u32 }
+    /// }
+    /// let h = goro::Builder::new().stack_size(8 << 20).spawn(|| depth(5_000)).unwrap();
+    /// assert_eq!(h.join().unwrap(), 5_000);
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
@@ -135,6 +213,13 @@ impl Builder {
     /// # Errors
     ///
     /// `Err` if its stack cannot be reserved (the reason from the OS).
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let h = goro::Builder::new().name("child").spawn(|| 1).expect("stack reservation failed");
+    ///     assert_eq!(h.join().unwrap(), 1);
+    /// });
+    /// ```
     #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where

@@ -175,6 +175,15 @@ pub(crate) const F_PARTIAL_PANIC: u8 = 16; // its blocked call must panic with t
 
 /// The panic payload a cancelled coroutine unwinds with; `join` of a
 /// coroutine cancelled at shutdown returns `Err` holding it.
+///
+/// ```
+/// goro::run(|| {
+///     let h = goro::go(|| goro::never::<()>().recv());
+///     h.cancel();
+///     let payload = h.join().unwrap_err();
+///     assert!(payload.is::<goro::Cancelled>());
+/// });
+/// ```
 #[derive(Debug)]
 pub struct Cancelled;
 
@@ -587,6 +596,18 @@ pub fn is_cancelled() -> bool {
 /// this one resumes. On a plain thread, `std::thread::yield_now`.
 ///
 /// Go: `runtime.Gosched()`.
+///
+/// ```
+/// goro::run(|| {
+///     let (tx, rx) = goro::chan(1);
+///     goro::go(move || tx.send("other ran").unwrap());
+///     // A long loop that never parks should yield now and then.
+///     while rx.is_empty() {
+///         goro::yield_now();
+///     }
+///     assert_eq!(rx.recv(), Ok("other ran"));
+/// });
+/// ```
 pub fn yield_now() {
     let Some(co) = sched::current_ptr() else {
         std::thread::yield_now();

@@ -256,6 +256,24 @@ pub(crate) fn final_check(rt: &Shared) {
 /// A human-readable list of every coroutine of the current runtime (inside a
 /// coroutine) or of the global default runtime: Go's goroutine dump, with
 /// names and wait reasons.
+///
+/// ```
+/// goro::run(|| {
+///     let (_tx, rx) = goro::chan::<()>(0);
+///     let h = goro::Builder::new().name("consumer").spawn(move || rx.recv()).unwrap();
+///     // Wait until it has started and parked.
+///     let parked = |id| goro::coroutines().iter().any(|c| c.id == id && c.state == goro::CoroutineState::Parked);
+///     while !parked(h.id()) {
+///         goro::yield_now();
+///     }
+///     let text = goro::diag::dump();
+///     // goro: 2 coroutines (2 live, counting unstarted)
+///     //   coroutine #1 [Runnable] spawned at ...
+///     //   coroutine #2 "consumer" [recv on chan#1 (cap 0, 0 queued, 1 senders alive) at ...] spawned at ...
+///     assert!(text.contains("\"consumer\" [recv on chan#"));
+///     h.cancel();
+/// });
+/// ```
 pub fn dump() -> String {
     let mut s = String::new();
     let list = super::coroutines();

@@ -1,6 +1,3 @@
-//! Diagnostics: what each coroutine is doing, runtime counters, and the
-//! deadlock detector.
-
 // Maintainers' notes. `diag` is a reader on top of the scheduler: it names
 // `sched`, `coroutine`, `park`, `stack` and `time` and nothing names it but
 // `runtime` (which wires it in) and the public API. What a coroutine waits
@@ -9,6 +6,42 @@
 // `num_coroutines()`, the whole deadlock story (`deadlock.rs`: the global
 // rule, partial cycles, the report and the dump), and the panic hook that
 // names the coroutine (`panic.rs`).
+
+//! Diagnostics: what each coroutine is doing, runtime counters, and what
+//! the deadlock detector reports (Go's goroutine dump, `NumGoroutine` and
+//! "all goroutines are asleep").
+//!
+//! * [`coroutines()`] lists the live coroutines with their [`CoroutineState`],
+//!   name, spawn site and, when parked, the [`WaitReason`] and the line of the
+//!   blocking call; [`dump()`] formats the same list as text.
+//! * [`num_coroutines()`] counts them; [`stats()`] returns [`Stats`]
+//!   (spawns, steals, context switches, stack and timer counters).
+//! * When every coroutine of a runtime is parked with nothing that could wake
+//!   it, [`Runtime::run`](crate::Runtime::run) returns
+//!   [`RunError::Deadlock`](crate::RunError::Deadlock) with a
+//!   [`DeadlockReport`](crate::DeadlockReport) ([`run`](crate::run) panics with
+//!   it). Cycles of coroutines waiting on each other while the rest of the
+//!   program runs on are handled by the [`PartialDeadlockPolicy`].
+//! * [`RuntimeBuilder::dump_on_sigquit`](crate::RuntimeBuilder::dump_on_sigquit)
+//!   prints the dump on `kill -QUIT`, as Go does.
+//!
+//! ```
+//! use goro::diag::{self, CoroutineState, WaitReason};
+//!
+//! goro::run(|| {
+//!     let (tx, rx) = goro::chan::<()>(0);
+//!     let h = goro::Builder::new().name("waiter").spawn(move || rx.recv()).unwrap();
+//!     while !diag::coroutines().iter().any(|c| c.state == CoroutineState::Parked) {
+//!         goro::yield_now();
+//!     }
+//!     let waiter = diag::coroutines().into_iter().find(|c| c.id == h.id()).unwrap();
+//!     assert_eq!(waiter.name.as_deref(), Some("waiter"));
+//!     assert!(matches!(waiter.wait, WaitReason::Recv { cap: 0, .. }));
+//!     assert!(diag::dump().contains("\"waiter\""));
+//!     drop(tx);
+//!     assert!(h.join().unwrap().is_err()); // the channel closed
+//! });
+//! ```
 
 use std::fmt;
 use std::panic::Location;
@@ -23,6 +56,21 @@ pub use crate::wait::{LockWait, PartialDeadlockPolicy, SelectCase, WaitReason};
 pub use deadlock::dump;
 
 /// What a coroutine is doing, as listed by [`coroutines()`].
+///
+/// ```
+/// use goro::diag::CoroutineState;
+/// goro::run(|| {
+///     let (tx, rx) = goro::chan::<()>(0);
+///     let h = goro::go(move || rx.recv());
+///     // Wait until it has started and parked in `recv`.
+///     let state = || goro::coroutines().into_iter().find(|c| c.id == h.id()).map(|c| c.state);
+///     while state() != Some(CoroutineState::Parked) {
+///         goro::yield_now();
+///     }
+///     drop(tx);
+///     h.join().unwrap().unwrap_err();
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CoroutineState {
@@ -37,6 +85,25 @@ pub enum CoroutineState {
 }
 
 /// One live coroutine, from [`coroutines()`].
+///
+/// ```
+/// goro::run(|| {
+///     let (_tx, rx) = goro::chan::<()>(0);
+///     let h = goro::Builder::new().name("idle").spawn(move || rx.recv()).unwrap();
+///     // Wait until it has started and parked.
+///     let parked = |id| goro::coroutines().iter().any(|c| c.id == id && c.state == goro::CoroutineState::Parked);
+///     while !parked(h.id()) {
+///         goro::yield_now();
+///     }
+///     let info: goro::CoroutineInfo = goro::coroutines().into_iter().find(|c| c.id == h.id()).unwrap();
+///     assert_eq!(info.name.as_deref(), Some("idle"));
+///     assert!(info.spawned_at.contains(".rs:"));
+///     // `Display` is one line of the dump, e.g.
+///     // coroutine #3 "idle" [recv on chan#1 (cap 0, ...) at src/main.rs:4:55] spawned at src/main.rs:4:39
+///     println!("{info}");
+///     h.cancel();
+/// });
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct CoroutineInfo {
@@ -75,6 +142,26 @@ impl fmt::Display for CoroutineInfo {
 /// Lists the started, live coroutines of the current runtime (inside a
 /// coroutine) or of the global default runtime (outside one). Coroutines not
 /// yet started are counted by [`num_coroutines`] but not listed.
+///
+/// ```
+/// goro::run(|| {
+///     let (tx, rx) = goro::chan::<i32>(0);
+///     let workers: Vec<_> = (0..3).map(|_| {
+///         let rx = rx.clone();
+///         goro::go(move || rx.recv())
+///     }).collect();
+///     // Wait until all three have started and parked.
+///     while goro::coroutines().iter().filter(|c| c.state == goro::CoroutineState::Parked).count() < 3 {
+///         goro::yield_now();
+///     }
+///     let parked = goro::coroutines().iter().filter(|c| c.state == goro::CoroutineState::Parked).count();
+///     assert_eq!(parked, 3);
+///     drop(tx);
+///     for w in workers {
+///         assert!(w.join().unwrap().is_err());
+///     }
+/// });
+/// ```
 pub fn coroutines() -> Vec<CoroutineInfo> {
     crate::sched::with_runtime(|rt| {
         let mut v: Vec<CoroutineInfo> = rt
@@ -106,11 +193,39 @@ pub fn coroutines() -> Vec<CoroutineInfo> {
 
 /// Live coroutines of the current runtime, main and unstarted ones included
 /// (Go's `runtime.NumGoroutine()`).
+///
+/// ```
+/// let rt = goro::Runtime::builder().workers(1).build().unwrap();
+/// rt.run(|| {
+///     assert_eq!(goro::num_coroutines(), 1); // main
+///     let (tx, rx) = goro::chan::<()>(0);
+///     let h = goro::go(move || rx.recv());
+///     assert_eq!(goro::num_coroutines(), 2);
+///     drop(tx);
+///     h.join().unwrap().unwrap_err();
+/// })
+/// .unwrap();
+/// ```
 pub fn num_coroutines() -> usize {
     crate::sched::with_runtime(|rt| rt.live.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Runtime counters, from [`stats()`].
+///
+/// ```
+/// let rt = goro::Runtime::builder().workers(1).build().unwrap();
+/// let s: goro::Stats = rt
+///     .run(|| {
+///         for i in 0..10 {
+///             goro::go(move || i).join().unwrap();
+///         }
+///         goro::stats()
+///     })
+///     .unwrap();
+/// assert!(s.spawned >= 10);
+/// assert!(s.live >= 1);
+/// assert!(s.context_switches >= 10);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -150,6 +265,14 @@ pub struct Stats {
 
 /// Counters of the current runtime (inside a coroutine) or of the global
 /// default runtime (outside one).
+///
+/// ```
+/// goro::run(|| {
+///     let before = goro::stats().context_switches;
+///     goro::go(|| ()).join().unwrap();
+///     assert!(goro::stats().context_switches > before);
+/// });
+/// ```
 pub fn stats() -> Stats {
     use std::sync::atomic::Ordering::Relaxed;
     crate::sched::with_runtime(|rt| {

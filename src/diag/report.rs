@@ -11,6 +11,16 @@ use crate::sched::Shared;
 use crate::wait::WaitReason;
 
 /// One blocked coroutine in a [`DeadlockReport`].
+///
+/// ```
+/// use goro::{RunError, Runtime};
+/// let rt = Runtime::builder().workers(1).build().unwrap();
+/// let (_tx, rx) = goro::chan::<()>(0);
+/// let Err(RunError::Deadlock(report)) = rt.run(move || rx.recv()) else { panic!("no deadlock") };
+/// let main: &goro::BlockedCoroutine = &report.blocked[0];
+/// assert!(main.is_main);
+/// assert!(main.wait_text().starts_with("recv on chan#"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct BlockedCoroutine {
     /// Coroutine id.
@@ -33,6 +43,15 @@ pub struct BlockedCoroutine {
 impl BlockedCoroutine {
     /// The wait as the report prints it, with where it was called from
     /// (`join of #12 "worker" at src/main.rs:42:17`, ...).
+    ///
+    /// ```
+    /// use goro::{RunError, Runtime};
+    /// let rt = Runtime::builder().workers(1).build().unwrap();
+    /// let r = rt.run(|| goro::Builder::new().name("stuck").spawn(|| goro::never::<()>().recv()).unwrap().join());
+    /// let Err(RunError::Deadlock(report)) = r else { panic!("no deadlock") };
+    /// assert!(report.blocked[0].wait_text().starts_with("join of #"));
+    /// assert!(report.blocked[0].wait_text().contains("\"stuck\""));
+    /// ```
     pub fn wait_text(&self) -> String {
         let at = crate::diag::At(self.wait_at);
         match (&self.wait, &self.joins_name) {
@@ -56,6 +75,16 @@ impl BlockedCoroutine {
 
 /// What the deadlock detector found: every blocked coroutine and what it
 /// waits on. `Display` prints one line per coroutine, grouping identical ones.
+///
+/// ```
+/// use goro::{RunError, Runtime};
+/// let rt = Runtime::builder().workers(1).build().unwrap();
+/// let (_tx, rx) = goro::chan::<()>(0);
+/// let Err(RunError::Deadlock(report)) = rt.run(move || rx.recv()) else { panic!("no deadlock") };
+/// assert!(!report.is_empty());
+/// assert_eq!(report.blocked.len(), 1);
+/// println!("{report}"); // one line per blocked coroutine
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct DeadlockReport {
     /// The blocked coroutines, main first.
@@ -91,6 +120,10 @@ impl DeadlockReport {
     }
 
     /// True if no coroutine is blocked.
+    ///
+    /// ```
+    /// assert!(goro::DeadlockReport::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.blocked.is_empty()
     }

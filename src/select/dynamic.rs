@@ -148,6 +148,16 @@ impl<'a, T> DynSend<'a> for SendReady<'a, T> {
 }
 
 /// The chosen case of a [`Select`]: complete it with `recv` or `send`.
+///
+/// ```
+/// let (tx, rx) = goro::chan(1);
+/// tx.send("v").unwrap();
+/// let mut sel = goro::Select::new();
+/// sel.recv(&rx);
+/// let op: goro::SelectedOperation<'_> = sel.select();
+/// assert_eq!(op.index(), 0);
+/// assert_eq!(op.recv(&rx), Ok("v"));
+/// ```
 #[must_use = "a selected operation must be completed with recv or send"]
 pub struct SelectedOperation<'a> {
     index: usize,
@@ -156,11 +166,28 @@ pub struct SelectedOperation<'a> {
 
 impl<'a> Select<'a> {
     /// An empty select.
+    ///
+    /// ```
+    /// let mut sel = goro::Select::new();
+    /// assert!(sel.try_select().is_err()); // no cases: nothing is ever ready
+    /// ```
     pub fn new() -> Select<'a> {
         Select { cases: Vec::new() }
     }
 
     /// Adds a receive case; returns its index.
+    ///
+    /// ```
+    /// // Receive from whichever of a run-time list of channels has a value.
+    /// let chans: Vec<_> = (0..4).map(|_| goro::chan::<usize>(1)).collect();
+    /// chans[2].0.send(20).unwrap();
+    /// let mut sel = goro::Select::new();
+    /// let idx: Vec<usize> = chans.iter().map(|(_, rx)| sel.recv(rx)).collect();
+    /// let op = sel.select();
+    /// let i = idx.iter().position(|&k| k == op.index()).unwrap();
+    /// assert_eq!(i, 2);
+    /// assert_eq!(op.recv(&chans[i].1), Ok(20));
+    /// ```
     pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
         self.cases.push(DynCase::Recv(Box::new(RecvCase::new(rx))));
         self.cases.len() - 1
@@ -168,6 +195,19 @@ impl<'a> Select<'a> {
 
     /// Adds a send case; returns its index. It is chosen when a send on
     /// `tx` could proceed; complete it with [`SelectedOperation::send`].
+    ///
+    /// ```
+    /// let (full_tx, _full_rx) = goro::chan::<i32>(1);
+    /// full_tx.send(0).unwrap(); // no room left
+    /// let (tx, rx) = goro::chan::<i32>(1);
+    /// let mut sel = goro::Select::new();
+    /// let _a = sel.send(&full_tx);
+    /// let b = sel.send(&tx);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), b); // only `tx` has room
+    /// op.send(&tx, 5).unwrap();
+    /// assert_eq!(rx.recv(), Ok(5));
+    /// ```
     pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
         self.cases.push(DynCase::Send(Box::new(SendReady { tx, queued: None })));
         self.cases.len() - 1
@@ -175,6 +215,17 @@ impl<'a> Select<'a> {
 
     /// Waits until one case is chosen. With no cases, waits for ever
     /// (Go's `select {}`).
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let (tx, rx) = goro::chan::<&str>(0);
+    ///     goro::go(move || tx.send("late").unwrap());
+    ///     let mut sel = goro::Select::new();
+    ///     sel.recv(&rx);
+    ///     let op = sel.select(); // parks until the sender arrives
+    ///     assert_eq!(op.recv(&rx), Ok("late"));
+    /// });
+    /// ```
     #[track_caller]
     pub fn select(&mut self) -> SelectedOperation<'a> {
         self.run(Mode::Block).expect("a blocking select returns a case")
@@ -185,6 +236,17 @@ impl<'a> Select<'a> {
     /// # Errors
     ///
     /// `TrySelectError` if none is.
+    ///
+    /// ```
+    /// let (tx, rx) = goro::chan::<i32>(1);
+    /// let mut sel = goro::Select::new();
+    /// sel.recv(&rx);
+    /// assert!(sel.try_select().is_err()); // nothing buffered yet
+    /// tx.send(1).unwrap();
+    /// let mut sel = goro::Select::new();
+    /// sel.recv(&rx);
+    /// assert_eq!(sel.try_select().unwrap().recv(&rx), Ok(1));
+    /// ```
     pub fn try_select(&mut self) -> Result<SelectedOperation<'a>, crate::TrySelectError> {
         self.run(Mode::Try).ok_or(crate::TrySelectError)
     }
@@ -194,6 +256,14 @@ impl<'a> Select<'a> {
     /// # Errors
     ///
     /// `SelectTimeoutError` on timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_tx, rx) = goro::chan::<i32>(1);
+    /// let mut sel = goro::Select::new();
+    /// sel.recv(&rx);
+    /// assert!(sel.select_timeout(Duration::from_millis(2)).is_err());
+    /// ```
     #[track_caller]
     pub fn select_timeout(&mut self, d: Duration) -> Result<SelectedOperation<'a>, crate::SelectTimeoutError> {
         self.run(Mode::timeout(d)).ok_or(crate::SelectTimeoutError)
@@ -232,6 +302,18 @@ impl std::fmt::Debug for SelectedOperation<'_> {
 
 impl SelectedOperation<'_> {
     /// The index of the chosen case.
+    ///
+    /// ```
+    /// let (_tx1, rx1) = goro::chan::<i32>(1);
+    /// let (tx2, rx2) = goro::chan::<i32>(1);
+    /// tx2.send(2).unwrap();
+    /// let mut sel = goro::Select::new();
+    /// let _first = sel.recv(&rx1);
+    /// let second = sel.recv(&rx2);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), second);
+    /// op.recv(&rx2).unwrap();
+    /// ```
     pub fn index(&self) -> usize {
         self.index
     }
@@ -241,6 +323,20 @@ impl SelectedOperation<'_> {
     /// # Panics
     ///
     /// If the chosen case is not a receive on `rx`.
+    ///
+    /// # Errors
+    ///
+    /// `RecvError` if the channel is closed and drained (a closed channel is
+    /// always ready).
+    ///
+    /// ```
+    /// let (tx, rx) = goro::chan::<i32>(1);
+    /// drop(tx);
+    /// let mut sel = goro::Select::new();
+    /// sel.recv(&rx);
+    /// // A closed channel's receive is ready and yields `Err(RecvError)`.
+    /// assert_eq!(sel.select().recv(&rx), Err(goro::RecvError));
+    /// ```
     pub fn recv<T>(self, rx: &Receiver<T>) -> Result<T, RecvError> {
         match self.case {
             DynCase::Recv(mut r) => {
@@ -260,6 +356,18 @@ impl SelectedOperation<'_> {
     /// # Panics
     ///
     /// If the chosen case is not a send on `tx`.
+    ///
+    /// # Errors
+    ///
+    /// `SendError(v)` if the channel is closed or has no receivers left.
+    ///
+    /// ```
+    /// let (tx, rx) = goro::chan::<String>(1);
+    /// let mut sel = goro::Select::new();
+    /// sel.send(&tx);
+    /// sel.select().send(&tx, "hi".to_string()).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), "hi");
+    /// ```
     pub fn send<T>(self, tx: &Sender<T>, v: T) -> Result<(), SendError<T>> {
         match self.case {
             DynCase::Send(s) => {

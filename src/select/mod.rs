@@ -1,29 +1,29 @@
-//! Select: wait on several channel operations, complete exactly one.
-//!
-//! Owns: the algorithm (Go's `select.go`), the [`Case`] trait every kind of
-//! case implements, the typed cases used by `select!`, and the dynamic
-//! [`Select`] builder.
-//!
-//! The algorithm, for a blocking select:
-//!  1. Lock every distinct channel of the cases, in address order (so two
-//!     selects over the same channels cannot deadlock).
-//!  2. Poll the cases in a random order; the first that can complete now
-//!     completes. Since the order is a uniformly random permutation, each
-//!     ready case is equally likely to win (Go's rule: no case starves).
-//!  3. If none is ready (and there is no `default`): enqueue one op per case,
-//!     all sharing one `Selector`, then unlock everything and park.
-//!  4. A counterpart claims the selector for one case (the CAS of `imp.rs`),
-//!     moves the value and wakes us. A timeout instead wins the selector for
-//!     "aborted".
-//!  5. Relock and dequeue the losing ops, unlock, collect the winner's result.
-//!
-//! Before step 1, an optimistic pass tries each case whose channel's
-//! readiness hint is set, locking only that channel (most selects in a busy
-//! program find a case ready; this saves locking the others).
-//!
-//! Holding every lock during 2–3 means readiness cannot change between the
-//! poll and the enqueue, and a select never meets its own ops while polling
-//! (a send and a receive on one channel in one select never pair up).
+// Select: wait on several channel operations, complete exactly one.
+//
+// Owns: the algorithm (Go's `select.go`), the `Case` trait every kind of
+// case implements, the typed cases used by `select!`, and the dynamic
+// `Select` builder.
+//
+// The algorithm, for a blocking select:
+//  1. Lock every distinct channel of the cases, in address order (so two
+//     selects over the same channels cannot deadlock).
+//  2. Poll the cases in a random order; the first that can complete now
+//     completes. Since the order is a uniformly random permutation, each
+//     ready case is equally likely to win (Go's rule: no case starves).
+//  3. If none is ready (and there is no `default`): enqueue one op per case,
+//     all sharing one `Selector`, then unlock everything and park.
+//  4. A counterpart claims the selector for one case (the CAS of `imp.rs`),
+//     moves the value and wakes us. A timeout instead wins the selector for
+//     "aborted".
+//  5. Relock and dequeue the losing ops, unlock, collect the winner's result.
+//
+// Before step 1, an optimistic pass tries each case whose channel's
+// readiness hint is set, locking only that channel (most selects in a busy
+// program find a case ready; this saves locking the others).
+//
+// Holding every lock during 2–3 means readiness cannot change between the
+// poll and the enqueue, and a select never meets its own ops while polling
+// (a send and a receive on one channel in one select never pair up).
 
 mod dynamic;
 

@@ -1,4 +1,67 @@
-//! Coroutine stacks: carved from large reservations, reused LIFO.
+// Design notes for maintainers (the user docs are the `//!` block below).
+//
+// Owns: `Stack` (one coroutine's stack, implementing corosensei's `Stack`),
+// the slab of reservations behind it, and the stack counters.
+//
+// Layout: stacks come in power-of-two *classes* (16 KiB .. 1 GiB of usable
+// space). A class carves its slots from `MAP_NORESERVE` reservations of at
+// least 64 MiB, so a million stacks need a few thousand mappings, not a
+// million (`vm.max_map_count` is 65 530 on a stock Linux). Each slot is
+// `[guard (GUARD_SIZE)][usable stack]`; the stack grows down from the top.
+//
+// Invariants:
+//  1. Every slot's guard is installed once, before any code runs on the
+//     slot, with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+: no extra
+//     mapping, no memory, whatever its size) or, if the kernel refuses,
+//     `mprotect(PROT_NONE)` over the same 64 KiB. The fallback splits the
+//     mapping in two per slot, so it caps out near 32 000 live stacks; its
+//     cost is per slot, not per byte (a `PROT_NONE` range is one mapping
+//     and is never committed), so the fallback keeps the full 64 KiB too:
+//     the only price of the larger guard is 60 KiB more address space per
+//     slot (one 16 KiB stack takes 80 KiB of address space, 80 GB for a
+//     million; on 32-bit targets it caps out near 40 000 stacks). A freshly
+//     carved slot comes with a `PendingGuard`: the system call is made by
+//     the worker that first runs the coroutine (off the spawner's path, in
+//     parallel across workers), or when the unstarted coroutine is dropped.
+//  2. A `Stack` knows whether its guard is installed (`guarded`). Only a
+//     guarded slot ever reaches a free list: dropping an unguarded `Stack`
+//     (its install failed) sets the slot aside for good (its memory is
+//     given back, its address space never reused). So every slot in a free
+//     list has its guard, and a recycled slot needs no system call.
+//  3. Memory is committed by the kernel as the stack is touched; an idle
+//     coroutine costs the one or two pages it used.
+//  4. Freed slots go to a per-thread LIFO cache (hot pages are reused first),
+//     overflowing into a global list. A slot whose stack went deeper than
+//     `KEEP` bytes gets everything below the top `KEEP` bytes given back
+//     (`MADV_DONTNEED`) when it is freed, so one deep call does not pin
+//     memory forever. "Went deeper" is read off a probe page at that depth:
+//     a stack that never reached it left it all zero.
+//  5. Reservations are never unmapped (slots are recycled), so a guard
+//     address stays a guard for the life of the process; the overflow
+//     handler relies on that.
+//
+// Lock order: a class lock, then the overflow region table's lock
+// (`carve` registers a new reservation under its class lock); nothing else
+// is taken under either.
+
+//! Coroutine stacks: how big they are, what guards them, and how to grow one.
+//!
+//! Every coroutine runs on its own stack, reserved (not committed) at
+//! [`DEFAULT_STACK_SIZE`] unless its [`Builder`](crate::Builder) or
+//! [`RuntimeBuilder`](crate::RuntimeBuilder) asks for another size; memory is
+//! committed only as the stack is touched, so an idle coroutine costs a page or
+//! two. [`remaining`] tells how much stack is left below the caller, and
+//! [`maybe_grow`] runs a closure on a fresh segment when little is left, so a
+//! deep recursion is bounded only by memory, as in Go:
+//!
+//! ```
+//! fn depth(n: u64) -> u64 {
+//!     // Before each level, make sure 32 KiB are left; else go on in a new 1 MiB segment.
+//!     goro::stack::maybe_grow(32 * 1024, 1 << 20, || if n == 0 { 0 } else { 1 + depth(n - 1) })
+//! }
+//! let big = goro::Builder::new().stack_size(64 * 1024).spawn(|| depth(200_000)).unwrap();
+//! assert_eq!(big.join().unwrap(), 200_000);
+//! ```
 //!
 //! # Guarantees
 //!
@@ -24,55 +87,9 @@
 //!    buffers on the heap there.
 //!
 //! A coroutine whose guard cannot be installed at all (kernels before 6.13
-//! when `vm.max_map_count` runs out, see invariant 1) does not run: its
+//! when `vm.max_map_count` runs out) does not run: its
 //! `join` returns an error saying what to do, and its slot is set aside for
 //! good, never given to another coroutine.
-//!
-//! # Design
-//!
-//! Owns: `Stack` (one coroutine's stack, implementing corosensei's `Stack`),
-//! the slab of reservations behind it, and the stack counters.
-//!
-//! Layout: stacks come in power-of-two *classes* (16 KiB .. 1 GiB of usable
-//! space). A class carves its slots from `MAP_NORESERVE` reservations of at
-//! least 64 MiB, so a million stacks need a few thousand mappings, not a
-//! million (`vm.max_map_count` is 65 530 on a stock Linux). Each slot is
-//! `[guard (GUARD_SIZE)][usable stack]`; the stack grows down from the top.
-//!
-//! Invariants:
-//!  1. Every slot's guard is installed once, before any code runs on the
-//!     slot, with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+: no extra
-//!     mapping, no memory, whatever its size) or, if the kernel refuses,
-//!     `mprotect(PROT_NONE)` over the same 64 KiB. The fallback splits the
-//!     mapping in two per slot, so it caps out near 32 000 live stacks; its
-//!     cost is per slot, not per byte (a `PROT_NONE` range is one mapping
-//!     and is never committed), so the fallback keeps the full 64 KiB too:
-//!     the only price of the larger guard is 60 KiB more address space per
-//!     slot (one 16 KiB stack takes 80 KiB of address space, 80 GB for a
-//!     million; on 32-bit targets it caps out near 40 000 stacks). A freshly
-//!     carved slot comes with a `PendingGuard`: the system call is made by
-//!     the worker that first runs the coroutine (off the spawner's path, in
-//!     parallel across workers), or when the unstarted coroutine is dropped.
-//!  2. A `Stack` knows whether its guard is installed (`guarded`). Only a
-//!     guarded slot ever reaches a free list: dropping an unguarded `Stack`
-//!     (its install failed) sets the slot aside for good (its memory is
-//!     given back, its address space never reused). So every slot in a free
-//!     list has its guard, and a recycled slot needs no system call.
-//!  3. Memory is committed by the kernel as the stack is touched; an idle
-//!     coroutine costs the one or two pages it used.
-//!  4. Freed slots go to a per-thread LIFO cache (hot pages are reused first),
-//!     overflowing into a global list. A slot whose stack went deeper than
-//!     `KEEP` bytes gets everything below the top `KEEP` bytes given back
-//!     (`MADV_DONTNEED`) when it is freed, so one deep call does not pin
-//!     memory forever. "Went deeper" is read off a probe page at that depth:
-//!     a stack that never reached it left it all zero.
-//!  5. Reservations are never unmapped (slots are recycled), so a guard
-//!     address stays a guard for the life of the process; the overflow
-//!     handler relies on that.
-//!
-//! Lock order: a class lock, then the overflow region table's lock
-//! (`carve` registers a new reservation under its class lock); nothing else
-//! is taken under either.
 
 pub(crate) mod overflow;
 mod segment;
@@ -86,21 +103,60 @@ use parking_lot::Mutex;
 pub use segment::{maybe_grow, remaining};
 
 /// Smallest usable stack (requests are rounded up to it).
+///
+/// ```
+/// // A tiny request still gets a usable stack.
+/// let h = goro::Builder::new().stack_size(1).spawn(|| 1).unwrap();
+/// assert_eq!(h.join().unwrap(), 1);
+/// assert_eq!(goro::stack::MIN_STACK_SIZE, 16 * 1024);
+/// ```
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Default reservation for a spawned coroutine.
+///
+/// ```
+/// assert_eq!(goro::stack::DEFAULT_STACK_SIZE, 256 * 1024);
+/// // Ask for more where a coroutine recurses deeply:
+/// let h = goro::Builder::new().stack_size(4 * goro::stack::DEFAULT_STACK_SIZE).spawn(|| ()).unwrap();
+/// h.join().unwrap();
+/// ```
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// Default reservation for the main coroutine of `run`.
+///
+/// ```
+/// let rt = goro::Runtime::builder()
+///     .main_stack_size(2 * goro::stack::DEFAULT_MAIN_STACK_SIZE)
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.run(|| 1).unwrap(), 1);
+/// ```
 pub const DEFAULT_MAIN_STACK_SIZE: usize = 8 * 1024 * 1024;
 
 /// Bytes of guard below every coroutine stack and segment (module docs,
 /// "Guarantees"): 64 KiB, the largest frame GCC assumes may skip a guard on
 /// aarch64. Reserved beside the usable stack, never taken out of it.
+///
+/// ```
+/// // Keep single stack frames (big local arrays) well below the guard.
+/// let buf = vec![0u8; 4 * goro::stack::GUARD_SIZE]; // large buffers on the heap
+/// assert_eq!(buf.len(), 256 * 1024);
+/// ```
 pub const GUARD_SIZE: usize = 64 * 1024;
 
 /// Whether rustc probes large stack frames on this target (x86_64, x86,
 /// aarch64), so that an overflowing Rust frame of any size meets the guard
 /// first. Where false (riscv64, arm, loongarch64) only frames up to
 /// [`GUARD_SIZE`] are sure to (module docs, "Guarantees").
+///
+/// ```
+/// // Where large frames are not probed, a local over GUARD_SIZE could skip the
+/// // guard: put it on the heap instead.
+/// let table: Vec<u64> = if goro::stack::FRAMES_PROBED {
+///     [7u64; 1024].to_vec() // 8 KiB on the stack is fine everywhere anyway
+/// } else {
+///     vec![7u64; 1024]
+/// };
+/// assert_eq!(table.len(), 1024);
+/// ```
 pub const FRAMES_PROBED: bool = cfg!(goro_frames_probed);
 
 const PAGE: usize = 4096;

@@ -69,6 +69,14 @@ fn bounds_of(sp: usize) -> (usize, usize) {
 ///
 /// In a coroutine: of its stack or current segment; on a plain thread: of
 /// the thread's stack.
+///
+/// ```
+/// let left = goro::run(goro::stack::remaining);
+/// // The main coroutine of `run` has an 8 MiB stack by default.
+/// assert!(left > 1 << 20 && left <= goro::stack::DEFAULT_MAIN_STACK_SIZE);
+/// let small = goro::Builder::new().stack_size(64 * 1024).spawn(goro::stack::remaining).unwrap();
+/// assert!(small.join().unwrap() <= 64 * 1024);
+/// ```
 #[inline]
 pub fn remaining() -> usize {
     let sp = sp();

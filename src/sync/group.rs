@@ -269,6 +269,10 @@ impl<E: Send + 'static> Group<E> {
     ///
     /// Resumes the first panic of a task, after all tasks have ended.
     ///
+    /// # Errors
+    ///
+    /// The first error a task returned (later ones are dropped).
+    ///
     /// ```
     /// let g = goro::sync::Group::<&str>::new();
     /// g.go(|| panic!("task panicked"));

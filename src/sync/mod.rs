@@ -1,21 +1,58 @@
-//! Coroutine-aware synchronization: [`WaitGroup`], [`Mutex`], [`RwLock`],
-//! [`Once`], [`Semaphore`], and [`Group`] (Go's errgroup).
+// Design notes for maintainers (the user docs are the `//!` block below).
+//
+// Coroutine-aware synchronization: [`WaitGroup`], [`Mutex`], [`RwLock`],
+// [`Once`], [`Semaphore`], and [`Group`] (Go's errgroup).
+//
+// Owns: the primitives and their FIFO wait queues (`waitq::WaitQueue`).
+//
+// Every waiting party parks through `park.rs`, so a coroutine never spins
+// its worker and a plain OS thread simply blocks; both can wait on one
+// object. Hand-off is FIFO: a releasing party grants the lock (or permit)
+// to the first waiter directly (Go's starvation mode, always), so nobody
+// waits forever and a waiter that was granted something owns it even if it
+// has not run yet. A granted waiter that unwinds before taking its grant
+// (a coroutine cancelled at shutdown) passes it on (event-listener's rule).
+//
+// No poisoning: a cancelled coroutine unwinding with a guard releases it
+// normally (as parking_lot does).
+//
+// Lock order: a primitive's internal queue lock is a leaf; it is never held
+// across `park` or while waking (collect, unlock, then wake).
+
+//! Synchronization primitives that park a coroutine instead of its worker
+//! thread: Go's `sync` package plus a semaphore and errgroup.
 //!
-//! Owns: the primitives and their FIFO wait queues ([`waitq::WaitQueue`]).
+//! | goro | Go | use it to |
+//! |---|---|---|
+//! | [`WaitGroup`] | `sync.WaitGroup` | wait for a set of coroutines to finish |
+//! | [`Mutex`] | `sync.Mutex` | guard data shared between coroutines |
+//! | [`RwLock`] | `sync.RWMutex` | many readers or one writer |
+//! | [`Once`] | `sync.Once` | run an initialisation exactly once |
+//! | [`Semaphore`] | `x/sync/semaphore` | cap how many run at once |
+//! | [`Group`] | `x/sync/errgroup` | run tasks, stop at the first error |
 //!
-//! Every waiting party parks through `park.rs`, so a coroutine never spins
-//! its worker and a plain OS thread simply blocks; both can wait on one
-//! object. Hand-off is FIFO: a releasing party grants the lock (or permit)
-//! to the first waiter directly (Go's starvation mode, always), so nobody
-//! waits forever and a waiter that was granted something owns it even if it
-//! has not run yet. A granted waiter that unwinds before taking its grant
-//! (a coroutine cancelled at shutdown) passes it on (event-listener's rule).
+//! Use these, not `std::sync`'s locks, for anything a coroutine may wait on:
+//! a std lock held across a goro park blocks every coroutine of that worker.
+//! Each primitive also works from a plain OS thread (it blocks the thread), and
+//! both can wait on the same object. Waiters are served first come, first
+//! served, and there is no poisoning: a guard dropped by a panic or a
+//! cancelled coroutine simply unlocks.
 //!
-//! No poisoning: a cancelled coroutine unwinding with a guard releases it
-//! normally (as parking_lot does).
+//! ```
+//! use std::sync::Arc;
+//! use goro::sync::{Mutex, WaitGroup};
 //!
-//! Lock order: a primitive's internal queue lock is a leaf; it is never held
-//! across `park` or while waking (collect, unlock, then wake).
+//! goro::run(|| {
+//!     let total = Arc::new(Mutex::new(0));
+//!     let wg = WaitGroup::new();
+//!     for i in 1..=10 {
+//!         let total = total.clone();
+//!         wg.go(move || *total.lock() += i);
+//!     }
+//!     wg.wait();
+//!     assert_eq!(*total.lock(), 55);
+//! });
+//! ```
 
 mod group;
 mod mutex;

@@ -70,6 +70,15 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
 /// Proof of holding a [`Mutex`]; unlocks when dropped.
+///
+/// ```
+/// let m = goro::sync::Mutex::new(vec![1]);
+/// {
+///     let mut guard: goro::sync::MutexGuard<'_, Vec<i32>> = m.lock();
+///     guard.push(2); // DerefMut to the data
+/// } // unlocked here
+/// assert_eq!(*m.lock(), [1, 2]);
+/// ```
 #[must_use = "the mutex unlocks when the guard is dropped"]
 pub struct MutexGuard<'a, T: ?Sized> {
     lock: &'a Mutex<T>,
@@ -81,6 +90,11 @@ unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex holding `v`.
+    ///
+    /// ```
+    /// let m = goro::sync::Mutex::new(String::from("hi"));
+    /// assert_eq!(*m.lock(), "hi");
+    /// ```
     pub fn new(v: T) -> Self {
         Mutex {
             state: AtomicU8::new(0),
@@ -92,6 +106,12 @@ impl<T> Mutex<T> {
     }
 
     /// Consumes the mutex, returning the data.
+    ///
+    /// ```
+    /// let m = goro::sync::Mutex::new(3);
+    /// *m.lock() += 1;
+    /// assert_eq!(m.into_inner(), 4);
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -99,6 +119,27 @@ impl<T> Mutex<T> {
 
 impl<T: ?Sized> Mutex<T> {
     /// Locks, parking until the lock is free.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// goro::run(|| {
+    ///     let log = Arc::new(goro::sync::Mutex::new(Vec::new()));
+    ///     let hs: Vec<_> = (0..3)
+    ///         .map(|i| {
+    ///             let log = log.clone();
+    ///             goro::go(move || {
+    ///                 let mut g = log.lock();
+    ///                 g.push(i);
+    ///                 goro::time::sleep(std::time::Duration::from_millis(1)); // parks holding the lock: fine
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     for h in hs {
+    ///         h.join().unwrap();
+    ///     }
+    ///     assert_eq!(log.lock().len(), 3);
+    /// });
+    /// ```
     #[track_caller]
     pub fn lock(&self) -> MutexGuard<'_, T> {
         if self.state.compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_err() {
@@ -202,6 +243,14 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// Locks if free, without waiting.
+    ///
+    /// ```
+    /// let m = goro::sync::Mutex::new(0);
+    /// let held = m.lock();
+    /// assert!(m.try_lock().is_none());
+    /// drop(held);
+    /// assert!(m.try_lock().is_some());
+    /// ```
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         // Like Go's TryLock: may take a free lock even with waiters queued
         // (normal mode); in starvation mode LOCKED never drops, so it fails.
@@ -213,6 +262,12 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// Mutable access without locking (the borrow proves exclusivity).
+    ///
+    /// ```
+    /// let mut m = goro::sync::Mutex::new(0);
+    /// *m.get_mut() = 10;
+    /// assert_eq!(*m.lock(), 10);
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }

@@ -28,17 +28,54 @@ pub struct Once {
 
 impl Once {
     /// A fresh `Once`.
+    ///
+    /// ```
+    /// use goro::sync::Once;
+    /// static SETUP: Once = Once::new(); // usable in statics
+    /// assert!(!SETUP.is_completed());
+    /// ```
     pub const fn new() -> Self {
         Once { state: AtomicU8::new(NEW), queue: WaitQueue::new(()) }
     }
 
     /// Has the initializer finished?
+    ///
+    /// ```
+    /// let once = goro::sync::Once::new();
+    /// assert!(!once.is_completed());
+    /// once.call_once(|| {});
+    /// assert!(once.is_completed());
+    /// ```
     pub fn is_completed(&self) -> bool {
         self.state.load(Ordering::Acquire) == DONE
     }
 
     /// Runs `f` if no call has run it yet; otherwise waits until the running
     /// one has finished.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// goro::run(|| {
+    ///     let once = Arc::new(goro::sync::Once::new());
+    ///     let inits = Arc::new(AtomicUsize::new(0));
+    ///     let hs: Vec<_> = (0..8)
+    ///         .map(|_| {
+    ///             let (once, inits) = (once.clone(), inits.clone());
+    ///             goro::go(move || {
+    ///                 once.call_once(|| {
+    ///                     inits.fetch_add(1, Ordering::Relaxed);
+    ///                 });
+    ///                 assert!(once.is_completed()); // every caller sees it done
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     for h in hs {
+    ///         h.join().unwrap();
+    ///     }
+    ///     assert_eq!(inits.load(Ordering::Relaxed), 1);
+    /// });
+    /// ```
     #[track_caller]
     pub fn call_once(&self, f: impl FnOnce()) {
         if self.state.load(Ordering::Acquire) == DONE {

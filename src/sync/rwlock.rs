@@ -120,6 +120,14 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 
 /// Shared access to an [`RwLock`]; released on drop.
+///
+/// ```
+/// let l = goro::sync::RwLock::new(1);
+/// let a: goro::sync::RwLockReadGuard<'_, i32> = l.read();
+/// let b = l.read(); // many readers at once
+/// assert_eq!(*a + *b, 2);
+/// assert!(l.try_write().is_none()); // no writer while they hold
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
@@ -129,6 +137,16 @@ pub struct RwLockReadGuard<'a, T: ?Sized> {
 }
 
 /// Exclusive access to an [`RwLock`]; released on drop.
+///
+/// ```
+/// let l = goro::sync::RwLock::new(vec![1]);
+/// {
+///     let mut w: goro::sync::RwLockWriteGuard<'_, Vec<i32>> = l.write();
+///     w.push(2);
+///     assert!(l.try_read().is_none()); // nobody else while it holds
+/// }
+/// assert_eq!(*l.read(), [1, 2]);
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
@@ -142,6 +160,11 @@ unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
 
 impl<T> RwLock<T> {
     /// A new unlocked lock holding `v`.
+    ///
+    /// ```
+    /// let l = goro::sync::RwLock::new("config");
+    /// assert_eq!(*l.read(), "config");
+    /// ```
     pub fn new(v: T) -> Self {
         RwLock {
             id: crate::wait::next_object_id(),
@@ -151,6 +174,12 @@ impl<T> RwLock<T> {
     }
 
     /// Consumes the lock, returning the data.
+    ///
+    /// ```
+    /// let l = goro::sync::RwLock::new(1);
+    /// *l.write() = 2;
+    /// assert_eq!(l.into_inner(), 2);
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -158,6 +187,22 @@ impl<T> RwLock<T> {
 
 impl<T: ?Sized> RwLock<T> {
     /// Shared access, parking while a writer holds or waits.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// goro::run(|| {
+    ///     let table = Arc::new(goro::sync::RwLock::new(vec![1, 2, 3]));
+    ///     let readers: Vec<_> = (0..4)
+    ///         .map(|_| {
+    ///             let t = table.clone();
+    ///             goro::go(move || t.read().iter().sum::<i32>())
+    ///         })
+    ///         .collect();
+    ///     for r in readers {
+    ///         assert_eq!(r.join().unwrap(), 6);
+    ///     }
+    /// });
+    /// ```
     #[track_caller]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
         let id = super::holder_id();
@@ -173,6 +218,23 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Exclusive access, parking while others hold it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// goro::run(|| {
+    ///     let counter = Arc::new(goro::sync::RwLock::new(0));
+    ///     let hs: Vec<_> = (0..4)
+    ///         .map(|_| {
+    ///             let c = counter.clone();
+    ///             goro::go(move || *c.write() += 1)
+    ///         })
+    ///         .collect();
+    ///     for h in hs {
+    ///         h.join().unwrap();
+    ///     }
+    ///     assert_eq!(*counter.read(), 4);
+    /// });
+    /// ```
     #[track_caller]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         let id = super::holder_id();
@@ -188,6 +250,14 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Shared access if available now.
+    ///
+    /// ```
+    /// let l = goro::sync::RwLock::new(0);
+    /// assert!(l.try_read().is_some());
+    /// let w = l.write();
+    /// assert!(l.try_read().is_none());
+    /// drop(w);
+    /// ```
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
         let id = super::holder_id();
         let mut g = self.queue.lock();
@@ -199,6 +269,15 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Exclusive access if available now.
+    ///
+    /// ```
+    /// let l = goro::sync::RwLock::new(0);
+    /// let r = l.read();
+    /// assert!(l.try_write().is_none());
+    /// drop(r);
+    /// *l.try_write().unwrap() = 1;
+    /// assert_eq!(*l.read(), 1);
+    /// ```
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
         let id = super::holder_id();
         let mut g = self.queue.lock();
@@ -210,6 +289,12 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Mutable access without locking.
+    ///
+    /// ```
+    /// let mut l = goro::sync::RwLock::new(0);
+    /// *l.get_mut() += 5;
+    /// assert_eq!(*l.read(), 5);
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }

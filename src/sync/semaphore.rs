@@ -28,6 +28,15 @@ pub struct Semaphore {
 }
 
 /// One permit of a [`Semaphore`]; released on drop.
+///
+/// ```
+/// let s = goro::sync::Semaphore::new(1);
+/// {
+///     let _permit: goro::sync::SemaphorePermit<'_> = s.acquire();
+///     assert_eq!(s.available_permits(), 0);
+/// }
+/// assert_eq!(s.available_permits(), 1); // given back on drop
+/// ```
 #[must_use = "the permit is released when dropped"]
 pub struct SemaphorePermit<'a> {
     sem: &'a Semaphore,
@@ -50,11 +59,42 @@ fn release(st: &mut (usize, VecDeque<Arc<Slot>>), _: usize) -> Vec<Waiter> {
 
 impl Semaphore {
     /// A semaphore with `permits` free permits.
+    ///
+    /// ```
+    /// let s = goro::sync::Semaphore::new(3);
+    /// assert_eq!(s.available_permits(), 3);
+    /// ```
     pub fn new(permits: usize) -> Self {
         Semaphore { queue: WaitQueue::new(permits) }
     }
 
     /// Takes a permit, parking until one is free.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// goro::run(|| {
+    ///     // At most 2 of the 10 jobs run at once.
+    ///     let sem = Arc::new(goro::sync::Semaphore::new(2));
+    ///     let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    ///     let hs: Vec<_> = (0..10)
+    ///         .map(|_| {
+    ///             let (sem, running, peak) = (sem.clone(), running.clone(), peak.clone());
+    ///             goro::go(move || {
+    ///                 let _permit = sem.acquire();
+    ///                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+    ///                 peak.fetch_max(now, Ordering::SeqCst);
+    ///                 goro::time::sleep(std::time::Duration::from_millis(1));
+    ///                 running.fetch_sub(1, Ordering::SeqCst);
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     for h in hs {
+    ///         h.join().unwrap();
+    ///     }
+    ///     assert!(peak.load(Ordering::SeqCst) <= 2);
+    /// });
+    /// ```
     #[track_caller]
     pub fn acquire(&self) -> SemaphorePermit<'_> {
         crate::park::note_thread();
@@ -71,6 +111,13 @@ impl Semaphore {
     }
 
     /// Takes a permit if one is free now.
+    ///
+    /// ```
+    /// let s = goro::sync::Semaphore::new(1);
+    /// let p = s.try_acquire();
+    /// assert!(p.is_some());
+    /// assert!(s.try_acquire().is_none());
+    /// ```
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         crate::park::note_thread();
         let mut g = self.queue.lock();
@@ -83,11 +130,24 @@ impl Semaphore {
     }
 
     /// Free permits now.
+    ///
+    /// ```
+    /// let s = goro::sync::Semaphore::new(2);
+    /// let _p = s.acquire();
+    /// assert_eq!(s.available_permits(), 1);
+    /// ```
     pub fn available_permits(&self) -> usize {
         self.queue.lock().0
     }
 
     /// Adds `n` permits.
+    ///
+    /// ```
+    /// let s = goro::sync::Semaphore::new(0);
+    /// assert!(s.try_acquire().is_none());
+    /// s.add_permits(2);
+    /// assert_eq!(s.available_permits(), 2);
+    /// ```
     pub fn add_permits(&self, n: usize) {
         crate::park::note_thread();
         let mut g = self.queue.lock();
@@ -102,6 +162,12 @@ impl Semaphore {
 
 impl SemaphorePermit<'_> {
     /// Keeps the permit taken for good (the count stays one lower).
+    ///
+    /// ```
+    /// let s = goro::sync::Semaphore::new(2);
+    /// s.acquire().forget();
+    /// assert_eq!(s.available_permits(), 1);
+    /// ```
     pub fn forget(self) {
         std::mem::forget(self)
     }

@@ -33,11 +33,34 @@ pub struct WaitGroup {
 
 impl WaitGroup {
     /// A wait group with counter 0.
+    ///
+    /// ```
+    /// let wg = goro::sync::WaitGroup::new();
+    /// assert_eq!(wg.count(), 0);
+    /// wg.wait(); // returns at once
+    /// ```
     pub fn new() -> Self {
         WaitGroup { inner: Arc::new(WaitQueue::new(0)) }
     }
 
     /// Adds `n` (may be negative) to the counter.
+    ///
+    /// # Panics
+    ///
+    /// `sync: negative WaitGroup counter` if the counter would go below zero.
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let wg = goro::sync::WaitGroup::new();
+    ///     wg.add(2); // before spawning, as in Go
+    ///     for _ in 0..2 {
+    ///         let wg = wg.clone();
+    ///         goro::go(move || wg.done());
+    ///     }
+    ///     wg.wait();
+    ///     assert_eq!(wg.count(), 0);
+    /// });
+    /// ```
     #[track_caller]
     pub fn add(&self, n: isize) {
         crate::park::note_thread();
@@ -59,12 +82,36 @@ impl WaitGroup {
     }
 
     /// Decrements the counter by one.
+    ///
+    /// # Panics
+    ///
+    /// `sync: negative WaitGroup counter` if the counter would go below zero.
+    ///
+    /// ```
+    /// let wg = goro::sync::WaitGroup::new();
+    /// wg.add(1);
+    /// wg.done();
+    /// assert_eq!(wg.count(), 0);
+    /// ```
     #[track_caller]
     pub fn done(&self) {
         self.add(-1)
     }
 
     /// Parks until the counter is zero.
+    ///
+    /// ```
+    /// goro::run(|| {
+    ///     let wg = goro::sync::WaitGroup::new();
+    ///     let (tx, rx) = goro::chan(3);
+    ///     for i in 0..3 {
+    ///         let tx = tx.clone();
+    ///         wg.go(move || tx.send(i).unwrap());
+    ///     }
+    ///     wg.wait(); // all three have sent
+    ///     assert_eq!(rx.len(), 3);
+    /// });
+    /// ```
     #[track_caller]
     pub fn wait(&self) {
         crate::park::note_thread();
@@ -120,6 +167,13 @@ impl WaitGroup {
     }
 
     /// The counter now.
+    ///
+    /// ```
+    /// let wg = goro::sync::WaitGroup::new();
+    /// wg.add(3);
+    /// wg.done();
+    /// assert_eq!(wg.count(), 2);
+    /// ```
     pub fn count(&self) -> isize {
         self.inner.lock().0
     }

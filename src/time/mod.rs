@@ -1,64 +1,100 @@
-//! Time: `sleep`, `after`, `tick`, [`Timer`], [`Ticker`] (Go's `time`).
+// Design notes for maintainers (the user docs are the `//!` block below).
+//
+// Time: `sleep`, `after`, `tick`, [`Timer`], [`Ticker`] (Go's `time`).
+//
+// Owns: channel timers (`ChanTimer`, their armed count, the fallback driver
+// thread for timers armed off the workers), `after_func`, and the Go 1.23
+// timer rules.
+// The per-worker heaps themselves live in `sched/worker.rs`.
+//
+// Two engines:
+//  * **Wake timers** (`sleep` in a coroutine, every `*_timeout` and
+//    `default(d)`): a per-worker heap, touched only by its own worker
+//    (`sched/worker.rs`, no lock). A parked coroutine's entry is disarmed
+//    when it wakes for another reason; the idle worker sleeps exactly until
+//    its earliest live entry. Heaps are per worker because a coroutine
+//    never leaves its home worker, so arming and disarming never cross
+//    threads.
+//  * **Channel timers** (`after`, `tick`, `Timer`, `Ticker`,
+//    `after_func`): an entry
+//    goes on the heap of the worker that arms it (creation, `reset`, a
+//    ticker's next tick), so arming from a coroutine takes no lock shared
+//    with other workers; only the timer's own small lock (stop/reset may
+//    come from any thread). Stopping never touches a heap: it bumps the
+//    timer's generation (`armed_seq`), and the stale entry is skipped when
+//    it comes up or compacted away when the heap has doubled. Timers armed
+//    on plain threads, and live ones left on an exiting worker, go to a
+//    fallback driver thread.
+//
+// Why per-worker heaps rather than a wheel: a coroutine never leaves its
+// home worker, so its wake timers are armed and disarmed by one thread
+// without atomics, insertion and removal of the earliest are O(log n) at
+// 100 000+ pending timers, and each idle worker sleeps exactly until its
+// own earliest deadline (in `epoll_wait` when it is the netpoller, see
+// `net/poller.rs`): no periodic tick, ~0% CPU while everything sleeps.
+// A busy worker fires its timers between coroutines (every 8th tick), so a
+// coroutine that never parks delays its worker's timers, as it would in
+// Go without preemption.
+//
+// Go 1.23 semantics: every arming of a timer gets a new `seq`; a firing
+// delivers only if its `seq` is still current, and `stop`/`reset` drain a
+// value already buffered, all under the timer's lock. So once `stop` or
+// `reset` returns, no value from the old deadline is received. Timer
+// channels have a buffer of one: a slow ticker reader sees dropped ticks,
+// never a backlog.
+//
+// Ownership (Go 1.23: "the channel keeps its timer"): a timer channel has
+// no `Sender`, so it is never closed; the timer holds it weakly and its
+// receivers own it. The timer is held by its heap entry while armed and
+// by its `Timer`/`Ticker` handle. When the last receiver (the handle's
+// own included) is dropped, the channel tells the timer
+// (`ReceiversGone`), which disarms at once: it stops counting in `ARMED`
+// (so it no longer holds off a deadlock verdict) and its heap entry turns
+// stale, to be dropped when it comes up or at the next compaction. So an
+// abandoned `after(1h)` costs nothing for long, while a handle dropped
+// with a receiver clone still alive leaves the timer running.
+//
+// `after_func` timers run a closure in a new coroutine instead of sending;
+// they live through their heap entry, so dropping the handle does not stop
+// them (Go's `AfterFunc` result is often ignored).
+//
+// Durations too large for `Instant` (e.g. `Duration::MAX`) never fire: the
+// timer is armed (`stop` returns true) but has no heap entry and is not
+// counted in `ARMED`.
+
+//! Timers, tickers and sleeping, in Go's `time` shapes.
 //!
-//! Owns: channel timers (`ChanTimer`, their armed count, the fallback driver
-//! thread for timers armed off the workers), `after_func`, and the Go 1.23
-//! timer rules.
-//! The per-worker heaps themselves live in `sched/worker.rs`.
+//! [`sleep`] pauses the calling coroutine (only it: its worker runs others
+//! meanwhile); on a plain thread it blocks the thread. [`after`] and [`tick`]
+//! return channels that receive the time, for use in a
+//! [`select!`](crate::select) next to other channels; [`Timer`] and [`Ticker`]
+//! are the same with a handle to [`stop`](Timer::stop) or
+//! [`reset`](Timer::reset) them. [`after_func`] runs a closure in a new
+//! coroutine after a delay.
 //!
-//! Two engines:
-//!  * **Wake timers** (`sleep` in a coroutine, every `*_timeout` and
-//!    `default(d)`): a per-worker heap, touched only by its own worker
-//!    (`sched/worker.rs`, no lock). A parked coroutine's entry is disarmed
-//!    when it wakes for another reason; the idle worker sleeps exactly until
-//!    its earliest live entry. Heaps are per worker because a coroutine
-//!    never leaves its home worker, so arming and disarming never cross
-//!    threads.
-//!  * **Channel timers** (`after`, `tick`, `Timer`, `Ticker`,
-//!    `after_func`): an entry
-//!    goes on the heap of the worker that arms it (creation, `reset`, a
-//!    ticker's next tick), so arming from a coroutine takes no lock shared
-//!    with other workers; only the timer's own small lock (stop/reset may
-//!    come from any thread). Stopping never touches a heap: it bumps the
-//!    timer's generation (`armed_seq`), and the stale entry is skipped when
-//!    it comes up or compacted away when the heap has doubled. Timers armed
-//!    on plain threads, and live ones left on an exiting worker, go to a
-//!    fallback driver thread.
+//! Timer semantics are Go 1.23's: once `stop` or `reset` returns, no value from
+//! the old deadline is received, timer channels are never closed, and a timer
+//! whose every receiver is dropped is freed at once (an abandoned `after` in a
+//! select costs nothing).
 //!
-//! Why per-worker heaps rather than a wheel: a coroutine never leaves its
-//! home worker, so its wake timers are armed and disarmed by one thread
-//! without atomics, insertion and removal of the earliest are O(log n) at
-//! 100 000+ pending timers, and each idle worker sleeps exactly until its
-//! own earliest deadline (in `epoll_wait` when it is the netpoller, see
-//! `net/poller.rs`): no periodic tick, ~0% CPU while everything sleeps.
-//! A busy worker fires its timers between coroutines (every 8th tick), so a
-//! coroutine that never parks delays its worker's timers, as it would in
-//! Go without preemption.
+//! ```
+//! use std::time::Duration;
+//! use goro::time;
 //!
-//! Go 1.23 semantics: every arming of a timer gets a new `seq`; a firing
-//! delivers only if its `seq` is still current, and `stop`/`reset` drain a
-//! value already buffered, all under the timer's lock. So once `stop` or
-//! `reset` returns, no value from the old deadline is received. Timer
-//! channels have a buffer of one: a slow ticker reader sees dropped ticks,
-//! never a backlog.
-//!
-//! Ownership (Go 1.23: "the channel keeps its timer"): a timer channel has
-//! no `Sender`, so it is never closed; the timer holds it weakly and its
-//! receivers own it. The timer is held by its heap entry while armed and
-//! by its `Timer`/`Ticker` handle. When the last receiver (the handle's
-//! own included) is dropped, the channel tells the timer
-//! (`ReceiversGone`), which disarms at once: it stops counting in `ARMED`
-//! (so it no longer holds off a deadlock verdict) and its heap entry turns
-//! stale, to be dropped when it comes up or at the next compaction. So an
-//! abandoned `after(1h)` costs nothing for long, while a handle dropped
-//! with a receiver clone still alive leaves the timer running.
-//!
-//! `after_func` timers run a closure in a new coroutine instead of sending;
-//! they live through their heap entry, so dropping the handle does not stop
-//! them (Go's `AfterFunc` result is often ignored).
-//!
-//! Durations too large for `Instant` (e.g. `Duration::MAX`) never fire: the
-//! timer is armed (`stop` returns true) but has no heap entry and is not
-//! counted in `ARMED`.
+//! goro::run(|| {
+//!     let (tx, rx) = goro::chan::<&str>(0);
+//!     goro::go(move || {
+//!         time::sleep(Duration::from_millis(5));
+//!         tx.send("done").unwrap();
+//!     });
+//!     // Wait for the work, but give up after a second.
+//!     let got = goro::select! {
+//!         recv(rx) -> v => v.unwrap(),
+//!         recv(time::after(Duration::from_secs(1))) -> _ => "timed out",
+//!     };
+//!     assert_eq!(got, "done");
+//! });
+//! ```
 
 #![deny(unsafe_code)]
 
@@ -525,6 +561,14 @@ pub struct Ticker {
 impl Timer {
     /// A timer that fires once after `d` (a zero duration fires at once;
     /// `Duration::MAX` never fires).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let start = Instant::now();
+    /// let t = goro::time::Timer::new(Duration::from_millis(2));
+    /// let fired_at: Instant = t.chan().recv().unwrap();
+    /// assert!(fired_at >= start + Duration::from_millis(2));
+    /// ```
     pub fn new(d: Duration) -> Timer {
         let (inner, rx) = new_chan_timer(None);
         inner.arm(d);
@@ -532,6 +576,19 @@ impl Timer {
     }
 
     /// The channel the time is delivered on.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// goro::run(|| {
+    ///     let (_tx, work) = goro::chan::<i32>(0);
+    ///     let t = goro::time::Timer::new(Duration::from_millis(2));
+    ///     let got = goro::select! {
+    ///         recv(work) -> _ => "work",
+    ///         recv(t.chan()) -> _ => "timer",
+    ///     };
+    ///     assert_eq!(got, "timer");
+    /// });
+    /// ```
     pub fn chan(&self) -> &Receiver<Instant> {
         &self.rx
     }
@@ -540,6 +597,14 @@ impl Timer {
     /// received (Go 1.23); false if it had already been stopped or its value
     /// was received. After it returns, no value from the old deadline is
     /// received.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = goro::time::Timer::new(Duration::from_secs(60));
+    /// assert!(t.stop()); // stopped before it fired
+    /// assert!(!t.stop()); // already stopped
+    /// assert!(t.chan().try_recv().is_err()); // and nothing will arrive
+    /// ```
     pub fn stop(&self) -> bool {
         let mut st = self.inner.state.lock();
         self.inner.disarm(&mut st, &self.rx)
@@ -547,6 +612,14 @@ impl Timer {
 
     /// Re-arms the timer to fire after `d`; returns what `stop` would have.
     /// After it returns, no value from the old deadline is received.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // A deadline that moves each time there is activity.
+    /// let idle = goro::time::Timer::new(Duration::from_secs(60));
+    /// assert!(idle.reset(Duration::from_millis(1))); // was still armed
+    /// assert!(idle.chan().recv().is_ok()); // fires after the new delay
+    /// ```
     pub fn reset(&self, d: Duration) -> bool {
         let mut st = self.inner.state.lock();
         let was = self.inner.disarm(&mut st, &self.rx);
@@ -561,6 +634,14 @@ impl Ticker {
     /// # Panics
     ///
     /// `non-positive interval for NewTicker` if `d` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = goro::time::Ticker::new(Duration::from_millis(1));
+    /// let first = t.chan().recv().unwrap();
+    /// let second = t.chan().recv().unwrap();
+    /// assert!(second > first);
+    /// ```
     #[track_caller]
     pub fn new(d: Duration) -> Ticker {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
@@ -570,11 +651,35 @@ impl Ticker {
     }
 
     /// The channel ticks are delivered on.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// goro::run(|| {
+    ///     let heartbeat = goro::time::Ticker::new(Duration::from_millis(1));
+    ///     let (_tx, jobs) = goro::chan::<u32>(0); // nobody sends here
+    ///     let mut beats = 0;
+    ///     while beats < 3 {
+    ///         goro::select! {
+    ///             recv(jobs) -> _ => unreachable!(),
+    ///             recv(heartbeat.chan()) -> _ => beats += 1, // e.g. report liveness
+    ///         }
+    ///     }
+    ///     heartbeat.stop();
+    /// });
+    /// ```
     pub fn chan(&self) -> &Receiver<Instant> {
         &self.rx
     }
 
     /// Stops the ticker; no tick from before the call is received after it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = goro::time::Ticker::new(Duration::from_millis(1));
+    /// t.chan().recv().unwrap();
+    /// t.stop();
+    /// assert!(t.chan().recv_timeout(Duration::from_millis(10)).is_err());
+    /// ```
     pub fn stop(&self) {
         let mut st = self.inner.state.lock();
         self.inner.disarm(&mut st, &self.rx);
@@ -585,6 +690,13 @@ impl Ticker {
     /// # Panics
     ///
     /// `non-positive interval for NewTicker` if `d` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = goro::time::Ticker::new(Duration::from_secs(60));
+    /// t.reset(Duration::from_millis(1)); // tick much faster from now on
+    /// assert!(t.chan().recv_timeout(Duration::from_secs(5)).is_ok());
+    /// ```
     #[track_caller]
     pub fn reset(&self, d: Duration) {
         assert!(!d.is_zero(), "non-positive interval for NewTicker");
