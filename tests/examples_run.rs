@@ -218,3 +218,35 @@ fn for_select_merge_drains_both_inputs() {
     lines.sort();
     assert_eq!(lines, ["a is done", "b is done"]);
 }
+
+#[test]
+fn for_select_disables_a_finished_input() {
+    let _w = common::watchdog(30, "for_select_disables_a_finished_input");
+    let (out, lines) = collect();
+    let got = goro::run(move || {
+        // `a` is drained and closed while `b` cannot send yet, so the merge
+        // sees `a` closed first and must disable its case: without the
+        // nil-channel trick the closed `a` stays ready and the loop prints
+        // "a is done" again on every turn until `b` ends.
+        let (ta, a) = goro::chan::<i32>(2);
+        ta.send(1).unwrap();
+        ta.send(3).unwrap();
+        drop(ta);
+        let (gate_tx, gate) = goro::chan::<()>(0);
+        let (tb, b) = goro::chan::<i32>(0);
+        goro::go(move || {
+            gate.recv().unwrap();
+            for v in [2, 4, 6, 8] {
+                tb.send(v).unwrap();
+            }
+        });
+        let c = for_select::merge(a, b, out);
+        let mut got = vec![c.recv().unwrap(), c.recv().unwrap()];
+        goro::time::sleep(Duration::from_millis(2)); // the merge loop turns on the closed `a`
+        gate_tx.send(()).unwrap();
+        got.extend(c.iter());
+        got
+    });
+    assert_eq!(got, [1, 3, 2, 4, 6, 8]);
+    assert_eq!(*lines.lock().unwrap(), ["a is done", "b is done"]);
+}
