@@ -224,3 +224,9 @@ pub mod __private {
 pub(crate) fn default_runtime() -> &'static std::sync::Arc<sched::Shared> {
     runtime::global_shared()
 }
+
+/// The porting guide's code blocks (`docs/porting-from-go.md`), run as doc
+/// tests so the guide cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/porting-from-go.md")]
+pub struct PortingGuideDoctests;

@@ -251,7 +251,7 @@ impl WorkerLocal {
         // Every 8th tick an unstarted coroutine goes first: a busy worker
         // still starts what it spawned soon, rather than leaving it for a
         // thief while started coroutines take turns (`victim_backlogged`).
-        if t % 8 == 0 && !self.deque.is_empty() {
+        if t.is_multiple_of(8) && !self.deque.is_empty() {
             if let Some(co) = self.deque.pop() {
                 return Some(co);
             }
@@ -324,7 +324,7 @@ impl WorkerLocal {
                 break;
             }
             round += 1;
-            if round % 8 == 0 {
+            if round.is_multiple_of(8) {
                 // Bounded by time, not rounds, and never past a due timer.
                 let now = Instant::now();
                 if now.duration_since(start) >= SEARCH_FOR || self.driver.next_deadline().is_some_and(|d| d <= now) {
