@@ -209,3 +209,23 @@ fn plain_thread_overflow_still_reported_by_std() {
     assert_eq!(out.status.signal(), Some(libc_sigabrt()), "status {:?}, stderr: {err}", out.status);
     assert!(err.contains("thread 'plain'") && err.contains("has overflowed its stack"), "{err}");
 }
+
+/// Recursion that keeps crossing the same segment boundary: each crossing
+/// reuses the thread's hot segment; values and the segment count stay right.
+#[test]
+fn crossing_one_boundary_many_times() {
+    let _turn = segment_lock();
+    let v = goro::run(|| {
+        let mut s = 0u64;
+        for i in 0..100_000u64 {
+            // A red zone the stack never has: every call takes a segment.
+            s += maybe_grow(usize::MAX, 64 * 1024, || {
+                assert!(remaining() > 32 * 1024, "a segment has room: {}", remaining());
+                deep_sum(i % 8)
+            });
+        }
+        (s, goro::stats().stack_segments)
+    });
+    assert_eq!(v.0, (0..100_000u64).map(|i| (i % 8) * (i % 8 + 1) / 2).sum::<u64>());
+    assert_eq!(v.1, 0);
+}

@@ -564,6 +564,7 @@ impl<T> Chan<T> {
     /// success, where `discarded` is a value a dropping or sliding channel
     /// threw away: the caller drops it after releasing the lock, since its
     /// `Drop` is user code that may block or use this very channel.
+    #[inline]
     pub(crate) fn try_send_locked(&self, g: &mut Inner<T>, v: T) -> Result<(Wake, Option<T>), TrySendError<T>> {
         if g.closed || g.no_receivers {
             return Err(TrySendError::Closed(v));
@@ -592,6 +593,7 @@ impl<T> Chan<T> {
     }
 
     /// Non-blocking receive with the lock held. `Ok((v, wake))` on success.
+    #[inline]
     pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>) -> Result<(T, Wake), TryRecvError> {
         if let Some(v) = g.buf.pop_front() {
             // A slot freed: move a blocked sender's value in (invariant 2).

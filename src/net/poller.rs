@@ -118,11 +118,17 @@ pub(crate) struct Poller {
     state: Mutex<PollState>,
     waker: mio::Waker,
     sources: Mutex<crate::sched::SlabOf<Arc<Registration>>>,
-    /// Coroutines parked on a socket, in any runtime. Zero: nobody polls.
-    waiting: AtomicUsize,
+    /// Coroutines parked on a socket, in any runtime, striped by the
+    /// worker they parked on (`Waiting`). All zero: nobody polls.
+    waiting: [Stripe; STRIPES],
     /// When a poll last finished (ns since `epoch`), for the monitor.
     last_poll: AtomicU64,
     epoch: Instant,
+}
+
+thread_local! {
+    /// The poll's wake list, kept between polls (`Poller::try_poll`).
+    static WAKE: std::cell::Cell<Vec<Waiter>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 static POLLER: OnceLock<Result<&'static Poller, String>> = OnceLock::new();
@@ -138,7 +144,7 @@ fn poller() -> io::Result<&'static Poller> {
             state: Mutex::new(PollState { poll, events: Events::with_capacity(1024) }),
             waker,
             sources: Mutex::new(Default::default()),
-            waiting: AtomicUsize::new(0),
+            waiting: [const { Stripe(AtomicUsize::new(0)) }; STRIPES],
             last_poll: AtomicU64::new(0),
             epoch: Instant::now(),
         }));
@@ -158,7 +164,7 @@ pub(crate) fn get() -> Option<&'static Poller> {
 /// The poller, if some coroutine waits on a socket right now.
 #[inline]
 pub(crate) fn needed() -> Option<&'static Poller> {
-    get().filter(|p| p.waiting.load(Ordering::SeqCst) != 0)
+    get().filter(|p| p.waiting.iter().any(|s| s.0.load(Ordering::SeqCst) != 0))
 }
 
 /// Polls without blocking, if I/O is awaited and nobody else is polling
@@ -205,7 +211,9 @@ impl Poller {
             return Some(false);
         }
         self.last_poll.store(self.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let mut wake: Vec<Waiter> = Vec::new();
+        // The wake list is reused across polls (one per thread): a poll
+        // allocates nothing.
+        let mut wake = WAKE.with(|w| w.take());
         {
             let sources = self.sources.lock();
             for ev in events.iter() {
@@ -220,18 +228,19 @@ impl Poller {
                     reg.write.hup.store(true, Ordering::SeqCst);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    wake.extend(reg.read.set_ready());
+                    reg.read.set_ready(&mut wake);
                 }
                 if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                    wake.extend(reg.write.set_ready());
+                    reg.write.set_ready(&mut wake);
                 }
             }
         }
         drop(st);
         let any = !wake.is_empty();
-        for w in wake {
+        for w in wake.drain(..) {
             w.wake_owned();
         }
+        WAKE.with(|w| w.set(wake));
         Some(any)
     }
 }
@@ -262,28 +271,45 @@ pub(crate) fn deregister(src: &mut impl mio::event::Source, reg: &Registration) 
     reg.close_waiters();
 }
 
-/// Counts a coroutine parked on a socket while alive (`Poller::waiting`).
-struct Waiting(&'static Poller);
+/// Stripes of the waiting count: one cache line each, so that coroutines
+/// parking on different workers do not bounce one line between cores
+/// (twice per wait: an echo server's every message).
+const STRIPES: usize = 8;
+
+#[repr(align(128))]
+struct Stripe(AtomicUsize);
+
+/// Counts a coroutine parked on a socket while alive (`Poller::waiting`),
+/// in the stripe of the worker it parked on. The decrement goes to the same
+/// stripe (the guard remembers it, even if the coroutine migrates), so
+/// every stripe stays a true count, never below zero: a reader that finds
+/// every stripe at zero found no waiter in any of them.
+struct Waiting(&'static Stripe);
 impl Waiting {
     fn new(p: &'static Poller) -> Waiting {
-        // SeqCst: pairs with the load in `needed` of a worker about to
-        // sleep; either it sees us, or we see it and it is woken below.
-        p.waiting.fetch_add(1, Ordering::SeqCst);
-        Waiting(p)
+        let i = crate::sched::with_worker(|w| w.shared.index).unwrap_or(0) % STRIPES;
+        let s = &p.waiting[i];
+        // SeqCst: pairs with the loads in `needed` of a worker about to
+        // sleep; either it sees us (our stripe is nonzero, and no stripe is
+        // ever negative, so it polls), or we see it and it is woken below.
+        s.0.fetch_add(1, Ordering::SeqCst);
+        Waiting(s)
     }
 }
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Dir {
-    /// An event for this direction: set the bit, then take the waiter
-    /// (module protocol step 3; the waiter checks the bit under the lock).
-    fn set_ready(&self) -> Vec<Waiter> {
+    /// An event for this direction: bump the generation, then move the
+    /// waiters into `out` (module protocol step 3; a waiter checks the
+    /// generation under the lock). The slot keeps its vector's capacity, so
+    /// parking here again allocates nothing.
+    fn set_ready(&self, out: &mut Vec<Waiter>) {
         self.seq.fetch_add(1, Ordering::SeqCst);
-        std::mem::take(&mut self.slot.lock().waiters)
+        out.append(&mut self.slot.lock().waiters);
     }
 }
 
@@ -292,10 +318,12 @@ impl Registration {
     /// changes what the next call returns without an edge being promised):
     /// the next calls go to the OS, and a parked party retries.
     pub(crate) fn kick(&self) {
+        let mut wake = Vec::new();
         for d in [&self.read, &self.write] {
-            for w in d.set_ready() {
-                w.wake_owned();
-            }
+            d.set_ready(&mut wake);
+        }
+        for w in wake {
+            w.wake_owned();
         }
     }
 
