@@ -175,12 +175,19 @@ fn timers(n: i64) -> i64 {
 fn idle(n: i64) -> i64 {
     let (start_tx, start_rx) = chan::<()>(0);
     let wg = WaitGroup::new();
+    // Coroutines that reached their select (each parks right there). The
+    // peers wait for N *spawned* (Go's NumGoroutine, tokio's alive tasks)
+    // and sleep 50 ms, by when theirs have all run up to the park; goro
+    // starts spawned coroutines later, so it waits for N *started* instead:
+    // every stack is touched and parked before the release, as in the peers.
+    let parked = Arc::new(AtomicU64::new(0));
     for _ in 0..n {
         wg.add(1);
-        let (wg, start) = (wg.clone(), start_rx.clone());
+        let (wg, start, parked) = (wg.clone(), start_rx.clone(), parked.clone());
         go(move || {
             // Keep the Sender alive: Go's make(chan int) stays open.
             let (_own_tx, own) = chan::<i64>(0);
+            parked.fetch_add(1, Ordering::Relaxed);
             select! {
                 recv(own) -> _ => {},
                 recv(start) -> _ => {},
@@ -188,11 +195,11 @@ fn idle(n: i64) -> i64 {
             wg.done();
         });
     }
-    while (goro::num_coroutines() as i64) < n {
-        goro::yield_now();
+    while (parked.load(Ordering::Relaxed) as i64) < n {
+        goro::time::sleep(Duration::from_millis(1));
     }
     goro::time::sleep(Duration::from_millis(50));
-    eprintln!("idle: {} coroutines parked, VmRSS {} KiB", goro::num_coroutines(), proc_status("VmRSS:"));
+    eprintln!("idle: {} coroutines parked, VmRSS {} KiB", parked.load(Ordering::Relaxed), proc_status("VmRSS:"));
     start_tx.close();
     wg.wait();
     n

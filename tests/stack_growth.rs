@@ -166,6 +166,37 @@ fn child_bodies() {
             std::thread::Builder::new().name("plain".into()).spawn(|| boom(0)).unwrap().join().ok();
             unreachable!("the overflow must abort");
         }
+        Ok("reclaim") => {
+            // Alone in this process: nothing else frees stacks meanwhile.
+            let rt = goro::Runtime::builder().workers(1).build().unwrap();
+            let counts = rt
+                .run(|| {
+                    let shallow = || goro::go(|| std::hint::black_box(7u64)).join().unwrap();
+                    for _ in 0..200 {
+                        shallow();
+                    }
+                    let after_shallow = goro::stack::__deep_reclaims();
+                    goro::Builder::new()
+                        .stack_size(256 * 1024)
+                        .spawn(|| {
+                            let mut pad = std::hint::black_box([1u8; 128 * 1024]);
+                            pad[5] = 2;
+                            std::hint::black_box(&pad);
+                        })
+                        .unwrap()
+                        .join()
+                        .unwrap();
+                    let after_deep = goro::stack::__deep_reclaims();
+                    // The next coroutine reuses that slot (LIFO): its deep
+                    // pages were given back, so it is shallow again.
+                    for _ in 0..200 {
+                        shallow();
+                    }
+                    (after_shallow, after_deep, goro::stack::__deep_reclaims())
+                })
+                .unwrap();
+            println!("reclaims {counts:?}");
+        }
         _ => {}
     }
 }
@@ -228,4 +259,12 @@ fn crossing_one_boundary_many_times() {
     });
     assert_eq!(v.0, (0..100_000u64).map(|i| (i % 8) * (i % 8 + 1) / 2).sum::<u64>());
     assert_eq!(v.1, 0);
+}
+
+#[test]
+fn a_deep_stack_gives_its_memory_back_a_shallow_one_keeps_it() {
+    let out = run_child("reclaim");
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "status {:?}, stderr: {err}", out.status);
+    assert!(stdout.contains("reclaims (0, 1, 1)"), "stdout: {stdout}, stderr: {err}");
 }
