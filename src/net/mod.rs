@@ -90,6 +90,108 @@ impl<T: mio::event::Source + AsRawFd> Io<T> {
     }
 }
 
+impl<T: mio::event::Source + AsRawFd> Io<T> {
+    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.read_timeout.set(check_timeout(d)?);
+        Ok(())
+    }
+
+    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.write_timeout.set(check_timeout(d)?);
+        Ok(())
+    }
+
+    /// A listener's `close`: shut the socket down so the OS fails later
+    /// `accept`s, and wake the coroutines parked in one.
+    fn close_listener(&self) -> io::Result<()> {
+        // SAFETY: `shutdown` on a socket this `Io` owns; the descriptor stays
+        // valid (it is closed only when the `Io` drops).
+        unsafe { libc::shutdown(self.io.as_raw_fd(), libc::SHUT_RDWR) };
+        self.reg.close_waiters();
+        Ok(())
+    }
+}
+
+/// What a connected byte stream's mio source offers besides `Read`/`Write`
+/// on `&S` (required where it is used): the one shared implementation of [`TcpStream`] and
+/// [`UnixStream`] (their reads, writes, `shutdown` and connect wait) is
+/// written once against it, on `Io<S>`.
+trait StreamSource: mio::event::Source + AsRawFd {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    fn take_error(&self) -> io::Result<Option<io::Error>>;
+    /// `Ok` once a non-blocking connect has completed (`WouldBlock` while
+    /// it is in flight).
+    fn connected(&self) -> io::Result<()>;
+}
+
+impl StreamSource for mio::net::TcpStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        mio::net::TcpStream::shutdown(self, how)
+    }
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        mio::net::TcpStream::take_error(self)
+    }
+    fn connected(&self) -> io::Result<()> {
+        match self.peer_addr() {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl StreamSource for mio::net::UnixStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        mio::net::UnixStream::shutdown(self, how)
+    }
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        mio::net::UnixStream::take_error(self)
+    }
+    fn connected(&self) -> io::Result<()> {
+        // A Unix-domain connect completes (or fails) at once, or its
+        // writability says so; `take_error` has the failure.
+        Ok(())
+    }
+}
+
+impl<S: StreamSource> Io<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    /// Registers a freshly started non-blocking connect and parks until it
+    /// completes, fails, or `deadline` passes.
+    #[track_caller]
+    fn connect(s: S, deadline: Option<Instant>) -> io::Result<Io<S>> {
+        let io = Io::new(s)?;
+        io.with(true, deadline, |s| {
+            if let Some(e) = s.take_error()? {
+                return Err(e);
+            }
+            s.connected()
+        })?;
+        Ok(io)
+    }
+
+    #[track_caller]
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len();
+        self.read_stream(len, |mut s| s.read(buf))
+    }
+
+    #[track_caller]
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write_with(|mut s| s.write(buf))
+    }
+
+    /// Shuts down one or both directions, then kicks the poller so that
+    /// coroutines parked on this socket see the new state.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let r = self.io.shutdown(how);
+        self.reg.kick();
+        r
+    }
+}
+
 impl<T: mio::event::Source + AsRawFd> Drop for Io<T> {
     fn drop(&mut self) {
         poller::deregister(&mut self.io, &self.reg);
@@ -109,6 +211,19 @@ fn first_addr(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses"));
     }
     Ok(v)
+}
+
+/// The first success of `f` over the resolved addresses, else the last
+/// error (std's `each_addr`).
+fn each_addr<T>(addr: impl ToSocketAddrs, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
+    let mut last = None;
+    for a in first_addr(addr)? {
+        match f(a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("first_addr returns at least one address"))
 }
 
 /// A TCP listener (`std::net::TcpListener`'s shape, Go's `net.Listener`).
@@ -137,19 +252,11 @@ impl TcpListener {
     ///
     /// The OS error (address in use, permission, ...).
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let mut last = None;
-        for a in first_addr(addr)? {
-            match mio::net::TcpListener::bind(a) {
-                Ok(l) => {
-                    // SAFETY: `listen` on a socket we own, already bound and
-                    // listening; it only raises the backlog.
-                    unsafe { libc::listen(l.as_raw_fd(), poller::max_backlog()) };
-                    return Ok(TcpListener { inner: Io::new(l)? });
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one address"))
+        let l = each_addr(addr, mio::net::TcpListener::bind)?;
+        // SAFETY: `listen` on a socket we own, already bound and listening;
+        // it only raises the backlog.
+        unsafe { libc::listen(l.as_raw_fd(), poller::max_backlog()) };
+        Ok(TcpListener { inner: Io::new(l)? })
     }
 
     /// Waits for a connection.
@@ -187,10 +294,7 @@ impl TcpListener {
     /// and later `accept`s fail (Go's `ln.Close()`). The descriptor itself is
     /// released when the listener is dropped.
     pub fn close(&self) -> io::Result<()> {
-        // SAFETY: shutdown on our own socket; it stays a valid descriptor.
-        unsafe { libc::shutdown(self.inner.io.as_raw_fd(), libc::SHUT_RDWR) };
-        self.inner.reg.close_waiters();
-        Ok(())
+        self.inner.close_listener()
     }
 }
 
@@ -240,19 +344,8 @@ impl TcpStream {
                     continue;
                 }
             };
-            let io = Io::new(s)?;
-            let r = io.with(true, deadline, |s| {
-                if let Some(e) = s.take_error()? {
-                    return Err(e);
-                }
-                match s.peer_addr() {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
-                    Err(e) => Err(e),
-                }
-            });
-            match r {
-                Ok(()) => return Ok(TcpStream { inner: io }),
+            match Io::connect(s, deadline) {
+                Ok(inner) => return Ok(TcpStream { inner }),
                 Err(e) => last = Some(e),
             }
         }
@@ -269,9 +362,7 @@ impl TcpStream {
     }
     /// Shuts down one or both directions.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let r = self.inner.io.shutdown(how);
-        self.inner.reg.kick();
-        r
+        self.inner.shutdown(how)
     }
     /// Sets `TCP_NODELAY`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
@@ -284,13 +375,11 @@ impl TcpStream {
     /// Read timeout (`None`: wait forever). A zero duration is an error, as
     /// in std.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.read_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_read_timeout(d)
     }
     /// Write timeout (`None`: wait forever).
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.write_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_write_timeout(d)
     }
     /// The read timeout.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
@@ -302,38 +391,6 @@ impl TcpStream {
     }
 }
 
-impl Read for &TcpStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.inner.read_stream(len, |mut s| s.read(buf))
-    }
-}
-impl Write for &TcpStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write_with(|mut s| s.write(buf))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-impl Read for TcpStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-impl Write for TcpStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A UDP socket.
 pub struct UdpSocket {
     inner: Io<mio::net::UdpSocket>,
@@ -342,14 +399,7 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds to `addr`.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let mut last = None;
-        for a in first_addr(addr)? {
-            match mio::net::UdpSocket::bind(a) {
-                Ok(s) => return Ok(UdpSocket { inner: Io::new(s)? }),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one address"))
+        Ok(UdpSocket { inner: Io::new(each_addr(addr, mio::net::UdpSocket::bind)?)? })
     }
     /// Sends a datagram to `addr`.
     #[track_caller]
@@ -387,13 +437,11 @@ impl UdpSocket {
     }
     /// Read timeout for `recv`/`recv_from`.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.read_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_read_timeout(d)
     }
     /// Write timeout for `send`/`send_to`.
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.write_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_write_timeout(d)
     }
 }
 
@@ -420,10 +468,7 @@ impl UnixListener {
     }
     /// Wakes blocked `accept`s with an error; later ones fail.
     pub fn close(&self) -> io::Result<()> {
-        // SAFETY: shutdown on our own socket.
-        unsafe { libc::shutdown(self.inner.io.as_raw_fd(), libc::SHUT_RDWR) };
-        self.inner.reg.close_waiters();
-        Ok(())
+        self.inner.close_listener()
     }
 }
 
@@ -431,14 +476,7 @@ impl UnixStream {
     /// Connects to the socket path `p`.
     #[track_caller]
     pub fn connect(p: impl AsRef<Path>) -> io::Result<UnixStream> {
-        let io = Io::new(mio::net::UnixStream::connect(p)?)?;
-        io.with(true, None, |s| {
-            if let Some(e) = s.take_error()? {
-                return Err(e);
-            }
-            Ok(())
-        })?;
-        Ok(UnixStream { inner: io })
+        Ok(UnixStream { inner: Io::connect(mio::net::UnixStream::connect(p)?, None)? })
     }
     /// A connected pair.
     pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
@@ -447,51 +485,15 @@ impl UnixStream {
     }
     /// Shuts down one or both directions.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let r = self.inner.io.shutdown(how);
-        self.inner.reg.kick();
-        r
+        self.inner.shutdown(how)
     }
     /// Read timeout.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.read_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_read_timeout(d)
     }
     /// Write timeout.
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.write_timeout.set(check_timeout(d)?);
-        Ok(())
-    }
-}
-
-impl Read for &UnixStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.inner.read_stream(len, |mut s| s.read(buf))
-    }
-}
-impl Write for &UnixStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write_with(|mut s| s.write(buf))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-impl Read for UnixStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-impl Write for UnixStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.inner.set_write_timeout(d)
     }
 }
 
@@ -515,6 +517,46 @@ macro_rules! fd_impls {
     )*};
 }
 fd_impls!(TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream);
+
+/// `Read`/`Write` for a stream type and for a shared reference to it, all
+/// forwarding to the one implementation on `Io<S: StreamSource>`. (A macro
+/// because the trait impls must name each public type: a blanket impl over
+/// `&T` for a foreign trait is not allowed.)
+macro_rules! stream_impls {
+    ($($t:ty),*) => {$(
+        impl Read for &$t {
+            #[track_caller]
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.inner.read(buf)
+            }
+        }
+        impl Write for &$t {
+            #[track_caller]
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.inner.write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Read for $t {
+            #[track_caller]
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.inner.read(buf)
+            }
+        }
+        impl Write for $t {
+            #[track_caller]
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.inner.write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+    )*};
+}
+stream_impls!(TcpStream, UnixStream);
 
 #[allow(dead_code)]
 fn _assert_send_sync() {
