@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use goro::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 
+mod common;
+use common::{rt, within};
+
 fn echo_server(ln: TcpListener) {
     goro::go(move || {
         while let Ok((s, _)) = ln.accept() {
@@ -152,12 +155,18 @@ fn udp_round_trip_in_coroutines_and_threads() {
     body();
 }
 
-#[test]
-fn unix_sockets() {
+/// A socket path `name` in a directory of this test process, free to bind.
+fn socket_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("goro-test-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("s.sock");
+    let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn unix_sockets() {
+    let path = socket_path("s.sock");
     goro::run(move || {
         let ln = UnixListener::bind(&path).unwrap();
         let h = goro::go(move || {
@@ -200,7 +209,7 @@ fn plain_threads_block_normally() {
 /// a socket gets its data while the spinners keep yielding.
 #[test]
 fn busy_workers_still_poll() {
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
     let got = rt
         .run(|| {
             let ln = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -299,7 +308,7 @@ fn reads_after_a_short_read_still_see_data_and_eof() {
 /// by a reader that consumed the edge, and nobody hangs.
 #[test]
 fn many_readers_share_one_udp_socket() {
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
     rt.run(|| {
         let sock = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let addr = sock.local_addr().unwrap();
@@ -357,10 +366,8 @@ fn many_readers_share_one_udp_socket() {
 #[test]
 fn wakes_reach_a_worker_asleep_in_the_poller() {
     const ROUNDS: u32 = 20_000;
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = goro::Runtime::builder().workers(1).build().unwrap();
-        let sum = rt
+    let sum = within(60, "a wake was lost: the worker stayed in the poller", || {
+        rt(1)
             .run(|| {
                 let ln = TcpListener::bind("127.0.0.1:0").unwrap();
                 let quiet = TcpStream::connect(ln.local_addr().unwrap()).unwrap();
@@ -385,10 +392,8 @@ fn wakes_reach_a_worker_asleep_in_the_poller() {
                 let _ = reader.join();
                 sum
             })
-            .unwrap();
-        done_tx.send(sum).unwrap();
+            .unwrap()
     });
-    let sum = done_rx.recv_timeout(Duration::from_secs(60)).expect("a wake was lost: the worker stayed in the poller");
     assert_eq!(sum, (1..=ROUNDS as u64).sum::<u64>());
 }
 
@@ -398,8 +403,7 @@ fn wakes_reach_a_worker_asleep_in_the_poller() {
 /// it), many times over. The watchdog turns a hang into a failure.
 #[test]
 fn end_of_stream_arriving_with_the_last_bytes() {
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    within(60, "a reader missed the end of stream that came with its data", || {
         goro::run(|| {
             let ln = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = ln.local_addr().unwrap();
@@ -414,9 +418,7 @@ fn end_of_stream_arriving_with_the_last_bytes() {
                 assert_eq!(server.join().unwrap(), 3);
             }
         });
-        done_tx.send(()).unwrap();
     });
-    done_rx.recv_timeout(Duration::from_secs(60)).expect("a reader missed the end of stream that came with its data");
 }
 
 /// Writes to `w` until a write fails (the peer never reads, so the socket
@@ -491,10 +493,7 @@ fn tcp_write_timeout() {
 
 #[test]
 fn unix_listener_close_wakes_blocked_accept() {
-    let dir = std::env::temp_dir().join(format!("goro-test-close-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("c.sock");
-    let _ = std::fs::remove_file(&path);
+    let path = socket_path("c.sock");
     goro::run(move || {
         let ln = std::sync::Arc::new(UnixListener::bind(&path).unwrap());
         let l2 = ln.clone();
