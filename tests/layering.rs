@@ -370,3 +370,71 @@ fn the_checker_sees_a_hidden_item() {
     assert_eq!(private_surface(&lib).unwrap(), ["Leak", "Mode", "recv_case"]);
     assert_eq!(private_surface("#[doc(hidden)]\npub mod __private {\n    pub fn f() {}\n}\n"), None);
 }
+
+// ---------------------------------------------------------------------------
+// One wake path (ARCHITECTURE.md, "The one wake path").
+//
+// `RuntimeBuilder::migrate_started` is a documented no-op: the builder
+// records it and no code reads it, so no park or wake can branch on it.
+
+/// Every place in `src/` that reads the `migrate_started` flag: any
+/// mention outside `runtime.rs`, and in `runtime.rs` any `.migrate_started`
+/// that is not an assignment (`self.migrate_started = on`) or a call of
+/// the builder method itself.
+fn mode_flag_reads(src: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rs_files(src, &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
+        let code = code_of(&std::fs::read_to_string(f).unwrap());
+        for (at, _) in code.match_indices("migrate_started") {
+            let after = code[at + "migrate_started".len()..].trim_start();
+            let before = code[..at].trim_end();
+            let fine = rel == "runtime.rs"
+                && ((before.ends_with("self.") && after.starts_with('=') && !after.starts_with("=="))
+                    || before.ends_with("fn")
+                    || (!before.ends_with('.') && after.starts_with(':')));
+            if !fine {
+                let line = code[..at].matches('\n').count() + 1;
+                out.push(format!("src/{rel}:{line}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_code_reads_the_migrate_started_flag() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let reads = mode_flag_reads(&src);
+    assert!(
+        reads.is_empty(),
+        "`migrate_started` is read (a second wake protocol? ARCHITECTURE.md, \"The one wake path\"):\n  {}",
+        reads.join("\n  ")
+    );
+}
+
+#[test]
+fn the_checker_sees_a_flag_read() {
+    let dir = std::env::temp_dir().join(format!("goro-flag-{}", std::process::id()));
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("sched")).unwrap();
+    std::fs::write(
+        src.join("runtime.rs"),
+        "struct B {\n    migrate_started: bool,\n}\nfn new() -> B {\n    B { migrate_started: false }\n}\n\
+         impl B {\n    pub unsafe fn migrate_started(mut self, on: bool) -> Self {\n        \
+         self.migrate_started = on;\n        self\n    }\n    fn build(&self) -> bool {\n        \
+         self.migrate_started == true\n    }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("sched/mod.rs"),
+        "// migrate_started in a comment\nfn f(s: &S) { if s.migrate_started {} }\n",
+    )
+    .unwrap();
+    let reads = mode_flag_reads(&src);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(reads, ["src/runtime.rs:13", "src/sched/mod.rs:2"]);
+}
