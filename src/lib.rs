@@ -212,9 +212,17 @@ pub use sched::blocking::blocking;
 pub use scope::{scope, Scope, ScopedJoinHandle};
 pub use select::{Select, SelectedOperation};
 
+/// What the expansion of `select!` names (it expands in the user's crate, so
+/// these must be `pub`); nothing else is. The one `#[doc(hidden)] pub`
+/// surface of the crate besides the macro's own helper macros
+/// (`tests/layering.rs` keeps it so).
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::select::{recv_case, select_cases, send_case, Case, Mode};
+    // `recv_case`/`send_case`: build a typed case from the case's channel
+    // expression (`rx`, `&rx`, `&&rx`, ...); `CaseRef`: the opaque handle a
+    // case is passed as (`RecvCase::erased`); `select`: runs the select and
+    // names the winner; `Mode`: block, `default` (try) or `default(timeout)`.
+    pub use crate::select::{recv_case, select, send_case, CaseRef, Mode};
 }
 
 /// The default runtime `go` uses outside any runtime, built on first use.

@@ -55,8 +55,7 @@ use crate::wait::WaitReason;
 /// Cheap to clone (one reference count). Two waiters are the same party when
 /// their [`Waiter::id`]s are equal.
 #[derive(Clone)]
-#[doc(hidden)]
-pub struct Waiter {
+pub(crate) struct Waiter {
     repr: Repr,
 }
 
@@ -137,8 +136,7 @@ impl Waiter {
 /// lives inside a wait record in the party's own frame (a channel op), so
 /// the party outlives it; [`WaiterRef::to_waiter`] makes the owned handle a
 /// waker needs once it drops its locks.
-#[doc(hidden)]
-pub struct WaiterRef {
+pub(crate) struct WaiterRef {
     repr: RefRepr,
 }
 
@@ -231,8 +229,7 @@ impl fmt::Debug for Waiter {
 /// channel lock, drops the lock and wakes at once, with no park in between.
 /// It holds a raw pointer, so it is neither `Send` nor `Sync` and cannot
 /// leave the thread.
-#[doc(hidden)]
-pub struct Wakeup(WakeRepr);
+pub(crate) struct Wakeup(WakeRepr);
 
 enum WakeRepr {
     Waiter(Waiter),

@@ -138,10 +138,7 @@ macro_rules! __select_bind {
     };
     (() ($([$c:ident $kind:ident $args:tt $res:tt $body:tt])*) $def:tt) => {{
         let __mode = $crate::__select_mode!($def);
-        let _ = $crate::__private::select_cases(
-            &mut [$( &mut $c as &mut dyn $crate::__private::Case ),*],
-            __mode,
-        );
+        let _ = $crate::__private::select(&mut [$( $c.erased() ),*], __mode);
         $( let $c = $c.into_output(); )*
         $crate::__select_dispatch!(($([$c $res $body])*) $def)
     }};

@@ -13,14 +13,10 @@ use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
-use goro::{RunError, Runtime};
-
-fn rt(n: usize) -> Runtime {
-    Runtime::builder().workers(n).build().expect("runtime")
-}
+use goro::RunError;
 
 mod common;
-use common::watchdog;
+use common::{rt, watchdog};
 
 #[test]
 fn oneshot_and_mpsc_across_coroutines() {

@@ -10,21 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use goro::{RunError, Runtime};
-
-fn rt(n: usize) -> Runtime {
-    Runtime::builder().workers(n).build().expect("runtime")
-}
+use goro::RunError;
 
 mod common;
-use common::watchdog;
-
-struct DropCount(Arc<AtomicUsize>);
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+use common::{rt, watchdog, DropCount};
 
 /// Parks (a goro `recv`) in its destructor, so a coroutine unwinding through
 /// it stays parked mid-unwind until the channel closes.

@@ -4,20 +4,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Count(Arc<AtomicUsize>);
-
-impl Drop for Count {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::{rt, DropCount};
 
 #[test]
 fn cancel_parked_running_and_unstarted() {
     goro::run(|| {
         let drops = Arc::new(AtomicUsize::new(0));
         // Parked.
-        let d = Count(drops.clone());
+        let d = DropCount(drops.clone());
         let h = goro::go(move || {
             let _d = d;
             goro::time::sleep(Duration::from_secs(3600));
@@ -59,7 +54,7 @@ fn cancel_parked_running_and_unstarted() {
 
 #[test]
 fn cancel_from_a_plain_thread_racing_wakes() {
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
     rt.run(|| {
         for _ in 0..2000 {
             let (tx, rx) = goro::chan::<u32>(0);
@@ -83,7 +78,7 @@ fn cancel_from_a_plain_thread_racing_wakes() {
 /// a value whose destructor counts; cancel them all and count.
 #[test]
 fn cancel_a_hundred_thousand_parked_of_every_wait_kind() {
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
     rt.run(|| {
         const N: usize = 100_000;
         let drops = Arc::new(AtomicUsize::new(0));
@@ -99,7 +94,7 @@ fn cancel_a_hundred_thousand_parked_of_every_wait_kind() {
         let mut streams = Vec::new();
         let mut handles = Vec::with_capacity(N);
         for i in 0..N {
-            let d = Count(drops.clone());
+            let d = DropCount(drops.clone());
             let kind = i % 8;
             let h = match kind {
                 0 => {

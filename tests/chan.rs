@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use goro::{chan, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 
+mod common;
+use common::{rt, within};
+
 /// Runs `f` as main of a 1-worker and a 4-worker runtime, and on a plain thread.
 fn worlds(f: impl Fn() + Send + Sync + Clone + 'static) {
     for w in [1, 4] {
         let f = f.clone();
-        goro::Runtime::builder().workers(w).build().unwrap().run(f).unwrap();
+        rt(w).run(f).unwrap();
     }
     std::thread::spawn(f).join().unwrap();
 }
@@ -161,10 +164,7 @@ fn stress_nothing_lost_or_duplicated() {
     for cap in [0, 7] {
         let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..P * PER).map(|_| AtomicUsize::new(0)).collect());
         let c2 = counts.clone();
-        goro::Runtime::builder()
-            .workers(3)
-            .build()
-            .unwrap()
+        rt(3)
             .run(move || {
                 let (tx, rx) = chan::<usize>(cap);
                 let (tx2, rx2) = chan::<usize>(cap);
@@ -240,8 +240,7 @@ fn discarded_values_are_dropped_outside_the_lock() {
             }
         }
     }
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    within(30, "a discarded value was dropped under its channel's lock (deadlock)", || {
         worlds(|| {
             // Sliding: the oldest value slides out and its Drop sends.
             let (tx, rx) = goro::sliding::<Echo>(1);
@@ -261,9 +260,5 @@ fn discarded_values_are_dropped_outside_the_lock() {
             }
             assert_eq!(rx.len(), 1);
         });
-        done_tx.send(()).unwrap();
     });
-    done_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a discarded value was dropped under its channel's lock (deadlock)");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use goro::context::{self, Context, ContextError};
 
 mod common;
-use common::watchdog;
+use common::{rt, watchdog};
 
 fn is_done(ctx: &Context) -> bool {
     ctx.done().is_closed() && ctx.done().try_recv().is_err()
@@ -296,10 +296,7 @@ fn plain_threads_and_coroutines_mix() {
         std::thread::sleep(Duration::from_millis(10));
         cancel2.cancel();
     });
-    let seen = goro::Runtime::builder()
-        .workers(1)
-        .build()
-        .unwrap()
+    let seen = rt(1)
         .run(move || {
             let hs: Vec<_> = (0..8)
                 .map(|_| {

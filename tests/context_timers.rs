@@ -10,11 +10,7 @@ use goro::context::{self, ContextError};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 mod common;
-use common::watchdog;
-
-fn armed() -> u64 {
-    goro::stats().chan_timers
-}
+use common::{armed, watchdog};
 
 #[test]
 fn cancelled_subtree_frees_its_timers() {

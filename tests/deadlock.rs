@@ -7,9 +7,8 @@ use std::time::Duration;
 use goro::sync::{Mutex, WaitGroup};
 use goro::{chan, RunError, Runtime, WaitReason};
 
-fn rt() -> Runtime {
-    Runtime::builder().workers(2).build().unwrap()
-}
+mod common;
+use common::rt;
 
 fn report_of<T: std::fmt::Debug>(r: Result<T, RunError>) -> goro::DeadlockReport {
     match r {
@@ -21,7 +20,7 @@ fn report_of<T: std::fmt::Debug>(r: Result<T, RunError>) -> goro::DeadlockReport
 #[test]
 fn main_blocked_on_a_channel_nobody_sends_on() {
     let line = line!() + 3;
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let (tx, rx) = chan::<i32>(0);
         let _keep = tx;
         rx.recv().unwrap()
@@ -38,7 +37,7 @@ fn main_blocked_on_a_channel_nobody_sends_on() {
 
 #[test]
 fn two_coroutines_waiting_on_each_other() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let (atx, arx) = chan::<i32>(0);
         let (btx, brx) = chan::<i32>(0);
         let a = goro::Builder::new()
@@ -70,7 +69,7 @@ fn two_coroutines_waiting_on_each_other() {
 
 #[test]
 fn waitgroup_never_done() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let wg = WaitGroup::new();
         wg.add(2);
         let w2 = wg.clone();
@@ -83,7 +82,7 @@ fn waitgroup_never_done() {
 
 #[test]
 fn main_blocked_on_a_mutex_held_by_a_parked_coroutine() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let m = std::sync::Arc::new(Mutex::new(0));
         let (tx, rx) = chan::<()>(0);
         let m2 = m.clone();
@@ -105,7 +104,7 @@ fn main_blocked_on_a_mutex_held_by_a_parked_coroutine() {
 
 #[test]
 fn select_with_all_cases_blocked() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let (a, ar) = chan::<i32>(0);
         let (b, br) = chan::<i32>(0);
         let _keep = (a, b);
@@ -120,7 +119,7 @@ fn select_with_all_cases_blocked() {
 
 #[test]
 fn ten_thousand_identical_waiters_are_grouped() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let (tx, rx) = chan::<i32>(0);
         let _keep = tx;
         for _ in 0..10_000 {
@@ -153,11 +152,11 @@ fn run_panics_with_gos_first_line() {
 #[test]
 fn negatives_are_not_reported() {
     // Sleeping on timers.
-    assert_eq!(rt().run(|| goro::time::sleep(Duration::from_millis(700))).ok(), Some(()));
+    assert_eq!(rt(2).run(|| goro::time::sleep(Duration::from_millis(700))).ok(), Some(()));
     // Waiting on goro::blocking.
-    assert_eq!(rt().run(|| goro::blocking(|| std::thread::sleep(Duration::from_millis(700)))).ok(), Some(()));
+    assert_eq!(rt(2).run(|| goro::blocking(|| std::thread::sleep(Duration::from_millis(700)))).ok(), Some(()));
     // Fed by a plain thread after 200 ms.
-    let v = rt()
+    let v = rt(2)
         .run(|| {
             let (tx, rx) = chan::<i32>(0);
             std::thread::spawn(move || {
@@ -169,7 +168,7 @@ fn negatives_are_not_reported() {
         .ok();
     assert_eq!(v, Some(5));
     // Waiting on a socket that answers late.
-    let v = rt()
+    let v = rt(2)
         .run(|| {
             use std::io::{Read, Write};
             let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -187,7 +186,7 @@ fn negatives_are_not_reported() {
         .ok();
     assert_eq!(v, Some(b'x'));
     // A finishing program.
-    assert_eq!(rt().run(|| 1).ok(), Some(1));
+    assert_eq!(rt(2).run(|| 1).ok(), Some(1));
 }
 
 fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
@@ -277,7 +276,7 @@ fn partial_mutex_inversion_rest_finishes() {
 
 #[test]
 fn dump_lists_coroutines_with_names_and_waits() {
-    let text = rt()
+    let text = rt(2)
         .run(|| {
             let (tx, rx) = chan::<i32>(0);
             let _h = goro::Builder::new().name("dumped").spawn(move || rx.recv()).unwrap();
@@ -339,7 +338,7 @@ fn feeder(tx: goro::Sender<i32>) -> std::thread::JoinHandle<()> {
 #[test]
 fn plain_thread_that_used_goro_and_sleeps_is_not_a_deadlock() {
     // Buffered: the first send completes without waking or parking anyone.
-    let v = rt()
+    let v = rt(2)
         .run(|| {
             let (tx, rx) = chan::<i32>(1);
             let _t = feeder(tx);
@@ -349,7 +348,7 @@ fn plain_thread_that_used_goro_and_sleeps_is_not_a_deadlock() {
         .unwrap();
     assert_eq!(v, (1, 2));
     // Unbuffered: the first send hands off to main, which then waits again.
-    let v = rt()
+    let v = rt(2)
         .run(|| {
             let (tx, rx) = chan::<i32>(0);
             let _t = feeder(tx);
@@ -361,7 +360,7 @@ fn plain_thread_that_used_goro_and_sleeps_is_not_a_deadlock() {
 
 #[test]
 fn deadlock_is_reported_after_the_plain_feeder_exits() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let (tx, rx) = chan::<i32>(1);
         let t = feeder(tx);
         assert_eq!((rx.recv().unwrap(), rx.recv().unwrap()), (1, 2));
@@ -376,7 +375,7 @@ fn deadlock_is_reported_after_the_plain_feeder_exits() {
 
 #[test]
 fn plain_thread_parked_in_goro_does_not_prevent_a_verdict() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let (_keep_a, a) = chan::<u8>(0);
         let (keep_b, b) = chan::<u8>(0);
         // This thread has used goro and now waits in goro, untimed: it is not
@@ -504,7 +503,7 @@ fn partial_read_again_behind_a_waiting_writer() {
 
 #[test]
 fn rwlock_wait_names_its_holders() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let l: Lock = Default::default();
         let (tx, rx) = chan::<()>(0);
         let _keep = tx;
@@ -630,7 +629,7 @@ fn partial_search_follows_released_read_holds() {
 
 #[test]
 fn a_long_lock_queue_is_grouped() {
-    let rep = report_of(rt().run(|| {
+    let rep = report_of(rt(2).run(|| {
         let m = std::sync::Arc::new(Mutex::new(0));
         let l: Lock = Default::default();
         let _g = m.lock();

@@ -11,34 +11,10 @@ use std::time::{Duration, Instant};
 use goro::diag::CoroutineState;
 use goro::{chan, RunError, Runtime};
 
+mod common;
+use common::{rt, watchdog};
+
 const FILE: &str = "tests/diagnostics.rs";
-
-/// Aborts the process if the test is still running after `secs`: a hang
-/// becomes a failure, never a stuck run.
-struct Watchdog(Arc<AtomicBool>);
-
-fn watchdog(secs: u64) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    std::thread::spawn(move || {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(secs) {
-            if d.load(Ordering::Relaxed) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("watchdog: test still running after {secs} s");
-        std::process::abort();
-    });
-    Watchdog(done)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// `FILE:line:` (the column follows).
 fn at(line: u32) -> String {
@@ -49,8 +25,8 @@ fn at(line: u32) -> String {
 
 #[test]
 fn deadlock_report_names_the_line_of_the_blocking_recv() {
-    let _w = watchdog(60);
-    let rt = Runtime::builder().workers(2).build().unwrap();
+    let _w = watchdog(60, "deadlock_report_names_the_line_of_the_blocking_recv");
+    let rt = rt(2);
     let line = line!() + 4;
     let r = rt.run(|| {
         let (tx, rx) = chan::<i32>(0);
@@ -71,8 +47,8 @@ fn deadlock_report_names_the_line_of_the_blocking_recv() {
 
 #[test]
 fn coroutines_shows_where_each_parked_coroutine_waits() {
-    let _w = watchdog(60);
-    let rt = Runtime::builder().workers(2).build().unwrap();
+    let _w = watchdog(60, "coroutines_shows_where_each_parked_coroutine_waits");
+    let rt = rt(2);
     rt.run(|| {
         let (tx, rx) = chan::<i32>(0);
         let (tx2, rx2) = chan::<i32>(0);
@@ -215,7 +191,7 @@ fn measured_in_child(which: &str) -> Duration {
 
 #[test]
 fn partial_deadlock_reported_promptly_while_busy() {
-    let _w = watchdog(60);
+    let _w = watchdog(60, "partial_deadlock_reported_promptly_while_busy");
     let t = measured_in_child("partial-busy");
     println!("busy: inversion reported {} ms after it formed", t.as_millis());
     assert!(t < Duration::from_secs(1), "reported {t:?} after it formed");
@@ -223,7 +199,7 @@ fn partial_deadlock_reported_promptly_while_busy() {
 
 #[test]
 fn partial_deadlock_reported_promptly_while_idle() {
-    let _w = watchdog(60);
+    let _w = watchdog(60, "partial_deadlock_reported_promptly_while_idle");
     let t = measured_in_child("partial-idle");
     println!("idle: inversion reported {} ms after it formed", t.as_millis());
     assert!(t < Duration::from_secs(1), "reported {t:?} after it formed");
@@ -295,7 +271,7 @@ fn child_bodies() {
                     std::hint::spin_loop();
                 }
             }
-            let rt = Runtime::builder().workers(1).build().unwrap();
+            let rt = rt(1);
             let which2 = which.clone();
             rt.run(move || {
                 let (tx, rx) = chan::<()>(0);
@@ -350,7 +326,7 @@ fn run_child(which: &str) -> (std::process::ExitStatus, String) {
 
 #[test]
 fn cycle_standing_when_main_returns_is_reported() {
-    let _w = watchdog(60);
+    let _w = watchdog(60, "cycle_standing_when_main_returns_is_reported");
     let (st, err) = run_child("cycle-at-exit");
     assert!(st.success(), "{st:?}: {err}");
     assert!(err.contains("partial deadlock") && err.contains("\"inverted\""), "{err}");
@@ -362,7 +338,7 @@ fn cycle_standing_when_main_returns_is_reported() {
 
 #[test]
 fn a_coroutine_panic_names_the_coroutine() {
-    let _w = watchdog(60);
+    let _w = watchdog(60, "a_coroutine_panic_names_the_coroutine");
     let (st, err) = run_child("panics");
     assert!(st.success(), "{st:?}: {err}");
     let lines: Vec<&str> = err.lines().collect();
@@ -394,7 +370,7 @@ fn a_coroutine_panic_names_the_coroutine() {
 
 #[test]
 fn long_run_warning_only_when_work_is_stuck_behind() {
-    let _w = watchdog(60);
+    let _w = watchdog(60, "long_run_warning_only_when_work_is_stuck_behind");
     let (st, err) = run_child("spin-alone");
     assert!(st.success(), "{st:?}: {err}");
     assert!(err.contains("child: spun"), "{err}");

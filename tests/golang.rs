@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use goro::{chan, go, never, select, Receiver, Sender};
 
+mod common;
+use common::rt;
+
 // https://github.com/golang/go/blob/master/test/chan/fifo.go
 mod fifo {
     use super::*;
@@ -415,7 +418,7 @@ mod pseudo_random_send {
 
     #[test]
     fn pseudo_random_send() {
-        let rt = goro::Runtime::builder().workers(1).build().unwrap();
+        let rt = rt(1);
         rt.run(|| {
             let n = 100;
             let (tx, rx) = chan::<i32>(0);
@@ -447,11 +450,8 @@ mod pseudo_random_send {
 // (TestAfterStress, TestAfterFunc, the Go 1.23 Stop/Reset rules).
 mod timers {
     use super::*;
+    use crate::common::ms;
     use goro::time::{after, after_func, Ticker, Timer};
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
 
     #[test]
     fn gobyexample_timeouts() {

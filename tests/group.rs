@@ -8,10 +8,10 @@ use goro::context::{self, ContextError};
 use goro::sync::{Group, WaitGroup};
 
 mod common;
-use common::watchdog;
+use common::{rt, watchdog};
 
 fn one_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    goro::Runtime::builder().workers(1).build().unwrap().run(f).unwrap()
+    rt(1).run(f).unwrap()
 }
 
 #[test]

@@ -237,3 +237,204 @@ fn the_checker_sees_an_upward_edge() {
     assert!(bad[0].contains("`sched` (layer 1) names `time` (layer 4)"), "{bad:#?}");
     assert!(bad[1].contains("`stack` (layer 0) names `chan` (layer 2) through `crate::Sender`"), "{bad:#?}");
 }
+
+// ---------------------------------------------------------------------------
+// The `#[doc(hidden)] pub` surface.
+//
+// Internals reach the user's crate only where a macro expansion must name
+// them. `select!` names what `lib.rs`'s `__private` re-exports (and its own
+// `#[macro_export]` helper macros); nothing else is `#[doc(hidden)]`, so a
+// new hidden item fails here until it is argued into one of these lists.
+
+/// Every `#[doc(hidden)]` item the crate may have: (file under `src/`, item
+/// name).
+const HIDDEN: &[(&str, &str)] = &[
+    // The one surface `select!`'s expansion names (see `PRIVATE_SURFACE`).
+    ("lib.rs", "__private"),
+    // `select!`'s helper macros: `#[macro_export]` puts them at the crate
+    // root, where the expansion calls them as `$crate::__select_*!`.
+    ("select_macro.rs", "__select_munch"),
+    ("select_macro.rs", "__select_emit"),
+    ("select_macro.rs", "__select_bind"),
+    ("select_macro.rs", "__select_mode"),
+    ("select_macro.rs", "__select_dispatch"),
+    // Fault-injection hooks of `tests/stack_guard.rs` (an integration test
+    // cannot reach `pub(crate)`); not part of `select!`.
+    ("stack/mod.rs", "__fail_next_guard_installs"),
+    ("stack/mod.rs", "__force_mprotect_guards"),
+    ("stack/mod.rs", "__unguarded_slots"),
+];
+
+/// What `goro::__private` re-exports: exactly the names the expansion of
+/// `select!` uses (`lib.rs` says why each is there).
+const PRIVATE_SURFACE: &[&str] = &["CaseRef", "Mode", "recv_case", "select", "send_case"];
+
+/// The `#[doc(hidden)]` items of `src/`, as (file, name), in file order.
+fn hidden_items(src: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    rs_files(src, &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
+        let code = code_of(&std::fs::read_to_string(f).unwrap());
+        for (at, _) in code.match_indices("#[doc(hidden)]") {
+            let mut rest = code[at + "#[doc(hidden)]".len()..].trim_start();
+            // Further attributes (`#[macro_export]`, `#[derive(..)]`, ...).
+            while let Some(r) = rest.strip_prefix("#[") {
+                rest = r[r.find(']').map_or(r.len(), |j| j + 1)..].trim_start();
+            }
+            // Visibility, then the item keyword, then its name.
+            if let Some(r) = rest.strip_prefix("pub") {
+                rest = r.trim_start();
+                if rest.starts_with('(') {
+                    rest = rest[rest.find(')').map_or(rest.len(), |j| j + 1)..].trim_start();
+                }
+            }
+            for kw in ["unsafe ", "const ", "fn ", "struct ", "enum ", "union ", "trait ", "type ", "mod ", "static "] {
+                if let Some(r) = rest.strip_prefix(kw) {
+                    rest = r.trim_start();
+                }
+            }
+            let rest = rest.strip_prefix("macro_rules!").map_or(rest, str::trim_start);
+            out.push((rel.clone(), ident_at(rest).to_string()));
+        }
+    }
+    out
+}
+
+/// The names `pub mod __private { .. }` in `lib` re-exports, sorted; `None`
+/// if it holds anything but `pub use` items.
+fn private_surface(lib: &str) -> Option<Vec<String>> {
+    let code = code_of(lib);
+    let start = code.find("pub mod __private {")? + "pub mod __private {".len();
+    let body = &code[start..start + code[start..].find("\n}")?];
+    let mut names = Vec::new();
+    for item in body.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let path = item.strip_prefix("pub use ")?;
+        let list = match path.find('{') {
+            Some(i) => path[i + 1..].trim_end_matches('}'),
+            None => path.rsplit("::").next().unwrap(),
+        };
+        names.extend(list.split(',').map(|n| n.trim().rsplit(" as ").next().unwrap().to_string()));
+    }
+    names.retain(|n| !n.is_empty());
+    names.sort();
+    Some(names)
+}
+
+#[test]
+fn doc_hidden_only_where_a_macro_needs_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let unexpected: Vec<String> = hidden_items(&src)
+        .into_iter()
+        .filter(|(f, n)| !HIDDEN.iter().any(|(hf, hn)| hf == f && hn == n))
+        .map(|(f, n)| format!("src/{f}: `{n}`"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "#[doc(hidden)] items outside the select! surface (make them pub(crate), or route what a macro \
+         needs through `goro::__private`, and list it in tests/layering.rs):\n  {}",
+        unexpected.join("\n  ")
+    );
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    assert_eq!(
+        private_surface(&lib).expect("lib.rs: `pub mod __private` holds only `pub use` items"),
+        PRIVATE_SURFACE,
+        "goro::__private re-exports more or less than select! names"
+    );
+}
+
+#[test]
+fn the_checker_sees_a_hidden_item() {
+    let dir = std::env::temp_dir().join(format!("goro-hidden-{}", std::process::id()));
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("park")).unwrap();
+    std::fs::write(
+        src.join("park/mod.rs"),
+        "/// doc\n#[doc(hidden)]\n#[derive(Debug)]\npub struct Leak;\n// #[doc(hidden)] in a comment\n\
+         impl Leak {\n    #[doc(hidden)]\n    pub(crate) fn also(&self) {}\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("lib.rs"),
+        "#[doc(hidden)]\npub mod __private {\n    pub use crate::select::{recv_case, Mode};\n    \
+         pub use crate::park::Leak;\n}\n",
+    )
+    .unwrap();
+    let found = hidden_items(&src);
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let want = [("lib.rs", "__private"), ("park/mod.rs", "Leak"), ("park/mod.rs", "also")];
+    assert_eq!(found, want.map(|(f, n)| (f.to_string(), n.to_string())));
+    assert_eq!(private_surface(&lib).unwrap(), ["Leak", "Mode", "recv_case"]);
+    assert_eq!(private_surface("#[doc(hidden)]\npub mod __private {\n    pub fn f() {}\n}\n"), None);
+}
+
+// ---------------------------------------------------------------------------
+// One wake path (ARCHITECTURE.md, "The one wake path").
+//
+// `RuntimeBuilder::migrate_started` is a documented no-op: the builder
+// records it and no code reads it, so no park or wake can branch on it.
+
+/// Every place in `src/` that reads the `migrate_started` flag: any
+/// mention outside `runtime.rs`, and in `runtime.rs` any `.migrate_started`
+/// that is not an assignment (`self.migrate_started = on`) or a call of
+/// the builder method itself.
+fn mode_flag_reads(src: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rs_files(src, &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
+        let code = code_of(&std::fs::read_to_string(f).unwrap());
+        for (at, _) in code.match_indices("migrate_started") {
+            let after = code[at + "migrate_started".len()..].trim_start();
+            let before = code[..at].trim_end();
+            let fine = rel == "runtime.rs"
+                && ((before.ends_with("self.") && after.starts_with('=') && !after.starts_with("=="))
+                    || before.ends_with("fn")
+                    || (!before.ends_with('.') && after.starts_with(':')));
+            if !fine {
+                let line = code[..at].matches('\n').count() + 1;
+                out.push(format!("src/{rel}:{line}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_code_reads_the_migrate_started_flag() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let reads = mode_flag_reads(&src);
+    assert!(
+        reads.is_empty(),
+        "`migrate_started` is read (a second wake protocol? ARCHITECTURE.md, \"The one wake path\"):\n  {}",
+        reads.join("\n  ")
+    );
+}
+
+#[test]
+fn the_checker_sees_a_flag_read() {
+    let dir = std::env::temp_dir().join(format!("goro-flag-{}", std::process::id()));
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("sched")).unwrap();
+    std::fs::write(
+        src.join("runtime.rs"),
+        "struct B {\n    migrate_started: bool,\n}\nfn new() -> B {\n    B { migrate_started: false }\n}\n\
+         impl B {\n    pub unsafe fn migrate_started(mut self, on: bool) -> Self {\n        \
+         self.migrate_started = on;\n        self\n    }\n    fn build(&self) -> bool {\n        \
+         self.migrate_started == true\n    }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("sched/mod.rs"),
+        "// migrate_started in a comment\nfn f(s: &S) { if s.migrate_started {} }\n",
+    )
+    .unwrap();
+    let reads = mode_flag_reads(&src);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(reads, ["src/runtime.rs:13", "src/sched/mod.rs:2"]);
+}

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use goro::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 
+mod common;
+use common::{rt, within};
+
 fn echo_server(ln: TcpListener) {
     goro::go(move || {
         while let Ok((s, _)) = ln.accept() {
@@ -152,12 +155,18 @@ fn udp_round_trip_in_coroutines_and_threads() {
     body();
 }
 
-#[test]
-fn unix_sockets() {
+/// A socket path `name` in a directory of this test process, free to bind.
+fn socket_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("goro-test-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("s.sock");
+    let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn unix_sockets() {
+    let path = socket_path("s.sock");
     goro::run(move || {
         let ln = UnixListener::bind(&path).unwrap();
         let h = goro::go(move || {
@@ -200,7 +209,7 @@ fn plain_threads_block_normally() {
 /// a socket gets its data while the spinners keep yielding.
 #[test]
 fn busy_workers_still_poll() {
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
     let got = rt
         .run(|| {
             let ln = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -299,7 +308,7 @@ fn reads_after_a_short_read_still_see_data_and_eof() {
 /// by a reader that consumed the edge, and nobody hangs.
 #[test]
 fn many_readers_share_one_udp_socket() {
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
     rt.run(|| {
         let sock = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let addr = sock.local_addr().unwrap();
@@ -357,10 +366,8 @@ fn many_readers_share_one_udp_socket() {
 #[test]
 fn wakes_reach_a_worker_asleep_in_the_poller() {
     const ROUNDS: u32 = 20_000;
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = goro::Runtime::builder().workers(1).build().unwrap();
-        let sum = rt
+    let sum = within(60, "a wake was lost: the worker stayed in the poller", || {
+        rt(1)
             .run(|| {
                 let ln = TcpListener::bind("127.0.0.1:0").unwrap();
                 let quiet = TcpStream::connect(ln.local_addr().unwrap()).unwrap();
@@ -385,10 +392,8 @@ fn wakes_reach_a_worker_asleep_in_the_poller() {
                 let _ = reader.join();
                 sum
             })
-            .unwrap();
-        done_tx.send(sum).unwrap();
+            .unwrap()
     });
-    let sum = done_rx.recv_timeout(Duration::from_secs(60)).expect("a wake was lost: the worker stayed in the poller");
     assert_eq!(sum, (1..=ROUNDS as u64).sum::<u64>());
 }
 
@@ -398,8 +403,7 @@ fn wakes_reach_a_worker_asleep_in_the_poller() {
 /// it), many times over. The watchdog turns a hang into a failure.
 #[test]
 fn end_of_stream_arriving_with_the_last_bytes() {
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    within(60, "a reader missed the end of stream that came with its data", || {
         goro::run(|| {
             let ln = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = ln.local_addr().unwrap();
@@ -414,7 +418,90 @@ fn end_of_stream_arriving_with_the_last_bytes() {
                 assert_eq!(server.join().unwrap(), 3);
             }
         });
-        done_tx.send(()).unwrap();
     });
-    done_rx.recv_timeout(Duration::from_secs(60)).expect("a reader missed the end of stream that came with its data");
+}
+
+/// Writes to `w` until a write fails (the peer never reads, so the socket
+/// buffers fill and the writer parks); returns the error and how many bytes
+/// went in first.
+fn write_until_error(mut w: impl Write) -> (std::io::Error, usize) {
+    let chunk = [7u8; 64 * 1024];
+    let mut n = 0;
+    loop {
+        match w.write(&chunk) {
+            Ok(k) => n += k,
+            Err(e) => return (e, n),
+        }
+    }
+}
+
+/// `UnixStream` shares its reads, writes, timeouts and shutdown with
+/// `TcpStream`; each is checked here on a Unix pair, through the owned
+/// `Read`/`Write` impls as well as the `&` ones.
+#[test]
+fn unix_stream_timeouts_shutdown_and_owned_io() {
+    goro::run(|| {
+        let (mut x, mut y) = UnixStream::pair().unwrap();
+        // Owned Read/Write.
+        x.write_all(b"abc").unwrap();
+        let mut b = [0u8; 3];
+        y.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"abc");
+
+        // Read timeout: nothing comes, the read gives up with TimedOut.
+        y.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        let t = std::time::Instant::now();
+        let e = y.read(&mut b).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        assert_eq!(y.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(y.set_write_timeout(Some(Duration::ZERO)).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        y.set_read_timeout(None).unwrap();
+
+        // Write timeout: the peer never reads, the buffers fill, the
+        // parked writer gives up with TimedOut.
+        x.set_write_timeout(Some(Duration::from_millis(30))).unwrap();
+        let (e, n) = write_until_error(&x);
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(n > 0);
+
+        // Shutdown: the peer drains what was written, then reads end of stream.
+        x.shutdown(Shutdown::Write).unwrap();
+        let mut sink = Vec::new();
+        let got = (&y).read_to_end(&mut sink).unwrap();
+        assert_eq!(got, n);
+        assert!(sink.iter().all(|&c| c == 7));
+    });
+}
+
+#[test]
+fn tcp_write_timeout() {
+    goro::run(|| {
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(ln.local_addr().unwrap()).unwrap();
+        let (_s, _) = ln.accept().unwrap();
+        assert_eq!(c.write_timeout().unwrap(), None);
+        c.set_write_timeout(Some(Duration::from_millis(30))).unwrap();
+        assert_eq!(c.write_timeout().unwrap(), Some(Duration::from_millis(30)));
+        let (e, n) = write_until_error(&c);
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(n > 0);
+        assert!(c.set_write_timeout(Some(Duration::ZERO)).is_err());
+        assert_eq!(c.write_timeout().unwrap(), Some(Duration::from_millis(30)));
+    });
+}
+
+#[test]
+fn unix_listener_close_wakes_blocked_accept() {
+    let path = socket_path("c.sock");
+    goro::run(move || {
+        let ln = std::sync::Arc::new(UnixListener::bind(&path).unwrap());
+        let l2 = ln.clone();
+        let h = goro::go(move || l2.accept().is_err());
+        goro::time::sleep(Duration::from_millis(20));
+        ln.close().unwrap();
+        assert!(h.join().unwrap());
+        assert!(ln.accept().is_err());
+        let _ = std::fs::remove_file(&path);
+    });
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use goro::{RunError, Runtime};
 
-fn rt(n: usize) -> Runtime {
-    Runtime::builder().workers(n).build().expect("runtime")
-}
+mod common;
+use common::{rt, DropCount};
 
 #[test]
 fn spawn_and_join_100k() {
@@ -206,13 +205,6 @@ fn yield_interleaves() {
     // Which starts first is unspecified (as in Go); they must alternate.
     let s: String = log.lock().unwrap().iter().collect();
     assert!(s == "ababababab" || s == "bababababa", "{s}");
-}
-
-struct DropCount(Arc<AtomicUsize>);
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 #[test]

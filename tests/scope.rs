@@ -9,14 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use goro::Runtime;
-
-fn rt(n: usize) -> Runtime {
-    Runtime::builder().workers(n).build().expect("runtime")
-}
-
 mod common;
-use common::watchdog;
+use common::{rt, watchdog};
 
 /// Bumps a counter *through a borrow* when dropped: if it ran after the
 /// borrowed counter's frame was gone, that would be a use after free; the

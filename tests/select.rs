@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use goro::{chan, never, select, RecvError, Select};
 
+mod common;
+use common::{rt, within};
+
 #[test]
 fn picks_the_ready_case() {
     let (tx1, rx1) = chan::<i32>(1);
@@ -299,7 +302,7 @@ fn arms_may_reassign_temporary_bound_channels() {
 
 #[test]
 fn parked_select_picks_its_cases_at_random() {
-    let rt = goro::Runtime::builder().workers(1).build().unwrap();
+    let rt = rt(1);
     rt.run(|| {
         let (tx, rx) = chan::<i32>(0);
         let n = 100;
@@ -426,10 +429,8 @@ impl Drop for TouchOnDrop {
 
 #[test]
 fn cancelled_select_drops_its_won_value_after_unlocking() {
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = goro::Runtime::builder().workers(1).build().unwrap();
-        let r = rt.run(|| {
+    let ok = within(20, "the runtime hung cancelling the select", || {
+        let r = rt(1).run(|| {
             let (tx, rx) = chan::<TouchOnDrop>(0);
             let (tx2, rx2) = chan::<u8>(1);
             let h = goro::go(move || {
@@ -445,8 +446,7 @@ fn cancelled_select_drops_its_won_value_after_unlocking() {
             h.cancel();
             assert!(h.join().unwrap_err().is::<goro::Cancelled>());
         });
-        done_tx.send(r.is_ok()).unwrap();
+        r.is_ok()
     });
-    let ok = done_rx.recv_timeout(Duration::from_secs(20)).expect("the runtime hung cancelling the select");
     assert!(ok);
 }

@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use goro::stack::{maybe_grow, remaining};
 
+mod common;
+use common::{overflow, rt, DropCount};
+
 /// `stats().stack_segments` is process-wide: tests that use segments and
 /// assert on that count take turns.
 static SEGMENT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -70,16 +73,9 @@ fn ten_thousand_coroutines_recursing() {
     assert_eq!(sum, want);
 }
 
-struct Count(Arc<AtomicUsize>);
-impl Drop for Count {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 fn deep_panic(n: u32, c: &Arc<AtomicUsize>) -> u32 {
     maybe_grow(32 * 1024, 256 * 1024, || {
-        let _guard = Count(c.clone());
+        let _guard = DropCount(c.clone());
         if n == 0 {
             panic!("bottom reached");
         }
@@ -123,15 +119,6 @@ fn many_idle_coroutines_cost_little() {
     });
 }
 
-fn overflow(n: u64) -> u64 {
-    let pad = std::hint::black_box([n; 64]);
-    if n == 0 {
-        0
-    } else {
-        overflow(n - 1) + pad[3]
-    }
-}
-
 /// Child bodies, selected by env var (the test re-runs its own binary).
 #[test]
 fn child_bodies() {
@@ -156,7 +143,7 @@ fn child_bodies() {
         }
         Ok("thread-overflow") => {
             // goro's handler is installed by the runtime's workers...
-            goro::Runtime::builder().workers(1).build().unwrap().run(|| goro::go(|| 1).join().unwrap()).unwrap();
+            rt(1).run(|| goro::go(|| 1).join().unwrap()).unwrap();
             #[allow(unconditional_recursion)]
             fn boom(n: u64) -> u64 {
                 let frame = std::hint::black_box([n as u8; 1024]);

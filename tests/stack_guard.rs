@@ -12,6 +12,9 @@ use std::process::Command;
 
 use goro::stack::{maybe_grow, remaining, GUARD_SIZE};
 
+mod common;
+use common::{overflow, rt};
+
 static HOOK_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn hook_lock() -> std::sync::MutexGuard<'static, ()> {
@@ -58,10 +61,7 @@ fn child_bodies() {
     if words.iter().any(|w| w == "mprotect") {
         goro::stack::__force_mprotect_guards(true);
     }
-    goro::Runtime::builder()
-        .workers(1)
-        .build()
-        .unwrap()
+    rt(1)
         .run(move || match words[0].as_str() {
             // The neighbour takes the first 64 KiB slot; A's guard install
             // fails on the next; B, spawned next on the same worker, must not
@@ -148,14 +148,6 @@ fn child_bodies() {
                     .unwrap();
             }
             "overflow" => {
-                fn overflow(n: u64) -> u64 {
-                    let pad = std::hint::black_box([n; 64]);
-                    if n == 0 {
-                        0
-                    } else {
-                        overflow(n - 1) + pad[3]
-                    }
-                }
                 goro::Builder::new()
                     .name("deep-diver")
                     .stack_size(64 * 1024)
@@ -223,7 +215,7 @@ fn rust_frames_larger_than_the_guard_where_probed() {
 #[test]
 fn failed_guard_is_an_error_saying_what_to_do_and_the_slot_is_set_aside() {
     let _turn = hook_lock();
-    let rt = goro::Runtime::builder().workers(1).build().unwrap();
+    let rt = rt(1);
     rt.run(|| {
         let before = goro::stack::__unguarded_slots();
         goro::stack::__fail_next_guard_installs(1);

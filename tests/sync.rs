@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use goro::sync::{Mutex, Once, RwLock, Semaphore, WaitGroup};
 
+mod common;
+use common::rt;
+
 /// Spawns `n` parties running `f(i)` in the given world and waits for all.
 fn world(kind: &str, n: usize, f: impl Fn(usize) + Send + Sync + 'static) {
     let f = Arc::new(f);
@@ -23,7 +26,7 @@ fn world(kind: &str, n: usize, f: impl Fn(usize) + Send + Sync + 'static) {
         }
         _ => {
             let workers = if kind == "w1" { 1 } else { 4 };
-            let rt = goro::Runtime::builder().workers(workers).build().unwrap();
+            let rt = rt(workers);
             rt.run(move || {
                 let hs: Vec<_> = (0..n)
                     .map(|i| {
@@ -65,10 +68,7 @@ fn mutex_excludes() {
 
 #[test]
 fn mutex_try_lock_and_holder_across_yield() {
-    goro::Runtime::builder()
-        .workers(1)
-        .build()
-        .unwrap()
+    rt(1)
         .run(|| {
             let m = Arc::new(Mutex::new(1));
             let g = m.lock();
@@ -216,10 +216,7 @@ fn cancelled_waiter_passes_the_lock_on() {
     // poisoned nor lost.
     let m = Arc::new(Mutex::new(0));
     let m2 = m.clone();
-    goro::Runtime::builder()
-        .workers(2)
-        .build()
-        .unwrap()
+    rt(2)
         .run(move || {
             let g = m2.lock();
             for _ in 0..50 {
@@ -272,7 +269,7 @@ fn mutex_starvation_mode_is_fair() {
 #[test]
 fn mutex_contended_mixed_parties() {
     let m = Arc::new(Mutex::new(0u64));
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
     let threads: Vec<_> = (0..2)
         .map(|_| {
             let m = m.clone();

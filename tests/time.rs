@@ -8,18 +8,14 @@ use std::time::{Duration, Instant};
 
 use goro::time::{after, sleep, tick, Ticker, Timer};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+mod common;
+use common::{ms, rt};
 
 #[test]
 fn shorter_sleeps_wake_first() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let o2 = order.clone();
-    goro::Runtime::builder()
-        .workers(2)
-        .build()
-        .unwrap()
+    rt(2)
         .run(move || {
             let hs: Vec<_> = [50u64, 10, 30, 20, 40]
                 .into_iter()
@@ -174,7 +170,7 @@ fn zero_tick_panics_like_go() {
 
 #[test]
 fn sleeping_program_is_not_a_deadlock() {
-    let r = goro::Runtime::builder().workers(1).build().unwrap();
+    let r = rt(1);
     let v = r
         .run(|| {
             sleep(ms(700));
@@ -314,7 +310,7 @@ fn first_sleep_of_a_fresh_runtime_is_on_time() {
     // loose enough for a shared box, tight enough to catch that.
     let best = (0..3)
         .map(|_| {
-            let rt = goro::Runtime::builder().workers(1).build().unwrap();
+            let rt = rt(1);
             rt.run(|| {
                 let (tx, rx) = goro::chan::<Duration>(0);
                 goro::go(move || {

@@ -8,17 +8,12 @@ use std::time::{Duration, Instant};
 
 use goro::time::{after, Ticker, Timer};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn armed() -> u64 {
-    goro::stats().chan_timers
-}
+mod common;
+use common::{armed, ms, rt};
 
 #[test]
 fn channel_timers_on_worker_heaps() {
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
 
     // 20 000 coroutines each arm `after` on their own worker's heap, half of
     // them also arm and stop a long Timer; every `after` fires exactly once.

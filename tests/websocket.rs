@@ -6,7 +6,7 @@ use goro::net::{TcpListener, TcpStream};
 use tungstenite::{Error, Message};
 
 mod common;
-use common::watchdog;
+use common::{rt, watchdog};
 
 const CLIENTS: usize = 50;
 const MESSAGES: usize = 20;
@@ -52,7 +52,7 @@ fn client(addr: std::net::SocketAddr, k: usize) -> Vec<String> {
 #[test]
 fn tungstenite_echo_over_goro_sockets() {
     let _w = watchdog(30, "tungstenite_echo_over_goro_sockets");
-    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let rt = rt(2);
     let (replies, echoed) = rt
         .run(|| {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -72,9 +72,8 @@ pub(crate) enum Kind {
 ///
 /// Its atomics come from `crate::loom` (std's, or loom's in the model
 /// checker's build: `imp_loom.rs` checks invariants 3, 4 and 6 on it).
-#[doc(hidden)]
 #[derive(Debug)]
-pub struct Selector {
+pub(crate) struct Selector {
     state: model::AtomicUsize,
     done: model::AtomicBool,
     waiter: crate::park::WaiterRef,
@@ -461,9 +460,8 @@ impl<T> Drop for ChanGuard<'_, T> {
 /// an operation completed with, and the readiness observers its effect may
 /// concern. Both are almost always absent, so a `Wake` is built and used
 /// without touching the heap.
-#[doc(hidden)]
 #[derive(Debug, Default)]
-pub struct Wake {
+pub(crate) struct Wake {
     party: Option<Wakeup>,
     observers: Option<Vec<Wakeup>>,
 }

@@ -90,9 +90,8 @@ pub(crate) struct RawLock {
 
 /// Proof of one acquisition of a [`RawLock`] (zero-sized), handed back to
 /// `unlock`.
-#[doc(hidden)]
 #[derive(Debug)]
-pub struct Held(());
+pub(crate) struct Held(());
 
 impl RawLock {
     fn new() -> RawLock {

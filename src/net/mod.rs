@@ -134,6 +134,108 @@ impl<T: mio::event::Source + AsRawFd> Io<T> {
     }
 }
 
+impl<T: mio::event::Source + AsRawFd> Io<T> {
+    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.read_timeout.set(check_timeout(d)?);
+        Ok(())
+    }
+
+    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.write_timeout.set(check_timeout(d)?);
+        Ok(())
+    }
+
+    /// A listener's `close`: shut the socket down so the OS fails later
+    /// `accept`s, and wake the coroutines parked in one.
+    fn close_listener(&self) -> io::Result<()> {
+        // SAFETY: `shutdown` on a socket this `Io` owns; the descriptor stays
+        // valid (it is closed only when the `Io` drops).
+        unsafe { libc::shutdown(self.io.as_raw_fd(), libc::SHUT_RDWR) };
+        self.reg.close_waiters();
+        Ok(())
+    }
+}
+
+/// What a connected byte stream's mio source offers besides `Read`/`Write`
+/// on `&S` (required where it is used): the one shared implementation of [`TcpStream`] and
+/// [`UnixStream`] (their reads, writes, `shutdown` and connect wait) is
+/// written once against it, on `Io<S>`.
+trait StreamSource: mio::event::Source + AsRawFd {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    fn take_error(&self) -> io::Result<Option<io::Error>>;
+    /// `Ok` once a non-blocking connect has completed (`WouldBlock` while
+    /// it is in flight).
+    fn connected(&self) -> io::Result<()>;
+}
+
+impl StreamSource for mio::net::TcpStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        mio::net::TcpStream::shutdown(self, how)
+    }
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        mio::net::TcpStream::take_error(self)
+    }
+    fn connected(&self) -> io::Result<()> {
+        match self.peer_addr() {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl StreamSource for mio::net::UnixStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        mio::net::UnixStream::shutdown(self, how)
+    }
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        mio::net::UnixStream::take_error(self)
+    }
+    fn connected(&self) -> io::Result<()> {
+        // A Unix-domain connect completes (or fails) at once, or its
+        // writability says so; `take_error` has the failure.
+        Ok(())
+    }
+}
+
+impl<S: StreamSource> Io<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    /// Registers a freshly started non-blocking connect and parks until it
+    /// completes, fails, or `deadline` passes.
+    #[track_caller]
+    fn connect(s: S, deadline: Option<Instant>) -> io::Result<Io<S>> {
+        let io = Io::new(s)?;
+        io.with(true, deadline, |s| {
+            if let Some(e) = s.take_error()? {
+                return Err(e);
+            }
+            s.connected()
+        })?;
+        Ok(io)
+    }
+
+    #[track_caller]
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len();
+        self.read_stream(len, |mut s| s.read(buf))
+    }
+
+    #[track_caller]
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write_with(|mut s| s.write(buf))
+    }
+
+    /// Shuts down one or both directions, then kicks the poller so that
+    /// coroutines parked on this socket see the new state.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let r = self.io.shutdown(how);
+        self.reg.kick();
+        r
+    }
+}
+
 impl<T: mio::event::Source + AsRawFd> Drop for Io<T> {
     fn drop(&mut self) {
         poller::deregister(&mut self.io, &self.reg);
@@ -153,6 +255,19 @@ fn first_addr(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses"));
     }
     Ok(v)
+}
+
+/// The first success of `f` over the resolved addresses, else the last
+/// error (std's `each_addr`).
+fn each_addr<T>(addr: impl ToSocketAddrs, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
+    let mut last = None;
+    for a in first_addr(addr)? {
+        match f(a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("first_addr returns at least one address"))
 }
 
 /// A TCP listener (`std::net::TcpListener`'s shape, Go's `net.Listener`).
@@ -211,19 +326,11 @@ impl TcpListener {
     /// assert!(goro::net::TcpListener::bind(addr).is_err());
     /// ```
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let mut last = None;
-        for a in first_addr(addr)? {
-            match mio::net::TcpListener::bind(a) {
-                Ok(l) => {
-                    // SAFETY: `listen` on a socket we own, already bound and
-                    // listening; it only raises the backlog.
-                    unsafe { libc::listen(l.as_raw_fd(), poller::max_backlog()) };
-                    return Ok(TcpListener { inner: Io::new(l)? });
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one address"))
+        let l = each_addr(addr, mio::net::TcpListener::bind)?;
+        // SAFETY: `listen` on a socket we own, already bound and listening;
+        // it only raises the backlog.
+        unsafe { libc::listen(l.as_raw_fd(), poller::max_backlog()) };
+        Ok(TcpListener { inner: Io::new(l)? })
     }
 
     /// Waits for a connection.
@@ -320,10 +427,7 @@ impl TcpListener {
     /// });
     /// ```
     pub fn close(&self) -> io::Result<()> {
-        // SAFETY: shutdown on our own socket; it stays a valid descriptor.
-        unsafe { libc::shutdown(self.inner.io.as_raw_fd(), libc::SHUT_RDWR) };
-        self.inner.reg.close_waiters();
-        Ok(())
+        self.inner.close_listener()
     }
 }
 
@@ -405,19 +509,8 @@ impl TcpStream {
                     continue;
                 }
             };
-            let io = Io::new(s)?;
-            let r = io.with(true, deadline, |s| {
-                if let Some(e) = s.take_error()? {
-                    return Err(e);
-                }
-                match s.peer_addr() {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
-                    Err(e) => Err(e),
-                }
-            });
-            match r {
-                Ok(()) => return Ok(TcpStream { inner: io }),
+            match Io::connect(s, deadline) {
+                Ok(inner) => return Ok(TcpStream { inner }),
                 Err(e) => last = Some(e),
             }
         }
@@ -470,9 +563,7 @@ impl TcpStream {
     /// assert_eq!(server.read_to_end(&mut rest).unwrap(), 0); // the server sees EOF
     /// ```
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let r = self.inner.io.shutdown(how);
-        self.inner.reg.kick();
-        r
+        self.inner.shutdown(how)
     }
     /// Sets `TCP_NODELAY`.
     ///
@@ -525,8 +616,7 @@ impl TcpStream {
     /// });
     /// ```
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.read_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_read_timeout(d)
     }
     /// Write timeout (`None`: wait forever).
     ///
@@ -542,8 +632,7 @@ impl TcpStream {
     /// assert_eq!(s.write_timeout().unwrap(), Some(Duration::from_secs(1)));
     /// ```
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.write_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_write_timeout(d)
     }
     /// The read timeout.
     ///
@@ -567,38 +656,6 @@ impl TcpStream {
     /// ```
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.write_timeout.get())
-    }
-}
-
-impl Read for &TcpStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.inner.read_stream(len, |mut s| s.read(buf))
-    }
-}
-impl Write for &TcpStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write_with(|mut s| s.write(buf))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-impl Read for TcpStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-impl Write for TcpStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -638,14 +695,7 @@ impl UdpSocket {
     /// assert!(s.local_addr().unwrap().port() != 0);
     /// ```
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let mut last = None;
-        for a in first_addr(addr)? {
-            match mio::net::UdpSocket::bind(a) {
-                Ok(s) => return Ok(UdpSocket { inner: Io::new(s)? }),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one address"))
+        Ok(UdpSocket { inner: Io::new(each_addr(addr, mio::net::UdpSocket::bind)?)? })
     }
     /// Sends a datagram to `addr`.
     ///
@@ -789,8 +839,7 @@ impl UdpSocket {
     /// assert_eq!(err.kind(), ErrorKind::TimedOut);
     /// ```
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.read_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_read_timeout(d)
     }
     /// Write timeout for `send`/`send_to`.
     ///
@@ -805,8 +854,7 @@ impl UdpSocket {
     /// assert_eq!(s.send_to(b"x", s.local_addr().unwrap()).unwrap(), 1);
     /// ```
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.write_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_write_timeout(d)
     }
 }
 
@@ -913,10 +961,7 @@ impl UnixListener {
     /// std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn close(&self) -> io::Result<()> {
-        // SAFETY: shutdown on our own socket.
-        unsafe { libc::shutdown(self.inner.io.as_raw_fd(), libc::SHUT_RDWR) };
-        self.inner.reg.close_waiters();
-        Ok(())
+        self.inner.close_listener()
     }
 }
 
@@ -938,14 +983,7 @@ impl UnixStream {
     /// ```
     #[track_caller]
     pub fn connect(p: impl AsRef<Path>) -> io::Result<UnixStream> {
-        let io = Io::new(mio::net::UnixStream::connect(p)?)?;
-        io.with(true, None, |s| {
-            if let Some(e) = s.take_error()? {
-                return Err(e);
-            }
-            Ok(())
-        })?;
-        Ok(UnixStream { inner: io })
+        Ok(UnixStream { inner: Io::connect(mio::net::UnixStream::connect(p)?, None)? })
     }
     /// A connected pair.
     ///
@@ -981,9 +1019,7 @@ impl UnixStream {
     /// assert_eq!(b.read(&mut [0; 8]).unwrap(), 0); // EOF
     /// ```
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let r = self.inner.io.shutdown(how);
-        self.inner.reg.kick();
-        r
+        self.inner.shutdown(how)
     }
     /// Read timeout.
     ///
@@ -999,8 +1035,7 @@ impl UnixStream {
     /// assert_eq!(a.read(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
     /// ```
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.read_timeout.set(check_timeout(d)?);
-        Ok(())
+        self.inner.set_read_timeout(d)
     }
     /// Write timeout.
     ///
@@ -1014,40 +1049,7 @@ impl UnixStream {
     /// a.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
     /// ```
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.inner.write_timeout.set(check_timeout(d)?);
-        Ok(())
-    }
-}
-
-impl Read for &UnixStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.inner.read_stream(len, |mut s| s.read(buf))
-    }
-}
-impl Write for &UnixStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write_with(|mut s| s.write(buf))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-impl Read for UnixStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-impl Write for UnixStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.inner.set_write_timeout(d)
     }
 }
 
@@ -1071,6 +1073,46 @@ macro_rules! fd_impls {
     )*};
 }
 fd_impls!(TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream);
+
+/// `Read`/`Write` for a stream type and for a shared reference to it, all
+/// forwarding to the one implementation on `Io<S: StreamSource>`. (A macro
+/// because the trait impls must name each public type: a blanket impl over
+/// `&T` for a foreign trait is not allowed.)
+macro_rules! stream_impls {
+    ($($t:ty),*) => {$(
+        impl Read for &$t {
+            #[track_caller]
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.inner.read(buf)
+            }
+        }
+        impl Write for &$t {
+            #[track_caller]
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.inner.write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Read for $t {
+            #[track_caller]
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.inner.read(buf)
+            }
+        }
+        impl Write for $t {
+            #[track_caller]
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.inner.write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+    )*};
+}
+stream_impls!(TcpStream, UnixStream);
 
 #[allow(dead_code)]
 fn _assert_send_sync() {

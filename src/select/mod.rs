@@ -39,7 +39,7 @@ use crate::wait::{SelectCase, WaitReason};
 
 /// One case of a select, type-erased. Methods marked "locked" run with the
 /// case's channel lock held by the select (step 1).
-pub trait Case {
+pub(crate) trait Case {
     /// Address of the channel (the lock order key); `None` for `never()`.
     fn chan_addr(&self) -> Option<usize>;
     /// Locks this case's channel (`None` for `never()`).
@@ -97,8 +97,7 @@ unsafe fn inner<T>(c: &Chan<T>) -> &mut Inner<T> {
 }
 
 /// The state of one raw lock acquisition (a zero-sized marker).
-#[doc(hidden)]
-pub type RawGuard = crate::chan::lock::Held;
+pub(crate) type RawGuard = crate::chan::lock::Held;
 
 fn raw_lock<T>(c: &Chan<T>) -> RawGuard {
     // Every acquisition here is released by `raw_unlock` with its own
@@ -151,7 +150,7 @@ impl<T> std::fmt::Debug for SendCase<'_, T> {
 
 impl<'a, T> RecvCase<'a, T> {
     /// A receive case on `rx`.
-    pub fn new(rx: &'a Receiver<T>) -> Self {
+    pub(crate) fn new(rx: &'a Receiver<T>) -> Self {
         RecvCase { rx, op: None, out: None }
     }
     /// The result, if this case was chosen.
@@ -160,9 +159,23 @@ impl<'a, T> RecvCase<'a, T> {
     }
 }
 
+impl<'a, T> RecvCase<'a, T> {
+    /// This case as the opaque handle `select!` passes to [`select`].
+    pub fn erased(&mut self) -> CaseRef<'_> {
+        CaseRef(self)
+    }
+}
+
+impl<'a, T> SendCase<'a, T> {
+    /// This case as the opaque handle `select!` passes to [`select`].
+    pub fn erased(&mut self) -> CaseRef<'_> {
+        CaseRef(self)
+    }
+}
+
 impl<'a, T> SendCase<'a, T> {
     /// A send case of `v` on `tx`.
-    pub fn new(tx: &'a Sender<T>, v: T) -> Self {
+    pub(crate) fn new(tx: &'a Sender<T>, v: T) -> Self {
         SendCase { tx, value: Some(v), op: None, out: None, discarded: None }
     }
     /// The result, if this case was chosen.
@@ -461,9 +474,8 @@ fn dequeue_all(cases: &mut [&mut (dyn Case + '_)], order: &[(usize, usize)], win
 
 /// Runs a select over `cases`. Returns the index of the case that completed
 /// (its result is stored in it), or `None` if `mode` gave up.
-#[doc(hidden)]
 #[track_caller]
-pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<usize> {
+pub(crate) fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<usize> {
     crate::park::note_thread();
     let n = cases.len();
     // Poll order: a uniformly random permutation.
@@ -573,7 +585,6 @@ pub fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Option<us
 /// Helpers for the `select!` macro: a case's channel may be a `Receiver`,
 /// or any number of references to one (`&rx`, `&&rx`, a method returning
 /// `&Receiver`), exactly as the expression gives it.
-#[doc(hidden)]
 pub trait AsReceiver<T> {
     fn as_receiver(&self) -> &Receiver<T>;
 }
@@ -594,7 +605,6 @@ impl<T, R: AsReceiver<T> + ?Sized> AsReceiver<T> for &mut R {
 }
 
 /// Helpers for the `select!` macro: `tx`, `&tx`, `&&tx`, ... alike.
-#[doc(hidden)]
 pub trait AsSender<T> {
     fn as_sender(&self) -> &Sender<T>;
 }
@@ -614,14 +624,38 @@ impl<T, S: AsSender<T> + ?Sized> AsSender<T> for &mut S {
     }
 }
 
-#[doc(hidden)]
+/// `recv(r)`: a receive case on whatever `r` refers to.
 pub fn recv_case<'a, T, R: AsReceiver<T> + ?Sized>(r: &'a R) -> RecvCase<'a, T> {
     RecvCase::new(r.as_receiver())
 }
 
-#[doc(hidden)]
+/// `send(s, v)`: a send case of `v` on whatever `s` refers to.
 pub fn send_case<'a, T, S: AsSender<T> + ?Sized>(s: &'a S, v: T) -> SendCase<'a, T> {
     SendCase::new(s.as_sender(), v)
+}
+
+/// One `select!` case, type-erased: all the macro holds of a case while the
+/// select runs. Opaque, so the [`Case`] trait (and the lock, selector and
+/// wake types in its signatures) stays inside the crate.
+#[repr(transparent)]
+pub struct CaseRef<'c>(&'c mut (dyn Case + 'c));
+
+impl std::fmt::Debug for CaseRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseRef").finish_non_exhaustive()
+    }
+}
+
+/// The `select!` entry point: [`select_cases`] over the macro's cases.
+#[track_caller]
+#[inline]
+pub fn select<'c>(cases: &mut [CaseRef<'c>], mode: Mode) -> Option<usize> {
+    let cases: *mut [CaseRef<'c>] = cases;
+    // SAFETY: `CaseRef<'c>` is `repr(transparent)` over `&'c mut (dyn Case +
+    // 'c)`, so the two slices have the same layout and length; the new
+    // reference reborrows the old one exclusively for its lifetime.
+    let cases = unsafe { &mut *(cases as *mut [&'c mut (dyn Case + 'c)]) };
+    select_cases(cases, mode)
 }
 
 #[allow(dead_code)]

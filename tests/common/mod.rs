@@ -1,9 +1,19 @@
-//! Harness shared by the test files (`mod common;` in each): a watchdog
-//! that turns a hang into a prompt, named failure.
+//! Harness shared by the test files (`mod common;` in each): runtime
+//! builders, a watchdog that turns a hang into a prompt, named failure,
+//! `within` (the same for a body run on a thread of its own), a destructor
+//! counter, and small helpers several files need.
+//!
+//! Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A runtime of `n` workers, default settings otherwise.
+pub fn rt(n: usize) -> goro::Runtime {
+    goro::Runtime::builder().workers(n).build().expect("runtime")
+}
 
 /// Aborts the process if still alive after its `secs` (a hang); disarmed
 /// when dropped.
@@ -30,5 +40,53 @@ pub fn watchdog(secs: u64, what: &'static str) -> Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Runs `f` on a thread of its own and returns its result; fails the test
+/// with `hang` if it has not finished within `secs` (the thread is left
+/// behind), and passes on its panic if it panicked.
+pub fn within<T: Send + 'static>(secs: u64, hang: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{hang} (still running after {secs} s)"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match t.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!("the body returned without sending"),
+        },
+    }
+}
+
+/// Counts its drops: one increment of the shared counter per destructor run.
+pub struct DropCount(pub Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `n` milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Channel timers armed now, process-wide (`Stats::chan_timers`).
+pub fn armed() -> u64 {
+    goro::stats().chan_timers
+}
+
+/// Plain recursion with a 512-byte frame: overflows any stack for a large
+/// enough `n`.
+pub fn overflow(n: u64) -> u64 {
+    let pad = std::hint::black_box([n; 64]);
+    if n == 0 {
+        0
+    } else {
+        overflow(n - 1) + pad[3]
     }
 }
