@@ -635,7 +635,7 @@ pub fn send_case<'a, T, S: AsSender<T> + ?Sized>(s: &'a S, v: T) -> SendCase<'a,
 }
 
 /// One `select!` case, type-erased: all the macro holds of a case while the
-/// select runs. Opaque, so the [`Case`] trait (and the lock, selector and
+/// select runs. Opaque, so the `Case` trait (and the lock, selector and
 /// wake types in its signatures) stays inside the crate.
 #[repr(transparent)]
 pub struct CaseRef<'c>(&'c mut (dyn Case + 'c));
@@ -646,7 +646,7 @@ impl std::fmt::Debug for CaseRef<'_> {
     }
 }
 
-/// The `select!` entry point: [`select_cases`] over the macro's cases.
+/// The `select!` entry point: `select_cases` over the macro's cases.
 #[track_caller]
 #[inline]
 pub fn select<'c>(cases: &mut [CaseRef<'c>], mode: Mode) -> Option<usize> {
