@@ -258,11 +258,13 @@ const HIDDEN: &[(&str, &str)] = &[
     ("select_macro.rs", "__select_bind"),
     ("select_macro.rs", "__select_mode"),
     ("select_macro.rs", "__select_dispatch"),
-    // Fault-injection hooks of `tests/stack_guard.rs` (an integration test
-    // cannot reach `pub(crate)`); not part of `select!`.
+    // Fault-injection and counting hooks of `tests/stack_guard.rs` and
+    // `tests/stack_growth.rs` (an integration test cannot reach
+    // `pub(crate)`); not part of `select!`.
     ("stack/mod.rs", "__fail_next_guard_installs"),
     ("stack/mod.rs", "__force_mprotect_guards"),
     ("stack/mod.rs", "__unguarded_slots"),
+    ("stack/mod.rs", "__deep_reclaims"),
 ];
 
 /// What `goro::__private` re-exports: exactly the names the expansion of
