@@ -236,6 +236,39 @@ enum WakeRepr {
     Home(std::ptr::NonNull<crate::coroutine::CoInner>),
 }
 
+/// A wake on the coroutine's home thread (`coroutine/mod.rs`, "Park
+/// state"): plain loads and stores. Taking it out of PARKED takes the parked
+/// count, which goes straight to this worker's `runnext`. This is the whole
+/// same-worker wake: a channel send reaches it from `chan/imp.rs` through
+/// [`Wakeup::wake`], and it ends in `sched/worker.rs` (ARCHITECTURE.md, "The
+/// one wake path").
+///
+/// # Safety
+///
+/// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`) that
+/// stays alive until the call returns, and `sched::runs_here` holds for it
+/// (this is its home thread).
+#[inline]
+pub(crate) unsafe fn wake_home(this: *const crate::coroutine::CoInner) {
+    use crate::coroutine::{NOTIFIED, PARKED, RUNNING};
+    // SAFETY: alive per the contract.
+    let co = unsafe { &*this };
+    // Relaxed: only this thread writes `state` (coroutine/mod.rs, "Who
+    // moves it").
+    match co.state.load(Ordering::Relaxed) {
+        PARKED => {
+            co.state.store(RUNNING, Ordering::Relaxed);
+            // SAFETY: we took it out of PARKED, so the parked count is ours;
+            // `this` came from `Arc::as_ptr`.
+            let co = unsafe { std::sync::Arc::from_raw(this) };
+            crate::sched::worker::with_worker(move |w| w.push_woken_here(co))
+                .expect("goro bug: a home-thread wake off a worker thread");
+        }
+        RUNNING => co.state.store(NOTIFIED, Ordering::Relaxed),
+        _ => {} // NOTIFIED: token already there; DONE: nothing to do
+    }
+}
+
 impl Wakeup {
     /// Wakes the party (or leaves it a token).
     #[inline]
@@ -245,7 +278,7 @@ impl Wakeup {
             // SAFETY: alive until this thread next schedules (type doc), and
             // we are still in the caller's slice; `runs_here` held when the
             // `Wakeup` was made, and a home never changes.
-            WakeRepr::Home(p) => unsafe { crate::coroutine::CoInner::wake_local(p.as_ptr()) },
+            WakeRepr::Home(p) => unsafe { wake_home(p.as_ptr()) },
         }
     }
 }

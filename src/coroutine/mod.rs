@@ -33,7 +33,7 @@
 //! transition is a plain load and store, with no locked instruction. There
 //! is one wake path:
 //!  * a wake on the home thread applies the table above at once
-//!    (`wake_local`);
+//!    (`park::wake_home`);
 //!  * a wake from any other thread does not touch `state`: it queues a *wake
 //!    request* (a counted reference) in the home's inbox, and the home
 //!    applies the table when it pops it (`accept_inbound`). The home pops
@@ -285,36 +285,10 @@ impl CoInner {
     fn wake_in_place(self: &Arc<Self>) -> bool {
         if sched::runs_here(self) {
             // SAFETY: `self` keeps it alive for the call; `runs_here` holds.
-            unsafe { Self::wake_local(Arc::as_ptr(self)) };
+            unsafe { crate::park::wake_home(Arc::as_ptr(self)) };
             true
         } else {
             false
-        }
-    }
-
-    /// A wake on the coroutine's home thread (module doc): plain
-    /// loads and stores. Taking it out of PARKED takes the parked count,
-    /// which goes to this worker's `runnext`.
-    ///
-    /// # Safety
-    ///
-    /// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`)
-    /// that stays alive until the call returns, and `sched::runs_here`
-    /// holds for it (this is its home thread).
-    #[inline]
-    pub(crate) unsafe fn wake_local(this: *const CoInner) {
-        // SAFETY: alive per the contract.
-        let co = unsafe { &*this };
-        // Relaxed: only this thread writes `state` (module doc).
-        match co.state.load(Ordering::Relaxed) {
-            PARKED => {
-                co.state.store(RUNNING, Ordering::Relaxed);
-                // SAFETY: we took it out of PARKED, so the parked count is
-                // ours; `this` came from `Arc::as_ptr`.
-                sched::schedule_here(unsafe { Arc::from_raw(this) });
-            }
-            RUNNING => co.state.store(NOTIFIED, Ordering::Relaxed),
-            _ => {} // NOTIFIED: token already there; DONE: nothing to do
         }
     }
 

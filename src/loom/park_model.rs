@@ -84,7 +84,7 @@ fn accept_inbound(co: &Co) -> bool {
 }
 
 /// `CoInner::wake_local` (coroutine.rs:260): a wake on the home thread.
-/// True if `co` is to be queued (`schedule_here`).
+/// True if `co` is to be queued (`park::wake_home`).
 fn wake_local(co: &Co) -> bool {
     match co.state.load(Ordering::Relaxed) {
         PARKED => {

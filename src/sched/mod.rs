@@ -57,7 +57,7 @@ use parking_lot::Mutex;
 use crate::coroutine::{CoInner, CoRef};
 use crate::park::Waiter;
 
-pub(crate) use worker::WorkerLocal;
+pub(crate) use worker::{runs_here, set_worker, with_worker};
 
 /// Runtime configuration, fixed at build.
 #[derive(Clone, Debug)]
@@ -219,30 +219,9 @@ pub(crate) fn clock_nanos(at: Instant) -> u64 {
 }
 
 thread_local! {
-    /// The worker this thread is, if any. Set for the whole life of a worker
-    /// thread; points into that thread's stack frame of `worker::run`.
-    static WORKER: Cell<*const WorkerLocal> = const { Cell::new(std::ptr::null()) };
     /// The runtime a non-worker thread works for (blocking pool threads,
     /// while they run a job), so `go` there stays in that runtime.
     static AMBIENT: std::cell::RefCell<Option<Arc<Shared>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `f` with this thread's worker context, if it is a worker.
-#[inline]
-pub(crate) fn with_worker<R>(f: impl FnOnce(&WorkerLocal) -> R) -> Option<R> {
-    let p = WORKER.with(|w| w.get());
-    if p.is_null() {
-        None
-    } else {
-        // SAFETY: WORKER is set by `worker::run` to a WorkerLocal living on
-        // this thread's stack for as long as the pointer is set, and only this
-        // thread reads it.
-        Some(f(unsafe { &*p }))
-    }
-}
-
-pub(crate) fn set_worker(p: *const WorkerLocal) {
-    WORKER.with(|w| w.set(p));
 }
 
 pub(crate) fn set_ambient(rt: Option<Arc<Shared>>) {
@@ -254,16 +233,6 @@ pub(crate) fn set_ambient(rt: Option<Arc<Shared>>) {
 #[inline]
 pub(crate) fn current_ptr() -> Option<*const CoInner> {
     with_worker(|w| w.current.get()).filter(|p| !p.is_null())
-}
-
-/// Whether the started coroutine `co` can only run on this thread: its home
-/// is this worker (started coroutines never move). While this thread runs something else, such a coroutine is
-/// suspended and cannot finish (`park::Wakeup`), and this thread is the one
-/// that moves its park state (coroutine.rs).
-#[inline]
-pub(crate) fn runs_here(co: &CoInner) -> bool {
-    with_worker(|w| co.home.get().is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), Arc::as_ptr(&w.shared))))
-        .unwrap_or(false)
 }
 
 /// How many coroutines of this worker are suspended in the middle of an
@@ -434,13 +403,6 @@ impl Drop for ExternalWait {
     fn drop(&mut self) {
         self.0.external_waits.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Queues a coroutine woken on its home thread (`runs_here`) in this
-/// worker's `runnext`.
-#[inline]
-pub(crate) fn schedule_here(co: CoRef) {
-    with_worker(move |w| w.push_woken_here(co)).expect("goro bug: a home-thread wake off a worker thread");
 }
 
 /// A wake of a started coroutine from a thread other than its home

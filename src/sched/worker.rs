@@ -47,6 +47,40 @@ use super::driver::Driver;
 use super::{Shared, WorkerShared};
 use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, NOTIFIED, PARKED, RUNNING};
 
+thread_local! {
+    /// The worker this thread is, if any. Set for the whole life of a worker
+    /// thread; points into that thread's stack frame of `run`.
+    static WORKER: Cell<*const WorkerLocal> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with this thread's worker context, if it is a worker.
+#[inline]
+pub(crate) fn with_worker<R>(f: impl FnOnce(&WorkerLocal) -> R) -> Option<R> {
+    let p = WORKER.with(|w| w.get());
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: WORKER is set by `worker::run` to a WorkerLocal living on
+        // this thread's stack for as long as the pointer is set, and only this
+        // thread reads it.
+        Some(f(unsafe { &*p }))
+    }
+}
+
+/// Whether the started coroutine `co` can only run on this thread: its home
+/// is this worker (started coroutines never move). While this thread runs
+/// something else, such a coroutine is suspended and cannot finish (`park::Wakeup`), and this thread is the one
+/// that moves its park state (coroutine.rs).
+#[inline]
+pub(crate) fn runs_here(co: &CoInner) -> bool {
+    with_worker(|w| co.home.get().is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), Arc::as_ptr(&w.shared))))
+        .unwrap_or(false)
+}
+
+pub(crate) fn set_worker(p: *const WorkerLocal) {
+    WORKER.with(|w| w.set(p));
+}
+
 /// The stack-overflow handler's view of the running coroutine
 /// (`stack::overflow::LabelHook`): async-signal-safe, it reads this
 /// thread's worker pointer and the running coroutine's control block.
