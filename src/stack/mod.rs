@@ -271,7 +271,23 @@ pub(crate) struct Stack {
     class: u32,
     /// Its guard is installed (invariant 2).
     guarded: bool,
+    /// How the next free asks whether the stack went deep (invariant 4):
+    /// `PROBE_FRESH`, `PROBE_SEEN` or `PROBE_MAPPED`. Kept across reuse in
+    /// the low bits of the free lists' entries (slots are page aligned).
+    probe: usize,
 }
+
+/// A slot never freed yet: its probe page is unmapped unless the stack
+/// reached it, so ask `mincore` (a read would fault it in).
+const PROBE_FRESH: usize = 0;
+/// Freed once and shallow: read the probe page this time (one fault maps
+/// the zero page), so that later frees of this often reused slot are a
+/// plain load instead of a system call each.
+const PROBE_SEEN: usize = 1;
+/// The probe page is mapped (zero page, or zeros the stack wrote): a load
+/// tells whether the stack reached it.
+const PROBE_MAPPED: usize = 2;
+const PROBE_BITS: usize = 3;
 
 /// A freshly carved slot's guard, not installed yet (invariant 1).
 /// Whoever holds it must `install` it before code runs deeper than the top
@@ -299,13 +315,14 @@ impl Stack {
         let class = class_of(size)?;
         let ci = (class - MIN_CLASS) as usize;
         let cached = LOCAL.try_with(|l| l.borrow_mut().free[ci].pop()).ok().flatten();
-        let (slot, guard) = match cached {
+        let (entry, guard) = match cached {
             Some(s) => (s, None),
             None => carve(class)?,
         };
         IN_USE.fetch_add(1, Ordering::Relaxed);
         let guarded = guard.is_none();
-        Ok((Stack { slot, class, guarded }, guard))
+        let (slot, probe) = (entry & !PROBE_BITS, entry & PROBE_BITS);
+        Ok((Stack { slot, class, guarded, probe }, guard))
     }
 
     /// A stack whose guard is installed before it is returned. If that
@@ -415,15 +432,32 @@ impl Drop for Stack {
         }
         let size = self.size();
         if size > KEEP {
-            // Invariant 4: is the page just below the kept top resident?
+            // Invariant 4: did the stack reach the page just below the kept top?
             let probe = self.top() - KEEP - PAGE;
-            let mut resident = 0u8;
-            // SAFETY: `probe` is page aligned and inside this slot's usable
-            // range (size > KEEP), which is mapped; `mincore` only reads the
-            // page tables and writes one byte (one page) into `resident`.
-            let r = unsafe { libc::mincore(probe as *mut libc::c_void, PAGE, &mut resident) };
-            // On an error (none is expected) give the memory back anyway.
-            let deep = r != 0 || resident & 1 != 0;
+            let deep = if self.probe == PROBE_FRESH {
+                let mut resident = 0u8;
+                // SAFETY: `probe` is page aligned and inside this slot's
+                // usable range (size > KEEP), which is mapped; `mincore` only
+                // reads the page tables and writes one byte (one page) into
+                // `resident`.
+                let r = unsafe { libc::mincore(probe as *mut libc::c_void, PAGE, &mut resident) };
+                // On an error (none is expected) give the memory back anyway.
+                r != 0 || resident & 1 != 0
+            } else {
+                // SAFETY: `probe` is inside this slot's usable range, mapped
+                // read-write (a never-touched page reads as zeros); the
+                // coroutine that used it is gone, so nothing writes it now.
+                // The stack grows down into the probe page from its top: any
+                // nonzero word among its top 64 means the stack got there.
+                let words = (probe + PAGE - 64 * 8) as *const u64;
+                (0..64).any(|i| unsafe { words.add(i).read_volatile() } != 0)
+            };
+            self.probe = match (deep, self.probe) {
+                // Given back below: unmapped again, so read it (once) next time.
+                (true, _) => PROBE_SEEN,
+                (false, PROBE_FRESH) => PROBE_SEEN,
+                (false, _) => PROBE_MAPPED,
+            };
             if deep {
                 let lo = self.slot + GUARD_SIZE;
                 // SAFETY: our own usable range below the kept top; its
@@ -433,7 +467,7 @@ impl Drop for Stack {
             }
         }
         let ci = (self.class - MIN_CLASS) as usize;
-        let slot = self.slot;
+        let slot = self.slot | self.probe;
         let kept = LOCAL
             .try_with(|l| {
                 let mut l = l.borrow_mut();
