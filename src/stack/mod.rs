@@ -444,13 +444,17 @@ impl Drop for Stack {
                 // On an error (none is expected) give the memory back anyway.
                 r != 0 || resident & 1 != 0
             } else {
-                // SAFETY: `probe` is inside this slot's usable range, mapped
-                // read-write (a never-touched page reads as zeros); the
-                // coroutine that used it is gone, so nothing writes it now.
                 // The stack grows down into the probe page from its top: any
                 // nonzero word among its top 64 means the stack got there.
                 let words = (probe + PAGE - 64 * 8) as *const u64;
-                (0..64).any(|i| unsafe { words.add(i).read_volatile() } != 0)
+                (0..64).any(|i| {
+                    // SAFETY: the 64 words are inside the probe page, in this
+                    // slot's usable range, mapped read-write (a never-touched
+                    // page reads as zeros) and aligned; the coroutine that
+                    // used it is gone, so nothing writes it now.
+                    let w = unsafe { words.add(i).read_volatile() };
+                    w != 0
+                })
             };
             self.probe = match (deep, self.probe) {
                 // Given back below: unmapped again, so read it (once) next time.
