@@ -557,7 +557,11 @@ impl WorkerLocal {
         // Rule 1 of net/poller.rs: if a coroutine waits on a socket, the
         // sleeper that can take the poller blocks in it.
         self.busy_since.set(None);
-        let slept = self.driver.park(parker, deadline);
+        // A spare does not take the poller (idle.rs rule 5): the poller
+        // wakes what it finds, and from a spare every such wake would cross
+        // to a primary's inbox. Busy primaries still poll (rule 2 of
+        // net/poller.rs), and a primary that sleeps takes it.
+        let slept = self.is_primary() && self.driver.park(parker, deadline);
         if !slept {
             parker.sleep(deadline);
         }
