@@ -41,6 +41,7 @@ pub(crate) fn run(rt: Weak<Shared>) {
         last_resumes.resize(ws.len(), 0);
         let now = Instant::now();
         let mut busy = false;
+        let (mut stuck_primaries, mut work_waits) = (0, false);
         for (i, w) in ws.iter().enumerate() {
             // Backstop: a worker asleep with wake requests in its inbox
             // missed a wake-up (each push is followed by an unpark, so this
@@ -62,17 +63,30 @@ pub(crate) fn run(rt: Weak<Shared>) {
                 seen[i] = (id, n, now);
                 continue;
             }
-            // Stuck on one coroutine with new work waiting (its own queue,
-            // or spawns from outside): let an idle primary take it, or call
-            // a spare (idle.rs rule 5; thieves then see the victim as stuck).
+            // Stuck on one coroutine for a whole nap.
+            if i < rt.idle.primaries {
+                stuck_primaries += 1;
+            }
+            // New work waiting (its own queue, or spawns from outside): let
+            // an idle primary take it (thieves then see the victim as
+            // stuck), or, below, call a spare.
             if !w.stealer.is_empty() || !rt.injector.is_empty() {
-                rt.notify_work_or_call_spare();
+                work_waits = true;
             }
             // Warn only if something is stuck behind it on this worker: a
             // coroutine alone on its worker (a panic printing a backtrace,
             // main's spawn loop while others can steal) hurts nobody.
             if now.duration_since(seen[i].2) >= LIMIT && work_stuck_behind(w, id, ws.len(), now) {
                 warn_long_run(w, id, now.duration_since(seen[i].2));
+            }
+        }
+        // Idle.rs rule 5: a spare only when every primary is held (a
+        // primary merely busy with many coroutines will get to the work).
+        if work_waits {
+            if stuck_primaries >= rt.idle.primaries {
+                rt.notify_work_or_call_spare();
+            } else {
+                rt.notify_work();
             }
         }
         nap = if busy || watch.urgent { Duration::from_millis(10) } else { (nap * 2).min(Duration::from_millis(100)) };
