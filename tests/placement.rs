@@ -104,3 +104,45 @@ fn spare_runs_work_while_primaries_block() {
     assert_eq!(blockers_done, n);
     assert_eq!(quick_saw, 0, "the quick coroutine only ran after a primary was free again");
 }
+
+/// Coroutines queued behind a primary that blocks its thread do not wait
+/// for the other primaries to run dry: after the primary has been held for
+/// a while a spare is called even though another primary is merely busy
+/// (here: a coroutine that keeps yielding, never idle, never stuck). Without
+/// that, the queued coroutine waited out the whole blocking call.
+#[test]
+fn spare_serves_a_blocked_primarys_queue_while_others_are_busy() {
+    use std::sync::atomic::AtomicBool;
+    let _w = common::watchdog(60, "spare_serves_a_blocked_primarys_queue_while_others_are_busy");
+    let n = cores();
+    let rt = Runtime::builder().workers(n + 1).build().unwrap();
+    let (blocker_done, quick_saw) = rt
+        .run(move || {
+            let done = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (tx, rx) = chan::<usize>(1);
+            let (d, s) = (done.clone(), stop.clone());
+            let blocker = go(move || {
+                // Keep every other primary busy without ever holding it.
+                for _ in 1..n {
+                    let s = s.clone();
+                    go(move || {
+                        while !s.load(Ordering::SeqCst) {
+                            goro::yield_now();
+                        }
+                    });
+                }
+                let d2 = d.clone();
+                go(move || tx.send(d2.load(Ordering::SeqCst)).unwrap());
+                std::thread::sleep(Duration::from_secs(3));
+                d.fetch_add(1, Ordering::SeqCst);
+            });
+            let saw = rx.recv().unwrap();
+            stop.store(true, Ordering::SeqCst);
+            blocker.join().unwrap();
+            (done.load(Ordering::SeqCst), saw)
+        })
+        .unwrap();
+    assert_eq!(blocker_done, 1);
+    assert_eq!(quick_saw, 0, "the coroutine queued behind the blocked primary waited for it");
+}

@@ -20,6 +20,9 @@ use crate::coroutine::{F_WARNED, NOTIFIED, RUNNING};
 /// Sleeps longer while the runtime is idle (at most 100 ms).
 pub(crate) fn run(rt: Weak<Shared>) {
     const LIMIT: Duration = Duration::from_millis(100);
+    // How long one coroutine must hold a primary before the coroutines
+    // queued behind it may go to a spare (idle.rs rule 5).
+    const HELD_FOR_SPARE: Duration = Duration::from_millis(50);
     let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
     let mut nap = Duration::from_millis(10);
     let mut last_resumes: Vec<u64> = Vec::new();
@@ -41,7 +44,7 @@ pub(crate) fn run(rt: Weak<Shared>) {
         last_resumes.resize(ws.len(), 0);
         let now = Instant::now();
         let mut busy = false;
-        let (mut stuck_primaries, mut work_waits) = (0, false);
+        let (mut stuck_primaries, mut work_waits, mut held_long) = (0, false, false);
         for (i, w) in ws.iter().enumerate() {
             // Backstop: a worker asleep with wake requests in its inbox
             // missed a wake-up (each push is followed by an unpark, so this
@@ -73,6 +76,12 @@ pub(crate) fn run(rt: Weak<Shared>) {
             if !w.stealer.is_empty() || !rt.injector.is_empty() {
                 work_waits = true;
             }
+            // Coroutines queued behind a primary held this long (a blocking
+            // call, not a spawn loop) may not wait for the other primaries
+            // to run dry: they may call a spare too.
+            if i < rt.idle.primaries && !w.stealer.is_empty() && now.duration_since(seen[i].2) >= HELD_FOR_SPARE {
+                held_long = true;
+            }
             // Warn only if something is stuck behind it on this worker: a
             // coroutine alone on its worker (a panic printing a backtrace,
             // main's spawn loop while others can steal) hurts nobody.
@@ -83,7 +92,7 @@ pub(crate) fn run(rt: Weak<Shared>) {
         // Idle.rs rule 5: a spare only when every primary is held (a
         // primary merely busy with many coroutines will get to the work).
         if work_waits {
-            if stuck_primaries >= rt.idle.primaries {
+            if stuck_primaries >= rt.idle.primaries || held_long {
                 rt.notify_work_or_call_spare();
             } else {
                 rt.notify_work();
