@@ -26,6 +26,7 @@ pub(crate) fn run(rt: Weak<Shared>) {
     let mut seen: Vec<(u64, u64, Instant)> = Vec::new();
     let mut nap = Duration::from_millis(10);
     let mut last_resumes: Vec<u64> = Vec::new();
+    let mut last_spawned: Vec<u64> = Vec::new();
     crate::park::mark_internal_thread();
     loop {
         // park_timeout: `Runtime::drop` unparks us so shutdown never waits a nap.
@@ -42,6 +43,7 @@ pub(crate) fn run(rt: Weak<Shared>) {
         let ws = rt.workers();
         seen.resize(ws.len(), (0, 0, Instant::now()));
         last_resumes.resize(ws.len(), 0);
+        last_spawned.resize(ws.len(), 0);
         let now = Instant::now();
         let mut busy = false;
         let (mut stuck_primaries, mut work_waits, mut held_long) = (0, false, false);
@@ -53,6 +55,8 @@ pub(crate) fn run(rt: Weak<Shared>) {
             if w.parker.is_asleep() && !w.inbox.is_empty() {
                 w.parker.unpark();
             }
+            let last_spawned_here = last_spawned[i];
+            last_spawned[i] = w.spawned.load(Ordering::Relaxed);
             let id = w.running.load(Ordering::Relaxed);
             let n = w.resumes.load(Ordering::Relaxed);
             w.load.store(n.wrapping_sub(last_resumes[i]), Ordering::Relaxed);
@@ -79,7 +83,15 @@ pub(crate) fn run(rt: Weak<Shared>) {
             // Coroutines queued behind a primary held this long (a blocking
             // call, not a spawn loop) may not wait for the other primaries
             // to run dry: they may call a spare too.
-            if i < rt.idle.primaries && !w.stealer.is_empty() && now.duration_since(seen[i].2) >= HELD_FOR_SPARE {
+            // (A coroutine that spawned since the last pass is a spawn loop
+            // on the CPU, not a blocked thread: a spare would only add a
+            // thread competing for the cores.)
+            let spawning = last_spawned[i] != last_spawned_here;
+            if i < rt.idle.primaries
+                && !spawning
+                && !w.stealer.is_empty()
+                && now.duration_since(seen[i].2) >= HELD_FOR_SPARE
+            {
                 held_long = true;
             }
             // Warn only if something is stuck behind it on this worker: a
