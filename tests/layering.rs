@@ -271,15 +271,25 @@ const HIDDEN: &[(&str, &str)] = &[
 /// `select!` uses (`lib.rs` says why each is there).
 const PRIVATE_SURFACE: &[&str] = &["CaseRef", "Mode", "recv_case", "select", "send_case"];
 
-/// The `#[doc(hidden)]` items of `src/`, as (file, name), in file order.
-fn hidden_items(src: &Path) -> Vec<(String, String)> {
+/// Every `.rs` file of `src/`, in path order, as (path relative to `src/`
+/// with `/` separators, its code without comments).
+fn code_files(src: &Path) -> Vec<(String, String)> {
     let mut files = Vec::new();
     rs_files(src, &mut files);
     files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
+            (rel, code_of(&std::fs::read_to_string(f).unwrap()))
+        })
+        .collect()
+}
+
+/// The `#[doc(hidden)]` items of `src/`, as (file, name), in file order.
+fn hidden_items(src: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for f in &files {
-        let rel = f.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
-        let code = code_of(&std::fs::read_to_string(f).unwrap());
+    for (rel, code) in code_files(src) {
         for (at, _) in code.match_indices("#[doc(hidden)]") {
             let mut rest = code[at + "#[doc(hidden)]".len()..].trim_start();
             // Further attributes (`#[macro_export]`, `#[derive(..)]`, ...).
@@ -384,13 +394,8 @@ fn the_checker_sees_a_hidden_item() {
 /// that is not an assignment (`self.migrate_started = on`) or a call of
 /// the builder method itself.
 fn mode_flag_reads(src: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    rs_files(src, &mut files);
-    files.sort();
     let mut out = Vec::new();
-    for f in &files {
-        let rel = f.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
-        let code = code_of(&std::fs::read_to_string(f).unwrap());
+    for (rel, code) in code_files(src) {
         for (at, _) in code.match_indices("migrate_started") {
             let after = code[at + "migrate_started".len()..].trim_start();
             let before = code[..at].trim_end();

@@ -193,6 +193,12 @@ impl Idle {
         }
     }
 
+    /// Whether worker `index` is a primary (rule 5).
+    #[inline]
+    pub(crate) fn is_primary(&self, index: usize) -> bool {
+        index < self.primaries
+    }
+
     /// Try to become a searcher; false if half the primaries already search.
     pub(crate) fn try_search(&self) -> bool {
         let n = self.num_searching.load(Ordering::SeqCst);
@@ -233,7 +239,7 @@ impl Idle {
         if self.num_searching.load(Ordering::Relaxed) != 0 || self.num_sleeping.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        self.pop_sleeper(|i| i < self.primaries)
+        self.pop_sleeper(|i| self.is_primary(i))
     }
 
     /// Takes a sleeping spare for the monitor to call (rule 5): a primary
@@ -242,7 +248,7 @@ impl Idle {
         if self.num_sleeping.load(Ordering::SeqCst) == 0 {
             return None;
         }
-        self.pop_sleeper(|i| i >= self.primaries)
+        self.pop_sleeper(|i| !self.is_primary(i))
     }
 
     /// The most recent sleeper that `pick` accepts, taken off the list.

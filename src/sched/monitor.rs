@@ -55,8 +55,9 @@ pub(crate) fn run(rt: Weak<Shared>) {
             if w.parker.is_asleep() && !w.inbox.is_empty() {
                 w.parker.unpark();
             }
-            let last_spawned_here = last_spawned[i];
-            last_spawned[i] = w.spawned.load(Ordering::Relaxed);
+            // Did it spawn since the last pass? (Used below.)
+            let spawned = w.spawned.load(Ordering::Relaxed);
+            let spawning = std::mem::replace(&mut last_spawned[i], spawned) != spawned;
             let id = w.running.load(Ordering::Relaxed);
             let n = w.resumes.load(Ordering::Relaxed);
             w.load.store(n.wrapping_sub(last_resumes[i]), Ordering::Relaxed);
@@ -71,7 +72,7 @@ pub(crate) fn run(rt: Weak<Shared>) {
                 continue;
             }
             // Stuck on one coroutine for a whole nap.
-            if i < rt.idle.primaries {
+            if rt.idle.is_primary(i) {
                 stuck_primaries += 1;
             }
             // New work waiting (its own queue, or spawns from outside): let
@@ -86,8 +87,7 @@ pub(crate) fn run(rt: Weak<Shared>) {
             // (A coroutine that spawned since the last pass is a spawn loop
             // on the CPU, not a blocked thread: a spare would only add a
             // thread competing for the cores.)
-            let spawning = last_spawned[i] != last_spawned_here;
-            if i < rt.idle.primaries
+            if rt.idle.is_primary(i)
                 && !spawning
                 && !w.stealer.is_empty()
                 && now.duration_since(seen[i].2) >= HELD_FOR_SPARE

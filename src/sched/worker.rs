@@ -187,7 +187,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
 impl WorkerLocal {
     /// Idle.rs rule 5: primaries take new work; spares only when called.
     fn is_primary(&self) -> bool {
-        self.shared.index < self.rt.idle.primaries
+        self.rt.idle.is_primary(self.shared.index)
     }
 
     fn main_loop(&self) {
@@ -621,7 +621,7 @@ impl WorkerLocal {
             .workers()
             .iter()
             // Only primaries receive placed work (idle.rs rule 5).
-            .filter(|w| w.index != self.shared.index && w.index < self.rt.idle.primaries)
+            .filter(|w| w.index != self.shared.index && self.rt.idle.is_primary(w.index))
             .map(|w| (w, w.load.load(Ordering::Relaxed)))
             .min_by_key(|&(_, load)| load)?;
         if theirs * 10 >= mine * 9 {
