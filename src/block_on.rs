@@ -74,6 +74,9 @@ use crate::wait::WaitReason;
 #[track_caller]
 pub fn block_on<F: Future>(f: F) -> F::Output {
     let in_coroutine = crate::coroutine::current_id().is_some();
+    // The future lives on this stack and its wakers may write into it from
+    // anywhere (foreign crates' waiter nodes): never swapped out meanwhile.
+    let _lent = crate::coroutine::StackLent::new();
     let signal = Arc::new(Signal {
         target: if in_coroutine {
             Target::Coroutine(Waiter::current())

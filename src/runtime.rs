@@ -107,6 +107,8 @@ pub struct RuntimeBuilder {
     name: String,
     partial_policy: crate::wait::PartialDeadlockPolicy,
     dump_on_sigquit: bool,
+    /// `None`: from `GORO_SWAP_PARKED_MS` at build; `Some(None)`: off.
+    swap_parked_after: Option<Option<Duration>>,
 }
 
 /// Why [`Runtime::run`] did not return a value.
@@ -169,6 +171,7 @@ impl Default for RuntimeBuilder {
             name: "goro".into(),
             partial_policy: crate::wait::PartialDeadlockPolicy::Report,
             dump_on_sigquit: false,
+            swap_parked_after: None,
         }
     }
 }
@@ -249,6 +252,54 @@ impl RuntimeBuilder {
     /// ```
     pub fn dump_on_sigquit(mut self, on: bool) -> Self {
         self.dump_on_sigquit = on;
+        self
+    }
+
+    /// Swap out the stack of a coroutine that stays parked longer than
+    /// `after` (between `after` and twice that), and bring it back when it
+    /// is woken: a parked coroutine then costs the live bytes of its stack
+    /// (often under 2 KiB) instead of a 4 KiB page. For servers holding
+    /// many mostly idle connections. Default off, or `GORO_SWAP_PARKED_MS`
+    /// if set (a whole number of milliseconds; `off` or unset: off).
+    ///
+    /// How: the stack's live bytes are copied out and its pages given back
+    /// with guard markers in their place; anything that touches the stack
+    /// while it is out (a channel peer handing over a value, the coroutine
+    /// being resumed) faults, and goro's fault handler puts the bytes back
+    /// and lets the access go on. It needs `MADV_GUARD_INSTALL` (Linux 6.13
+    /// or later): elsewhere `build` returns `Unsupported`.
+    ///
+    /// Why it is off by default: a *system call* made by another thread
+    /// into a parked coroutine's stack while it is swapped out (say a
+    /// `std::thread::scope` thread doing `file.read(&mut buf)` into a
+    /// buffer that lives on the parked coroutine's stack) does not fault
+    /// in user mode; it fails with `EFAULT` ("Bad address"). Accesses by
+    /// code (safe or not) are always caught. goro never swaps a stack it
+    /// lends out itself: inside `goro::scope`, `block_on` or `blocking`.
+    /// Leave it off if your coroutines lend their stack memory to threads
+    /// that hand it to the kernel; also if another library in the process
+    /// replaces goro's SIGSEGV handler.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # if goro::stack::FRAMES_PROBED && cfg!(target_os = "linux") {
+    /// let rt = goro::Runtime::builder().swap_parked_after(Some(Duration::from_millis(50))).build();
+    /// # if let Ok(rt) = rt {
+    /// let n = rt
+    ///     .run(|| {
+    ///         let (tx, rx) = goro::chan::<u64>(0);
+    ///         let h = goro::go(move || rx.recv().unwrap() + 1);
+    ///         goro::time::sleep(Duration::from_millis(150)); // parked long enough to go out
+    ///         tx.send(41).unwrap(); // the handover brings its stack back
+    ///         h.join().unwrap()
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(n, 42);
+    /// # }
+    /// # }
+    /// ```
+    pub fn swap_parked_after(mut self, after: Option<Duration>) -> Self {
+        self.swap_parked_after = Some(after);
         self
     }
 
@@ -334,7 +385,15 @@ impl RuntimeBuilder {
             Some(n) => n,
             None => workers_from_env()?,
         };
+        let swap_parked_after = match self.swap_parked_after {
+            Some(v) => v,
+            None => swap_from_env()?,
+        };
+        if swap_parked_after.is_some() {
+            crate::stack::swap::enable()?;
+        }
         let config = Config {
+            swap_parked_after,
             workers,
             stack_size: self.stack_size,
             main_stack_size: self.main_stack_size,
@@ -412,6 +471,21 @@ impl RuntimeBuilder {
             .map_err(|e| io::Error::new(e.kind(), format!("goro: cannot start monitor thread: {e}")))?;
         rt.threads.lock().push(t);
         Ok(rt)
+    }
+}
+
+/// `GORO_SWAP_PARKED_MS`: unset, empty or `off` is off; else milliseconds.
+fn swap_from_env() -> io::Result<Option<Duration>> {
+    match std::env::var("GORO_SWAP_PARKED_MS") {
+        Err(_) => Ok(None),
+        Ok(v) if v.is_empty() || v == "off" => Ok(None),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(ms) => Ok(Some(Duration::from_millis(ms))),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("goro: GORO_SWAP_PARKED_MS={v:?} is not a number of milliseconds (unset it, or e.g. GORO_SWAP_PARKED_MS=1000)"),
+            )),
+        },
     }
 }
 

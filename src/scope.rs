@@ -130,6 +130,9 @@ where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
     crate::park::note_thread();
+    // The children borrow this stack (and may pass it to system calls):
+    // never swapped out while the scope lives (stack/swap.rs, note 4).
+    let _lent = crate::coroutine::StackLent::new();
     let scope = Scope {
         data: Arc::new(ScopeData {
             running: AtomicUsize::new(0),

@@ -229,6 +229,16 @@ pub(crate) struct CoInner {
     /// coroutine that catches `Cancelled` and goes on is re-raised at each
     /// park, up to `MAX_CANCEL_RAISES`.
     pub(crate) cancel_raises: Cell<u32>,
+    /// Swapping parked stacks (`stack/swap.rs`; home thread only): the
+    /// stack pointer at its last park, its parks so far, the count the
+    /// worker's sweep saw last (equal: parked since), its stack's saved
+    /// copy while swapped out, and how many goro borrows of its stack are
+    /// live (`StackLent`: never swapped while any is).
+    pub(crate) sp_at_park: Cell<usize>,
+    pub(crate) parks: Cell<u32>,
+    pub(crate) sweep_seen: Cell<u32>,
+    pub(crate) swapped: Cell<Option<crate::stack::swap::Swapped>>,
+    pub(crate) no_swap: Cell<u32>,
 }
 
 // SAFETY: the fields that are not thread-safe (`body`, `start`, `yielder`,
@@ -394,6 +404,10 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     if let Some(d) = deadline {
         sched::add_wake_timer(d, co);
     }
+    // For the worker's sweep (stack/swap.rs): where this stack ends while
+    // parked, and that it parked again.
+    co.sp_at_park.set(stack_pointer());
+    co.parks.set(co.parks.get().wrapping_add(1));
     // SAFETY: the yielder pointer was set on this coroutine's first resume and
     // points into its own stack, which is the stack we are running on.
     let y = unsafe { &*co.yielder.get() };
@@ -416,6 +430,58 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
         }
     }
     true
+}
+
+/// The caller's stack pointer (roughly: the frame of the caller; the
+/// swap-out keeps `swap::MARGIN` bytes below it).
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads a register, touches no memory.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads a register, touches no memory.
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let marker = 0u8;
+        sp = std::hint::black_box(&marker) as *const u8 as usize;
+    }
+    sp
+}
+
+/// While alive, the running coroutine's stack is lent to others that goro
+/// cannot make fault-tolerant (a scope's children, the blocking pool, a
+/// future's wakers), so it is never swapped out (`stack/swap.rs`, note 4).
+pub(crate) struct StackLent(Option<*const CoInner>);
+
+impl StackLent {
+    pub(crate) fn new() -> StackLent {
+        let co = sched::current_ptr();
+        if let Some(co) = co {
+            // SAFETY: the running coroutine, kept alive by its worker while
+            // it runs, and by the caller's frame (on its stack) after.
+            let co = unsafe { &*co };
+            co.no_swap.set(co.no_swap.get() + 1);
+        }
+        StackLent(co)
+    }
+}
+
+impl Drop for StackLent {
+    fn drop(&mut self) {
+        if let Some(co) = self.0 {
+            // SAFETY: dropped on the same coroutine (it lives in its frame),
+            // which is alive while it runs; `no_swap` is home-thread only.
+            let co = unsafe { &*co };
+            co.no_swap.set(co.no_swap.get() - 1);
+        }
+    }
 }
 
 /// A coroutine's wait reason: written by the coroutine as it parks (and by
@@ -667,6 +733,11 @@ where
         timer_seq: Cell::new(0),
         unwinding: Cell::new(false),
         cancel_raises: Cell::new(0),
+        sp_at_park: Cell::new(0),
+        parks: Cell::new(0),
+        sweep_seen: Cell::new(0),
+        swapped: Cell::new(None),
+        no_swap: Cell::new(0),
     });
     rt.submit_new(co.clone());
     Ok(JoinHandle { co, packet })

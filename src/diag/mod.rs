@@ -255,6 +255,16 @@ pub struct Stats {
     pub stack_bytes_committed: u64,
     /// `maybe_grow` segments in use (process-wide).
     pub stack_segments: u64,
+    /// Parked coroutines whose stack is swapped out now (process-wide; see
+    /// [`RuntimeBuilder::swap_parked_after`](crate::RuntimeBuilder::swap_parked_after)).
+    pub stacks_swapped_out: u64,
+    /// Bytes held in the saved copies of those stacks.
+    pub stack_bytes_swapped: u64,
+    /// Stacks swapped out so far (process-wide).
+    pub stack_swap_outs: u64,
+    /// Of the swapped stacks, how many were brought back by a touch from
+    /// another party (a fault) rather than by their worker before a resume.
+    pub stack_swap_faults: u64,
     /// Wake timers pending on this runtime's workers: coroutines in `sleep`
     /// or in a call with a timeout.
     pub wake_timers: u64,
@@ -299,6 +309,11 @@ pub fn stats() -> Stats {
         s.stack_bytes_reserved = st.reserved;
         s.stack_bytes_committed = st.committed;
         s.stack_segments = st.segments;
+        let sw = crate::stack::swap::stats();
+        s.stacks_swapped_out = sw.out_now;
+        s.stack_bytes_swapped = sw.saved_bytes;
+        s.stack_swap_outs = sw.swapped_out;
+        s.stack_swap_faults = sw.fault_restores;
         s
     })
 }

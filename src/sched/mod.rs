@@ -68,6 +68,8 @@ pub(crate) struct Config {
     pub(crate) detect_deadlocks: bool,
     pub(crate) name: String,
     pub(crate) partial_policy: crate::wait::PartialDeadlockPolicy,
+    /// Swap out stacks parked longer than this (`stack/swap.rs`); `None`: never.
+    pub(crate) swap_parked_after: Option<std::time::Duration>,
 }
 
 /// What ended a `run` session.
@@ -197,6 +199,10 @@ impl<T> SlabOf<T> {
     }
     pub(crate) fn get(&self, k: usize) -> Option<&T> {
         self.slots.get(k)?.as_ref()
+    }
+    /// One past the highest key in use or free.
+    pub(crate) fn key_bound(&self) -> usize {
+        self.slots.len()
     }
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().flatten()

@@ -38,14 +38,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Worker};
 
 use super::driver::Driver;
 use super::{Shared, WorkerShared};
-use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, NEW, NOTIFIED, PARKED, RUNNING};
+use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, F_MAIN, NEW, NOTIFIED, PARKED, RUNNING};
 
 thread_local! {
     /// The worker this thread is, if any. Set for the whole life of a worker
@@ -139,10 +139,18 @@ pub(crate) struct WorkerLocal {
     /// A spare called by the monitor (idle.rs rule 5): it takes new work
     /// until it next runs dry. Always true on a primary.
     takes_new: Cell<bool>,
+    /// Swapping parked stacks (`sweep`): after how long, when next, the
+    /// resume count at the last sweep, and whether it left coroutines seen
+    /// parked for the first time (to look at again even if nothing ran).
+    swap_after: Option<Duration>,
+    next_sweep: Cell<Instant>,
+    sweep_resumes: Cell<u64>,
+    sweep_again: Cell<bool>,
 }
 
 /// The body of a worker thread.
 pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRef>) {
+    let swap_after = rt.config.swap_parked_after;
     let _ = shared.thread.set(std::thread::current().id());
     let local = WorkerLocal {
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (shared.index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)),
@@ -164,6 +172,10 @@ pub(crate) fn run(shared: Arc<WorkerShared>, rt: Arc<Shared>, deque: Worker<CoRe
         busy_since: Cell::new(None),
         suspended_unwinding: Cell::new(0),
         takes_new: Cell::new(false),
+        swap_after,
+        next_sweep: Cell::new(Instant::now()),
+        sweep_resumes: Cell::new(u64::MAX),
+        sweep_again: Cell::new(false),
     };
     local.takes_new.set(local.is_primary());
     super::set_worker(&local);
@@ -194,6 +206,9 @@ impl WorkerLocal {
         loop {
             if self.tick.get() & 7 == 0 && self.driver.has_timers() {
                 self.driver.fire_timers();
+            }
+            if self.swap_after.is_some() && self.tick.get() & 63 == 0 {
+                self.maybe_sweep();
             }
             if let Some(co) = self.next_local() {
                 self.run_co(co);
@@ -550,7 +565,15 @@ impl WorkerLocal {
             parker.cancel_sleep();
             return;
         }
-        let deadline = self.driver.next_deadline();
+        let mut deadline = self.driver.next_deadline();
+        // Parked coroutines not swapped out yet: wake for the next sweep.
+        if self.swap_after.is_some() {
+            self.maybe_sweep();
+            if self.sweep_again.get() || self.shared.resumes.load(Ordering::Relaxed) != self.sweep_resumes.get() {
+                let at = self.next_sweep.get();
+                deadline = Some(deadline.map_or(at, |d| d.min(at)));
+            }
+        }
         if n == self.rt.workers().len() && deadline.is_none() {
             self.rt.watch.all_idle(&self.rt);
         }
@@ -696,6 +719,9 @@ impl WorkerLocal {
         if co.unwinding.get() {
             self.suspended_unwinding.set(self.suspended_unwinding.get() - 1);
         }
+        if let Some(s) = co.swapped.take() {
+            crate::stack::swap::swap_in(s);
+        }
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);
         let body = co.body.get();
@@ -750,6 +776,80 @@ impl WorkerLocal {
         self.rt.coroutine_finished(&co);
     }
 
+    /// Runs a sweep if one is due (`swap_after` is set).
+    #[inline(never)]
+    fn maybe_sweep(&self) {
+        let now = Instant::now();
+        if now < self.next_sweep.get() {
+            return;
+        }
+        let Some(after) = self.swap_after else { return };
+        self.next_sweep.set(now + after);
+        let resumes = self.shared.resumes.load(Ordering::Relaxed);
+        if resumes == self.sweep_resumes.get() && !self.sweep_again.get() {
+            return; // nothing ran and nobody is waiting for a second look
+        }
+        self.sweep_resumes.set(resumes);
+        self.sweep_again.set(self.sweep());
+    }
+
+    /// Swaps out the stacks of this worker's coroutines parked since the
+    /// last sweep (`stack/swap.rs`): a coroutine parked at both of two
+    /// sweeps `swap_after` apart, without a resume between (its `parks`
+    /// count unchanged), in a wait that lends its stack to no one. Home
+    /// thread, between resumes: none of them can run meanwhile. Returns
+    /// whether some were seen parked for the first time.
+    #[cold]
+    fn sweep(&self) -> bool {
+        const CHUNK: usize = 1024;
+        let mut again = false;
+        let mut batch: Vec<CoRef> = Vec::new();
+        let mut from = 0;
+        loop {
+            let end = {
+                let reg = self.shared.registry.lock();
+                let end = (from + CHUNK).min(reg.key_bound());
+                for k in from..end {
+                    let Some(co) = reg.get(k) else { continue };
+                    // Only this (home) thread writes a started coroutine's state.
+                    if co.state.load(Ordering::Relaxed) != PARKED || co.no_swap.get() != 0 {
+                        continue;
+                    }
+                    // `swapped` and the counts are home-only Cells.
+                    let swapped = co.swapped.take();
+                    let was_swapped = swapped.is_some();
+                    co.swapped.set(swapped);
+                    if was_swapped || co.has_flag(F_MAIN) {
+                        continue;
+                    }
+                    if co.sweep_seen.get() != co.parks.get() {
+                        co.sweep_seen.set(co.parks.get());
+                        again = true;
+                        continue;
+                    }
+                    if swappable(&co.wait.get()) {
+                        batch.push(co.clone());
+                    }
+                }
+                if end == reg.key_bound() {
+                    usize::MAX
+                } else {
+                    end
+                }
+            };
+            for co in batch.drain(..) {
+                // Still parked: nothing ran on this thread since the check.
+                if let Some(s) = crate::stack::swap::swap_out(co.sp_at_park.get()) {
+                    co.swapped.set(Some(s));
+                }
+            }
+            if end == usize::MAX {
+                return again;
+            }
+            from = end;
+        }
+    }
+
     /// Arms a wake of the running coroutine at `at` (park_deadline), on
     /// this worker's timer heap (`time/heap.rs`, through the driver).
     pub(crate) fn add_wake_timer(&self, at: Instant, _co: &CoInner) {
@@ -761,6 +861,29 @@ impl WorkerLocal {
     pub(crate) fn disarm_wake_timer(&self, co: &CoInner) {
         self.driver.disarm_wake_timer(co);
     }
+}
+
+/// Waits whose stack no one but goro's own (fault-tolerant) wakers touches:
+/// a coroutine parked in one may be swapped out (`stack/swap.rs`, note 4).
+/// Not `blocking` (the pool thread may be handed stack memory), `block_on`
+/// (foreign wakers), or anything unnamed.
+fn swappable(r: &crate::wait::WaitReason) -> bool {
+    use crate::wait::WaitReason as W;
+    matches!(
+        r,
+        W::Recv { .. }
+            | W::Send { .. }
+            | W::Select { .. }
+            | W::Join { .. }
+            | W::WaitGroup { .. }
+            | W::MutexLock { .. }
+            | W::RwLockRead { .. }
+            | W::RwLockWrite { .. }
+            | W::Semaphore
+            | W::Once
+            | W::Sleep
+            | W::Io { .. }
+    )
 }
 
 /// A queue held a coroutine that is parked or finished: the wake protocol

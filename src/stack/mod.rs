@@ -96,6 +96,7 @@
 
 pub(crate) mod overflow;
 mod segment;
+pub(crate) mod swap;
 
 use std::cell::RefCell;
 use std::io;
@@ -421,6 +422,8 @@ alive at once, or run on Linux 6.13 or later)"
 impl Drop for Stack {
     fn drop(&mut self) {
         IN_USE.fetch_sub(1, Ordering::Relaxed);
+        // A stack swapped out while parked (swap.rs) frees its saved copy.
+        swap::release(self.slot);
         if !self.guarded {
             // Invariant 2: never recycle a slot without a guard. Give its
             // memory back and forget it; its address space stays reserved.

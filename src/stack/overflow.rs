@@ -4,16 +4,26 @@
 //! overflowed, instead of a bare crash.
 //!
 //! Owns: the region table (every stack reservation: start, length, slot
-//! length), written under a lock but read lock-free by the handler, and the
-//! handler itself.
+//! length, and the swap records of its slots once asked for), written under
+//! a lock but read lock-free by the handler; the directory that finds a
+//! region from an address in O(1); and the handler itself.
 //!
 //! The handler runs on a per-worker alternate signal stack (the faulting
-//! stack has no room left). It only reads atomics and thread-locals and
-//! calls `write(2)` and `abort(3)`: async-signal-safe. A fault that is not on
-//! a goro guard is passed to the handler installed before ours (Rust's
-//! own main-thread overflow report keeps working), or to the default action.
+//! stack has no room left). It first lets `swap.rs` restore a parked stack
+//! that was swapped out (a tripwire fault, not an overflow); otherwise it
+//! only reads atomics and thread-locals and calls `write(2)` and
+//! `abort(3)`: async-signal-safe. A fault that is not on a goro guard is
+//! passed to the handler installed before ours (Rust's own main-thread
+//! overflow report keeps working), or to the default action.
+//!
+//! Directory: one word per 64 MiB granule of the address space, holding up
+//! to two region indices (+1). Regions are at least `RESERVATION` (64 MiB)
+//! long and never overlap, so a granule meets at most two of them. It is
+//! one `MAP_NORESERVE` mapping made at the first registration (only the
+//! granules in use are ever committed); if that fails, lookups scan the
+//! table as before.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 use super::GUARD_SIZE;
@@ -43,12 +53,19 @@ pub(crate) fn set_label_hook(hook: LabelHook) {
 }
 
 const MAX_REGIONS: usize = 1 << 16;
-static REGIONS: [[AtomicUsize; 3]; MAX_REGIONS] = [const { [const { AtomicUsize::new(0) }; 3] }; MAX_REGIONS];
+/// Per region: start, length, slot length, and its slots' swap records (a
+/// leaked `[SlotRecord]`, 0 until `records` first asks for it).
+static REGIONS: [[AtomicUsize; 4]; MAX_REGIONS] = [const { [const { AtomicUsize::new(0) }; 4] }; MAX_REGIONS];
 static NREGIONS: AtomicUsize = AtomicUsize::new(0);
 static REGISTER: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
+const GRANULE_SHIFT: u32 = 26; // 64 MiB, the smallest reservation
+const DIR_LEN: usize = 1 << 22; // granules of a 48-bit address space
+static DIR: std::sync::atomic::AtomicPtr<AtomicU64> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
 /// Records a new reservation (called with its class lock held).
 pub(crate) fn register_region(start: usize, len: usize, slot_len: usize) {
+    debug_assert!(len >= 1 << GRANULE_SHIFT, "goro bug: a reservation below the directory's granule");
     let _g = REGISTER.lock();
     let n = NREGIONS.load(Ordering::Relaxed);
     if n >= MAX_REGIONS {
@@ -59,22 +76,119 @@ pub(crate) fn register_region(start: usize, len: usize, slot_len: usize) {
     REGIONS[n][2].store(slot_len, Ordering::Relaxed);
     // Release: a reader that sees the new count sees the entry.
     NREGIONS.store(n + 1, Ordering::Release);
+    let mut dir = DIR.load(Ordering::Relaxed);
+    if dir.is_null() {
+        // SAFETY: a fresh anonymous mapping, zero-filled (every entry
+        // empty); leaked on purpose (the directory lives as long as the
+        // process, like the reservations it indexes).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                DIR_LEN * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return; // lookups scan the table
+        }
+        dir = p as *mut AtomicU64;
+        DIR.store(dir, Ordering::Release);
+    }
+    for g in (start >> GRANULE_SHIFT)..=((start + len - 1) >> GRANULE_SHIFT) {
+        if g >= DIR_LEN {
+            break; // beyond 48 bits: found by the scan
+        }
+        // SAFETY: `g < DIR_LEN`, inside the directory mapping.
+        let e = unsafe { &*dir.add(g) };
+        let v = e.load(Ordering::Relaxed);
+        let idx = n as u64 + 1;
+        // At most two regions meet a granule (module doc), and writers hold
+        // REGISTER: fill the free half.
+        let v = if v & 0xffff_ffff == 0 { v | idx } else { v | (idx << 32) };
+        e.store(v, Ordering::Release);
+    }
+}
+
+/// Where an address lies in a goro stack reservation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Loc {
+    pub(crate) region: usize,
+    pub(crate) slot: usize,
+    pub(crate) slot_len: usize,
+    /// The slot's index in its region.
+    pub(crate) index: usize,
+}
+
+fn in_region(i: usize, addr: usize) -> Option<Loc> {
+    let start = REGIONS[i][0].load(Ordering::Relaxed);
+    let len = REGIONS[i][1].load(Ordering::Relaxed);
+    if addr >= start && addr < start + len {
+        let slot_len = REGIONS[i][2].load(Ordering::Relaxed);
+        let index = (addr - start) / slot_len;
+        return Some(Loc { region: i, slot: start + index * slot_len, slot_len, index });
+    }
+    None
+}
+
+/// The slot containing `addr`, if it is in a goro stack reservation.
+/// Lock-free and async-signal-safe: the directory, else a scan of the
+/// table, newest regions first (most lookups hit them).
+pub(crate) fn locate(addr: usize) -> Option<Loc> {
+    let dir = DIR.load(Ordering::Acquire);
+    let g = addr >> GRANULE_SHIFT;
+    if !dir.is_null() && g < DIR_LEN {
+        // SAFETY: `g < DIR_LEN`, inside the directory mapping.
+        let v = unsafe { &*dir.add(g) }.load(Ordering::Acquire);
+        for idx in [v & 0xffff_ffff, v >> 32] {
+            if idx != 0 {
+                if let Some(l) = in_region(idx as usize - 1, addr) {
+                    return Some(l);
+                }
+            }
+        }
+        return None;
+    }
+    let n = NREGIONS.load(Ordering::Acquire);
+    (0..n).rev().find_map(|i| in_region(i, addr))
 }
 
 /// The slot (start, slot length) containing `addr`, if it is in a goro stack
-/// reservation. Lock-free; newest regions first (most lookups hit them).
+/// reservation.
 pub(crate) fn slot_of(addr: usize) -> Option<(usize, usize)> {
-    let n = NREGIONS.load(Ordering::Acquire);
-    for i in (0..n).rev() {
-        let start = REGIONS[i][0].load(Ordering::Relaxed);
-        let len = REGIONS[i][1].load(Ordering::Relaxed);
-        if addr >= start && addr < start + len {
-            let slot_len = REGIONS[i][2].load(Ordering::Relaxed);
-            let slot = start + (addr - start) / slot_len * slot_len;
-            return Some((slot, slot_len));
+    locate(addr).map(|l| (l.slot, l.slot_len))
+}
+
+/// The swap records of `loc`'s region, made (zeroed: every slot resident)
+/// on first use. Not for the signal handler: it allocates.
+pub(crate) fn records(loc: &Loc) -> Option<&'static [super::swap::SlotRecord]> {
+    let col = &REGIONS[loc.region][3];
+    let len = REGIONS[loc.region][1].load(Ordering::Relaxed) / loc.slot_len;
+    let mut p = col.load(Ordering::Acquire);
+    if p == 0 {
+        let _g = REGISTER.lock();
+        p = col.load(Ordering::Acquire);
+        if p == 0 {
+            let v: Box<[super::swap::SlotRecord]> = (0..len).map(|_| super::swap::SlotRecord::new()).collect();
+            p = Box::leak(v).as_ptr() as usize;
+            col.store(p, Ordering::Release);
         }
     }
-    None
+    // SAFETY: `p` is a leaked slice of `len` records, never freed.
+    Some(unsafe { std::slice::from_raw_parts(p as *const super::swap::SlotRecord, len) })
+}
+
+/// The swap record of `loc`'s slot if its region has records (async-signal-
+/// safe: no allocation).
+pub(crate) fn record_if_any(loc: &Loc) -> Option<&'static super::swap::SlotRecord> {
+    let p = REGIONS[loc.region][3].load(Ordering::Acquire);
+    if p == 0 {
+        return None;
+    }
+    // SAFETY: as in `records`; `index` is below the region's slot count.
+    Some(unsafe { &*(p as *const super::swap::SlotRecord).add(loc.index) })
 }
 
 static INSTALL: Once = Once::new();
@@ -143,6 +257,11 @@ fn put_num(buf: &mut [u8; 512], n: &mut usize, mut v: u64) {
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SIGSEGV/SIGBUS.
     let addr = unsafe { (*info).si_addr() } as usize;
+    // A parked stack that was swapped out, touched: restored, and the
+    // access is retried when we return.
+    if super::swap::on_fault(addr) {
+        return;
+    }
     if let Some((slot, _)) = slot_of(addr) {
         // Anywhere in the guard (the first GUARD_SIZE bytes of the slot): a
         // frame larger than a page may skip its top pages.

@@ -1,0 +1,433 @@
+// Design notes for maintainers.
+//
+// Owns: swapping a long-parked coroutine's stack out of memory and back
+// (issue 18, part 1; the analysis is docs/idle-stacks.md). A parked
+// coroutine's used stack, `[sp - MARGIN, top)`, is usually one page of
+// which under 2 KiB is live; swapped out, it is a heap copy of just those
+// bytes, and the page is given back to the kernel.
+//
+// The record: one `SlotRecord` per slot (`overflow.rs` keeps them per
+// region, found from any address in O(1)), holding the state, the saved
+// length and the saved bytes. States:
+//
+//   RESIDENT -swap_out-> SWAPPING -> OUT -restore-> RESTORING -> RESIDENT
+//
+// Who moves it: only the coroutine's home thread swaps out (`swap_out`),
+// between two resumes, so the coroutine itself cannot run meanwhile. Anyone
+// may restore: the home before it resumes the coroutine (`swap_in`), and any
+// thread that touches the stack while it is out, from the SIGSEGV handler
+// (`on_fault`). Restorers race through one CAS, OUT -> RESTORING; the loser
+// waits for RESIDENT. The saved bytes are freed only by the home
+// (`swap_in`) or by `Stack::drop` (`release`), never in the handler (no
+// allocator calls in signal context); they stay valid until then.
+//
+// Why no access is lost (the soundness argument; ARCHITECTURE.md, "Idle
+// stacks", says the same for users). Every change of the range's contents
+// happens inside a *closed window*: the pages are made inaccessible
+// (`mprotect(PROT_NONE)`) first and reopened last, and goro itself copies
+// through `/proc/self/mem` (the kernel's forced access, as a debugger's),
+// which ignores the protection:
+//  1. Swap-out closes the window, then copies the live bytes out. From the
+//     close on, any access, read or write, by whoever makes it (a waker of
+//     another worker claiming a channel op on this stack, a thread of
+//     `std::thread::scope` holding a `&mut` into it, the coroutine's own
+//     destructors under `force_unwind`), faults, and the handler waits for
+//     SWAPPING to end. So no write falls between the copy and the release.
+//  2. Still closed, `MADV_GUARD_INSTALL` drops the pages and leaves guard
+//     markers; then the window reopens. From then on any access faults on
+//     a marker: the handler wins OUT -> RESTORING and restores, or waits.
+//  3. A restore closes the window, removes the markers (`MADV_GUARD_REMOVE`),
+//     writes the bytes back, reopens, and only then publishes RESIDENT. The
+//     window matters: between the removal and the write-back the pages are
+//     fresh zero-fill memory, and a reader that came by then without a
+//     fault (a second waker of a select) would read zeros. (The first
+//     version kept reads allowed during the swap-out copy: a reader racing
+//     the install's zap mapped the zero page, read a select's state as
+//     "already won" and dropped the op: a lost wake, which
+//     `tests/swap.rs::senders_racing_swap_outs_lose_nothing` caught.)
+//  4. What the handler cannot catch: the kernel touching the parked stack
+//     for another thread (a `read(2)` into a buffer there from a scoped
+//     thread) gets `EFAULT` instead of faulting in user mode. So swapping
+//     is off by default (`RuntimeBuilder::swap_parked_after`), and never
+//     applies to a coroutine whose stack goro itself lends out: parked in
+//     `goro::blocking`, `block_on`, or anywhere inside a `goro::scope`
+//     (`CoInner::no_swap`).
+//
+// A closed window is a mapping split in three for its duration (at most one
+// per thread at a time): if `vm.max_map_count` refuses it, a swap-out is
+// skipped and a restore retries.
+//
+// Needs `MADV_GUARD_INSTALL` (Linux 6.13+): without it there are no
+// markers that cost no mapping, and `enable` refuses.
+//
+// Lock order: none here (the records are atomics); `overflow::records`
+// takes the region table's lock once per region, to make its records.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use super::overflow;
+use super::{GUARD_SIZE, PAGE};
+
+const RESIDENT: u32 = 0;
+const SWAPPING: u32 = 1;
+const OUT: u32 = 2;
+const RESTORING: u32 = 3;
+
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+const MADV_GUARD_REMOVE: libc::c_int = 103;
+
+/// Bytes kept below the stack pointer recorded at the park, for the frames
+/// the switch itself pushes below it (corosensei's suspend and the context
+/// switch: well under 256 bytes on every target; `tests/swap.rs` checks
+/// that nothing lives below the margin).
+pub(crate) const MARGIN: usize = 512;
+
+/// A parked stack using more than this is not swapped (it is deep: the copy
+/// would save little against its cost).
+const MAX_SAVED: usize = 3 * PAGE;
+
+/// Swapping is on for some runtime of this process (and the kernel can).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+static SWAPPED_OUT: AtomicU64 = AtomicU64::new(0);
+static OUT_NOW: AtomicU64 = AtomicU64::new(0);
+static FAULT_RESTORES: AtomicU64 = AtomicU64::new(0);
+static SAVED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// One slot's swap state (module notes).
+#[derive(Debug)]
+pub(crate) struct SlotRecord {
+    state: AtomicU32,
+    /// Saved bytes: `[top - len, top)`.
+    len: AtomicU32,
+    buf: AtomicPtr<u8>,
+}
+
+impl SlotRecord {
+    pub(crate) const fn new() -> SlotRecord {
+        SlotRecord {
+            state: AtomicU32::new(RESIDENT),
+            len: AtomicU32::new(0),
+            buf: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+}
+
+/// A swapped-out stack, as its home keeps it (`CoInner::swapped`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Swapped {
+    rec: &'static SlotRecord,
+    top: usize,
+}
+
+/// Turns swapping on for the process, if the kernel has guard markers.
+pub(crate) fn enable() -> io::Result<()> {
+    if !cfg!(goro_madv_guard) || super::FORCE_MPROTECT.load(Ordering::Relaxed) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "goro: swapping parked stacks needs MADV_GUARD_INSTALL (Linux 6.13 or later)",
+        ));
+    }
+    if MEM_FD.load(Ordering::Acquire) < 0 {
+        let fd =
+            std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem").map_err(|e| {
+                io::Error::new(e.kind(), format!("goro: swapping parked stacks needs /proc/self/mem: {e}"))
+            })?;
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        if MEM_FD.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // SAFETY: our own fd, just opened, used by nobody else.
+            unsafe { libc::close(fd) };
+        }
+    }
+    ENABLED.store(true, Ordering::Release);
+    Ok(())
+}
+
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Counters: stacks swapped out so far and now, swapped back by their home,
+/// restored by a fault, and the bytes held in saved copies now.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SwapStats {
+    pub(crate) swapped_out: u64,
+    pub(crate) out_now: u64,
+    pub(crate) fault_restores: u64,
+    pub(crate) saved_bytes: u64,
+}
+
+pub(crate) fn stats() -> SwapStats {
+    SwapStats {
+        swapped_out: SWAPPED_OUT.load(Ordering::Relaxed),
+        out_now: OUT_NOW.load(Ordering::Relaxed),
+        fault_restores: FAULT_RESTORES.load(Ordering::Relaxed),
+        saved_bytes: SAVED_BYTES.load(Ordering::Relaxed),
+    }
+}
+
+fn page_floor(a: usize) -> usize {
+    a & !(PAGE - 1)
+}
+
+/// Swaps out the stack of a parked coroutine whose stack pointer at the
+/// park was `sp`. Home thread only, between two resumes of the coroutine
+/// (module notes). `None` if it was not swapped (not on a goro stack, too
+/// deep, or a system call failed): it stays resident, nothing changed.
+pub(crate) fn swap_out(sp: usize) -> Option<Swapped> {
+    let loc = overflow::locate(sp)?;
+    let top = loc.slot + loc.slot_len;
+    let lo = sp.checked_sub(MARGIN)? & !15;
+    if lo < loc.slot + GUARD_SIZE || top - lo > MAX_SAVED {
+        return None;
+    }
+    let rec = &overflow::records(&loc)?[loc.index];
+    if rec.state.load(Ordering::Acquire) != RESIDENT || !rec.buf.load(Ordering::Relaxed).is_null() {
+        return None; // a copy the home has not freed yet (cannot happen: `swap_in` frees it)
+    }
+    let len = top - lo;
+    let buf = Box::into_raw(vec![0u8; len].into_boxed_slice()) as *mut u8;
+    rec.len.store(len as u32, Ordering::Relaxed);
+    rec.buf.store(buf, Ordering::Relaxed);
+    // SeqCst: published before the window closes, so whoever faults in it
+    // finds SWAPPING (its fault comes after our mprotect, which comes after
+    // this store).
+    rec.state.store(SWAPPING, Ordering::SeqCst);
+    let (plo, plen) = (page_floor(lo), top - page_floor(lo));
+    let undo = |rec: &SlotRecord| {
+        rec.buf.store(std::ptr::null_mut(), Ordering::Relaxed);
+        rec.len.store(0, Ordering::Relaxed);
+        rec.state.store(RESIDENT, Ordering::SeqCst);
+        // SAFETY: `buf` came from `Box::into_raw` of a `len`-byte boxed
+        // slice just above, and nobody else frees it (module notes).
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buf, len)) });
+    };
+    if !close_window(plo, plen) {
+        undo(rec);
+        return None;
+    }
+    // Note 1: from here every access to the range faults and waits.
+    let copied = mem_io(false, lo, buf, len);
+    let zapped = copied && {
+        // SAFETY: (note 2) our own range, inaccessible to everyone now; its
+        // live bytes are in `buf`, and from here any access faults into
+        // `on_fault`, which puts them back.
+        unsafe { libc::madvise(plo as *mut libc::c_void, plen, MADV_GUARD_INSTALL) == 0 }
+    };
+    open_window(plo, plen);
+    if !zapped {
+        // Untouched (the install zaps only once it can mark: a failed one
+        // leaves the pages), or the copy failed: nothing was lost.
+        undo(rec);
+        return None;
+    }
+    SWAPPED_OUT.fetch_add(1, Ordering::Relaxed);
+    OUT_NOW.fetch_add(1, Ordering::Relaxed);
+    SAVED_BYTES.fetch_add(len as u64, Ordering::Relaxed);
+    // Release: a restorer that sees OUT sees `len` and `buf`.
+    rec.state.store(OUT, Ordering::Release);
+    Some(Swapped { rec, top })
+}
+
+/// `/proc/self/mem`, opened by `enable`: reads and writes our own memory
+/// whatever its protection (the kernel's `FOLL_FORCE`), which is how the
+/// closed window is copied from and into.
+static MEM_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Copies `len` bytes between `addr` (in a closed window) and `buf`
+/// through `/proc/self/mem`: `write` false reads `addr` into `buf`.
+/// Async-signal-safe (system calls only).
+fn mem_io(write: bool, addr: usize, buf: *mut u8, len: usize) -> bool {
+    let fd = MEM_FD.load(Ordering::Relaxed);
+    let mut done = 0;
+    while done < len {
+        // SAFETY: `buf` holds `len` bytes (callers' contract); the kernel
+        // checks `addr` (our own mapping) and fails rather than fault.
+        let n = unsafe {
+            let (b, at) = (buf.add(done) as *mut libc::c_void, (addr + done) as libc::off64_t);
+            if write {
+                libc::pwrite64(fd, b, len - done, at)
+            } else {
+                libc::pread64(fd, b, len - done, at)
+            }
+        };
+        if n <= 0 {
+            // SAFETY: reading errno has no preconditions.
+            if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+/// Makes `[plo, plo + plen)` inaccessible (note 1). False if the kernel
+/// refused (it may need a mapping more: `vm.max_map_count`).
+fn close_window(plo: usize, plen: usize) -> bool {
+    // SAFETY: inside a slot's usable range (callers check), mapped by us;
+    // no access is lost: every one faults into `on_fault` and waits.
+    unsafe { libc::mprotect(plo as *mut libc::c_void, plen, libc::PROT_NONE) == 0 }
+}
+
+/// Reopens a closed window (read-write, as every stack is).
+fn open_window(plo: usize, plen: usize) {
+    // SAFETY: as in `close_window`; guard markers are not protections,
+    // they stay. It only merges the mapping split by `close_window`.
+    if unsafe { libc::mprotect(plo as *mut libc::c_void, plen, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+        fatal(b"goro: cannot reopen a swapped stack (mprotect failed)\n");
+    }
+}
+
+/// Brings a swapped stack back (if no fault did already) and frees its
+/// saved copy. Home thread, before it resumes the coroutine.
+pub(crate) fn swap_in(s: Swapped) {
+    restore_or_wait(s.rec, s.top);
+    free_copy(s.rec);
+}
+
+fn free_copy(rec: &SlotRecord) {
+    let buf = rec.buf.swap(std::ptr::null_mut(), Ordering::Relaxed);
+    if !buf.is_null() {
+        let len = rec.len.swap(0, Ordering::Relaxed) as usize;
+        SAVED_BYTES.fetch_sub(len as u64, Ordering::Relaxed);
+        OUT_NOW.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: `buf` came from `Box::into_raw` of a `len`-byte boxed
+        // slice in `swap_out`; the record is RESIDENT, so no restorer reads
+        // it any more, and we took it out of the record (only the home and
+        // `release` free, never both: `release` runs when the stack is
+        // dropped, after the home's last `swap_in`).
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buf, len)) });
+    }
+}
+
+/// The stack of `slot` is being freed: if it still has a swap record
+/// entry, put the slot back to plain resident memory. (A swapped stack
+/// is restored before its coroutine runs again, and a coroutine's stack is
+/// freed only after it ran to its end, or after `force_unwind` ran on it,
+/// which faults it back; this only frees the copy.)
+pub(crate) fn release(slot: usize) {
+    if !enabled() {
+        return;
+    }
+    let Some(loc) = overflow::locate(slot) else { return };
+    let Some(rec) = overflow::record_if_any(&loc) else { return };
+    if rec.buf.load(Ordering::Relaxed).is_null() && rec.state.load(Ordering::Acquire) == RESIDENT {
+        return;
+    }
+    restore_or_wait(rec, loc.slot + loc.slot_len);
+    free_copy(rec);
+}
+
+/// Makes the record RESIDENT: restores the bytes if it is OUT, waits if
+/// another thread is restoring. Never called while SWAPPING by the home.
+fn restore_or_wait(rec: &SlotRecord, top: usize) {
+    loop {
+        match rec.state.load(Ordering::Acquire) {
+            RESIDENT => return,
+            OUT => {
+                if rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok() {
+                    restore(rec, top);
+                    return;
+                }
+            }
+            _ => {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+}
+
+/// We won OUT -> RESTORING: markers off, bytes back, RESIDENT, all inside
+/// a closed window, so that nobody sees the fresh page before its bytes are
+/// back (a reader meeting it empty would read zeros: note 3). Async-
+/// signal-safe (system calls only).
+fn restore(rec: &SlotRecord, top: usize) {
+    let len = rec.len.load(Ordering::Relaxed) as usize;
+    let buf = rec.buf.load(Ordering::Relaxed);
+    let lo = top - len;
+    let (plo, plen) = (page_floor(lo), top - page_floor(lo));
+    // A closed window needs a mapping more for a moment: if the kernel
+    // refuses one, wait for others to close theirs.
+    let mut tries = 0;
+    while !close_window(plo, plen) {
+        tries += 1;
+        if tries == 10_000 {
+            fatal(b"goro: cannot restore a swapped stack (mprotect failed: vm.max_map_count reached?)\n");
+        }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+    // SAFETY: our own range, closed; removing the markers makes it fresh
+    // zero-fill memory that nobody can touch until the window opens.
+    if unsafe { libc::madvise(plo as *mut libc::c_void, plen, MADV_GUARD_REMOVE) } != 0 {
+        fatal(b"goro: cannot restore a swapped stack (MADV_GUARD_REMOVE failed)\n");
+    }
+    // `buf` holds the `len` saved bytes (freed only once RESIDENT, module
+    // notes).
+    if !mem_io(true, lo, buf, len) {
+        fatal(b"goro: cannot restore a swapped stack (writing /proc/self/mem failed)\n");
+    }
+    open_window(plo, plen);
+    rec.state.store(RESIDENT, Ordering::Release);
+}
+
+fn fatal(msg: &[u8]) -> ! {
+    // SAFETY: write(2) and abort(3) are async-signal-safe.
+    unsafe {
+        libc::write(2, msg.as_ptr() as *const libc::c_void, msg.len());
+        libc::abort();
+    }
+}
+
+thread_local! {
+    /// The last address this thread faulted on in a slot found resident,
+    /// and how many times in a row: a bound, so a fault that is not a
+    /// swap's (a goro bug) cannot loop for ever.
+    static RETRY_AT: std::cell::Cell<(usize, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// The SIGSEGV handler's first question: is `addr` in the usable range of
+/// a swapped (or swapping) stack? Then restore it (or wait for whoever
+/// does) and return true: the faulting access is retried. Async-signal-
+/// safe: atomics, `const` thread-locals without destructors, system calls.
+pub(crate) fn on_fault(addr: usize) -> bool {
+    if !ENABLED.load(Ordering::Acquire) {
+        return false;
+    }
+    let Some(loc) = overflow::locate(addr) else { return false };
+    if addr < loc.slot + GUARD_SIZE {
+        return false; // the real guard: an overflow
+    }
+    let Some(rec) = overflow::record_if_any(&loc) else { return false };
+    let top = loc.slot + loc.slot_len;
+    loop {
+        match rec.state.load(Ordering::Acquire) {
+            OUT => {
+                if rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok() {
+                    restore(rec, top);
+                    FAULT_RESTORES.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+            }
+            SWAPPING | RESTORING => {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+            _ => {
+                // Restored between our fault and now: retry the access. A
+                // thousand of these in a row is not a race any more.
+                let n = RETRY_AT.try_with(|r| {
+                    let (at, n) = r.get();
+                    let n = if at == addr { n + 1 } else { 1 };
+                    r.set((addr, n));
+                    n
+                });
+                return n.is_ok_and(|n| n < 1000);
+            }
+        }
+    }
+}

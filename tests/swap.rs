@@ -1,0 +1,264 @@
+//! Swapping long-parked stacks out of memory (`RuntimeBuilder::
+//! swap_parked_after`, `src/stack/swap.rs`): frames come back intact,
+//! wakers racing the swap lose nothing, writers from other threads are not
+//! lost, and stacks goro lends out are never swapped.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use goro::{chan, go, select, Runtime};
+
+fn swap_rt(workers: usize, after: Duration) -> Runtime {
+    Runtime::builder()
+        .workers(workers)
+        .swap_parked_after(Some(after))
+        .build()
+        .expect("this test needs MADV_GUARD_INSTALL (Linux 6.13+), which CI has")
+}
+
+/// Polls `f` (from a coroutine) until true or `secs` pass.
+fn eventually(secs: u64, what: &str, f: impl Fn() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting until {what}");
+        goro::time::sleep(ms(2));
+    }
+}
+
+/// A frame worth checking: `n` words derived from `seed`.
+fn pattern(seed: u64) -> [u64; 48] {
+    let mut p = [0u64; 48];
+    for (i, w) in p.iter_mut().enumerate() {
+        *w = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64 * 7919) | 1;
+    }
+    std::hint::black_box(p)
+}
+
+#[test]
+fn a_parked_stack_goes_out_and_comes_back_intact() {
+    let rt = swap_rt(2, ms(10));
+    within(30, "swap round trip", move || {
+        rt.run(|| {
+            let before = goro::stats();
+            let (tx, rx) = chan::<u64>(0);
+            let h = go(move || {
+                let pad = pattern(7);
+                let v = rx.recv().unwrap();
+                std::hint::black_box(&pad);
+                (v, pad == pattern(7))
+            });
+            eventually(5, "the parked stack is swapped out", || goro::stats().stack_swap_outs > before.stack_swap_outs);
+            // The counters are process-wide (other tests swap too): give the
+            // receiver's worker time for a few sweeps of its own.
+            goro::time::sleep(ms(100));
+            let s = goro::stats();
+            assert!(s.stacks_swapped_out >= 1 && s.stack_bytes_swapped > 0, "{s:?}");
+            // The handover writes into the receiver's op on its stack: a
+            // fault brings the stack back first.
+            tx.send(41).unwrap();
+            assert_eq!(h.join().unwrap(), (41, true));
+            assert!(goro::stats().stack_swap_faults > before.stack_swap_faults);
+        })
+        .unwrap()
+    });
+}
+
+#[test]
+fn many_parked_selects_cost_less_than_a_page_each_and_wake_intact() {
+    const N: u64 = 2000;
+    let rt = swap_rt(2, ms(10));
+    within(60, "many swapped selects", move || {
+        rt.run(|| {
+            let (start_tx, start_rx) = chan::<()>(0);
+            let parked = Arc::new(AtomicU64::new(0));
+            let hs: Vec<_> = (0..N)
+                .map(|i| {
+                    let (start, parked) = (start_rx.clone(), parked.clone());
+                    go(move || {
+                        let (_own_tx, own) = chan::<u64>(0);
+                        let pad = pattern(i);
+                        parked.fetch_add(1, Ordering::Relaxed);
+                        select! {
+                            recv(own) -> _ => unreachable!(),
+                            recv(start) -> v => assert!(v.is_err()),
+                        }
+                        std::hint::black_box(&pad);
+                        pad == pattern(i)
+                    })
+                })
+                .collect();
+            eventually(10, "all parked", || parked.load(Ordering::Relaxed) == N);
+            eventually(10, "most swapped out", || goro::stats().stacks_swapped_out >= N * 9 / 10);
+            let s = goro::stats();
+            let each = s.stack_bytes_swapped / s.stacks_swapped_out;
+            assert!(each < 3000, "a swapped select keeps {each} bytes: {s:?}");
+            start_tx.close();
+            let intact = hs.into_iter().map(|h| h.join().unwrap()).filter(|&ok| ok).count() as u64;
+            assert_eq!(intact, N);
+        })
+        .unwrap()
+    });
+}
+
+#[test]
+fn senders_racing_swap_outs_lose_nothing() {
+    const RECEIVERS: usize = 64;
+    const VALUES: u64 = 150;
+    let rt = swap_rt(2, ms(1));
+    within(120, "racing senders", move || {
+        rt.run(|| {
+            let before = goro::stats();
+            let mut txs = Vec::new();
+            let mut hs = Vec::new();
+            for r in 0..RECEIVERS {
+                let (tx, rx) = chan::<u64>(0);
+                let (tx2, rx2) = chan::<u64>(1);
+                txs.push((tx, tx2));
+                hs.push(go(move || {
+                    let pad = pattern(r as u64);
+                    let (mut next, mut sum) = (0u64, 0u64);
+                    while next < VALUES {
+                        // Even values come by a plain recv, odd ones
+                        // through a select on the other channel.
+                        let v = if next % 2 == 0 {
+                            rx.recv().unwrap()
+                        } else {
+                            select! {
+                                recv(rx2) -> v => v.unwrap(),
+                                recv(goro::never::<u64>()) -> _ => unreachable!(),
+                            }
+                        };
+                        assert_eq!(v, next, "receiver {r}: out of order or lost");
+                        sum += v;
+                        next += 1;
+                        assert!(pad == pattern(r as u64), "receiver {r}: its frame changed");
+                    }
+                    sum
+                }));
+            }
+            // Plain threads send, with pauses long enough for the receivers
+            // to be swapped out between values.
+            let senders: Vec<_> = txs
+                .chunks(RECEIVERS / 4)
+                .map(|chunk| {
+                    let chunk = chunk.to_vec();
+                    std::thread::spawn(move || {
+                        for v in 0..VALUES {
+                            for (tx, tx2) in chunk.iter() {
+                                if v % 2 == 1 {
+                                    tx2.send(v).unwrap();
+                                } else {
+                                    tx.send(v).unwrap();
+                                }
+                            }
+                            if v % 8 == 0 {
+                                std::thread::sleep(Duration::from_millis(3));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let total: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+            for s in senders {
+                s.join().unwrap();
+            }
+            assert_eq!(total, RECEIVERS as u64 * (VALUES * (VALUES - 1) / 2));
+            let s = goro::stats();
+            assert!(s.stack_swap_outs - before.stack_swap_outs >= 50, "too few swaps to test anything: {s:?}");
+            assert!(s.stack_swap_faults > before.stack_swap_faults, "no waker met a swapped stack: {s:?}");
+        })
+        .unwrap()
+    });
+}
+
+#[test]
+fn a_thread_writing_into_a_parked_stack_is_not_lost() {
+    const WRITERS: usize = 8;
+    const WRITES: u64 = 400;
+    let rt = swap_rt(2, ms(1));
+    within(60, "scoped writers", move || {
+        rt.run(|| {
+            let hs: Vec<_> = (0..WRITERS)
+                .map(|_| {
+                    go(|| {
+                        let mut counter = 0u64;
+                        let (tx, rx) = chan::<()>(0);
+                        std::thread::scope(|s| {
+                            let c = &mut counter;
+                            s.spawn(move || {
+                                for _ in 0..WRITES {
+                                    // SAFETY-free: a plain write through a
+                                    // `&mut` into the parked coroutine's frame.
+                                    *std::hint::black_box(&mut *c) += 1;
+                                    std::thread::sleep(Duration::from_micros(200));
+                                }
+                                tx.send(()).unwrap();
+                            });
+                            // Parked here (swappable) while the thread writes.
+                            rx.recv().unwrap();
+                        });
+                        counter
+                    })
+                })
+                .collect();
+            for h in hs {
+                assert_eq!(h.join().unwrap(), WRITES);
+            }
+        })
+        .unwrap()
+    });
+}
+
+#[test]
+fn a_goro_scope_parent_is_never_swapped() {
+    // A scope's child hands the parent's buffer to the kernel (read(2) from
+    // a pipe). Were the parent's stack swapped out, that read would fail
+    // with EFAULT; a parent inside a scope is never swapped.
+    let rt = swap_rt(2, ms(2));
+    within(30, "scope parent", move || {
+        rt.run(|| {
+            let (mut r, mut w) = std::io::pipe().unwrap();
+            w.write_all(&[7u8; 64]).unwrap();
+            let mut buf = [0u8; 64];
+            let (tx, rx) = chan::<usize>(0);
+            goro::scope(|s| {
+                let buf = &mut buf;
+                let r = &mut r;
+                s.go(move || {
+                    goro::time::sleep(ms(60)); // the parent is parked by now, long
+                    let n = r.read(buf).expect("read into the parent's stack");
+                    tx.send(n).unwrap();
+                });
+                assert_eq!(rx.recv().unwrap(), 64);
+            });
+            assert_eq!(buf, [7u8; 64]);
+        })
+        .unwrap()
+    });
+}
+
+#[test]
+fn a_bad_swap_setting_in_the_environment_is_a_clear_error() {
+    // Read only at build; another test's runtime may be building at the
+    // same time, so use a process of our own.
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "env_child", "--nocapture", "--include-ignored"])
+        .env("GORO_SWAP_PARKED_MS", "soon")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("GORO_SWAP_PARKED_MS=\"soon\" is not a number of milliseconds"), "{text}");
+}
+
+#[test]
+#[ignore = "run by a_bad_swap_setting_in_the_environment_is_a_clear_error"]
+fn env_child() {
+    let e = Runtime::builder().build().unwrap_err();
+    println!("{e}");
+}
