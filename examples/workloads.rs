@@ -181,6 +181,7 @@ fn idle(n: i64) -> i64 {
     // starts spawned coroutines later, so it waits for N *started* instead:
     // every stack is touched and parked before the release, as in the peers.
     let parked = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
     for _ in 0..n {
         wg.add(1);
         let (wg, start, parked) = (wg.clone(), start_rx.clone(), parked.clone());
@@ -199,9 +200,20 @@ fn idle(n: i64) -> i64 {
         goro::time::sleep(Duration::from_millis(1));
     }
     goro::time::sleep(Duration::from_millis(50));
-    eprintln!("idle: {} coroutines parked, VmRSS {} KiB", parked.load(Ordering::Relaxed), proc_status("VmRSS:"));
+    let s = goro::stats();
+    eprintln!(
+        "idle: {} coroutines parked after {:?}, VmRSS {} KiB ({} stacks swapped out, {} KiB in their copies)",
+        parked.load(Ordering::Relaxed),
+        t0.elapsed(),
+        proc_status("VmRSS:"),
+        s.stacks_swapped_out,
+        s.stack_bytes_swapped / 1024
+    );
+    let t1 = Instant::now();
     start_tx.close();
+    let closed = t1.elapsed();
     wg.wait();
+    eprintln!("idle: close took {closed:?}, all done {:?} after it, VmRSS {} KiB", t1.elapsed(), proc_status("VmRSS:"));
     n
 }
 

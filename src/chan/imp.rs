@@ -189,6 +189,28 @@ enum SelRef {
     Shared(NonNull<Selector>),
 }
 
+/// Where a channel-lock holder accesses a queued party's object (an op or
+/// a selector) at `p`: at `p`, unless its stack is swapped out, then in
+/// the stack's saved copy (`stack/swap.rs` note 5). One load and branch
+/// when swapping is off.
+#[inline(always)]
+fn on_stack<X>(p: *mut X) -> *mut X {
+    if crate::stack::swap::enabled() && std::mem::align_of::<X>() <= 64 {
+        crate::stack::swap::redirect(p as usize) as *mut X
+    } else {
+        p
+    }
+}
+
+/// No reference into a queued party's object is held any more: the saved
+/// stack copies edited so far may go back (`stack/swap.rs` note 5).
+#[inline(always)]
+fn end_edits() {
+    if crate::stack::swap::enabled() {
+        crate::stack::swap::end_edits();
+    }
+}
+
 /// One pending operation on one channel.
 pub(crate) struct Op<T> {
     sel: SelRef,
@@ -226,8 +248,8 @@ impl<T> OpPtr<T> {
     }
 
     fn sel_ptr(&self) -> *const Selector {
-        // SAFETY: live (invariant 6); taking a field's address reads nothing.
-        unsafe { (*self.0.as_ptr()).sel() as *const Selector }
+        let op: &Op<T> = self;
+        op.sel() as *const Selector
     }
 
     /// Completes an op whose selector CAS the caller just won: takes the
@@ -251,10 +273,14 @@ impl<T> OpPtr<T> {
 
 impl<T> std::ops::Deref for OpPtr<T> {
     type Target = Op<T>;
+    #[inline]
     fn deref(&self) -> &Op<T> {
         // SAFETY: invariant 6: the owner keeps the op alive while it is
-        // queued or being completed, and we hold the channel lock.
-        unsafe { self.0.as_ref() }
+        // queued or being completed, and we hold the channel lock. If its
+        // owner's stack is swapped out, `on_stack` gives the op's place in
+        // the saved copy instead, which this thread alone may edit until
+        // the lock is released (stack/swap.rs note 5).
+        unsafe { &*on_stack(self.0.as_ptr()) }
     }
 }
 
@@ -280,7 +306,7 @@ impl<T> Op<T> {
         match &self.sel {
             SelRef::Own(s) => s.claim_locked(v),
             // SAFETY: the selector outlives the op (`Op::new`'s contract).
-            SelRef::Shared(s) => unsafe { s.as_ref() }.claim(v),
+            SelRef::Shared(s) => unsafe { &*on_stack(s.as_ptr()) }.claim(v),
         }
     }
 
@@ -288,7 +314,7 @@ impl<T> Op<T> {
         match &self.sel {
             SelRef::Own(s) => s,
             // SAFETY: the selector outlives the op (`Op::new`'s contract).
-            SelRef::Shared(s) => unsafe { s.as_ref() },
+            SelRef::Shared(s) => unsafe { &*on_stack(s.as_ptr()) },
         }
     }
 
@@ -364,13 +390,15 @@ impl<T> Inner<T> {
             }
             // SAFETY: invariant 6: the owner keeps its selector alive while
             // the entry is queued, and we hold the channel lock.
-            let sel = unsafe { o.sel.as_ref() };
+            // (In the saved copy if its stack is swapped out: `on_stack`.)
+            let sel = unsafe { &*on_stack(o.sel.as_ptr()) };
             if sel.claim(o.case) {
                 wake.push(sel.waker());
                 // SAFETY: we won the claim just above; this is our last
                 // touch of the selector (invariant 6).
-                unsafe { Selector::finish(o.sel.as_ptr()) };
+                unsafe { Selector::finish(sel) };
             }
+            end_edits();
             false
         });
         wake
@@ -790,6 +818,9 @@ fn fail_ops<T>(ops: impl Iterator<Item = OpPtr<T>>) -> Vec<Wakeup> {
             let ((), w) = unsafe { op.complete(|_| ()) };
             wake.push(w);
         }
+        // Done with this op: a saved stack copy it was in may go (a close
+        // meets many parked parties in one lock section).
+        end_edits();
     }
     wake
 }

@@ -153,6 +153,11 @@ impl RawLock {
     #[inline]
     pub(crate) unsafe fn unlock(&self, held: Held) {
         let _ = held;
+        // Saved stack copies edited under this lock are released first
+        // (stack/swap.rs note 5).
+        if crate::stack::swap::enabled() {
+            crate::stack::swap::end_edits();
+        }
         self.state.store(UNLOCKED, Ordering::Release);
         // The store above must be ordered before the load below against a
         // sleeper's increment and look (module doc): a compiler fence

@@ -265,6 +265,9 @@ pub struct Stats {
     /// Of the swapped stacks, how many were brought back by a touch from
     /// another party (a fault) rather than by their worker before a resume.
     pub stack_swap_faults: u64,
+    /// Channel hand-offs (and closes) that reached a swapped-out party by
+    /// editing its saved copy, without bringing its stack back.
+    pub stack_swap_edits: u64,
     /// Wake timers pending on this runtime's workers: coroutines in `sleep`
     /// or in a call with a timeout.
     pub wake_timers: u64,
@@ -314,6 +317,7 @@ pub fn stats() -> Stats {
         s.stack_bytes_swapped = sw.saved_bytes;
         s.stack_swap_outs = sw.swapped_out;
         s.stack_swap_faults = sw.fault_restores;
+        s.stack_swap_edits = sw.edits;
         s
     })
 }

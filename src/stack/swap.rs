@@ -53,6 +53,18 @@
 //     `goro::blocking`, `block_on`, or anywhere inside a `goro::scope`
 //     (`CoInner::no_swap`).
 //
+//  5. A waker need not bring a stack back to hand it a value: under a
+//     channel lock, every access to a queued op or selector goes through
+//     `redirect`, which, for a stack that is OUT, takes the record
+//     OUT -> EDITING and returns the object's address in the saved copy;
+//     the lock's release (`end_edits`) puts it back to OUT. Restorers wait
+//     while EDITING, so the copy they write back has every edit. Safe
+//     because the copy is a byte image of the frames (same offsets, and
+//     64-byte alignment for both), objects are only ever moved by bytes,
+//     and all edits happen under the lock whose holder alone may touch
+//     those objects (chan/imp.rs invariants 4 and 6). Anything that does
+//     not go through `redirect` still faults and restores (notes 2, 3).
+//
 // A closed window is a mapping split in three for its duration (at most one
 // per thread at a time): if `vm.max_map_count` refuses it, a swap-out is
 // skipped and a restore retries.
@@ -63,6 +75,7 @@
 // Lock order: none here (the records are atomics); `overflow::records`
 // takes the region table's lock once per region, to make its records.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
@@ -73,6 +86,8 @@ const RESIDENT: u32 = 0;
 const SWAPPING: u32 = 1;
 const OUT: u32 = 2;
 const RESTORING: u32 = 3;
+/// OUT, and a channel-lock holder is editing the saved copy (note 5).
+const EDITING: u32 = 4;
 
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 const MADV_GUARD_REMOVE: libc::c_int = 103;
@@ -81,7 +96,7 @@ const MADV_GUARD_REMOVE: libc::c_int = 103;
 /// the switch itself pushes below it (corosensei's suspend and the context
 /// switch: well under 256 bytes on every target; `tests/swap.rs` checks
 /// that nothing lives below the margin).
-pub(crate) const MARGIN: usize = 512;
+pub(crate) const MARGIN: usize = 256;
 
 /// A parked stack using more than this is not swapped (it is deep: the copy
 /// would save little against its cost).
@@ -93,6 +108,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static SWAPPED_OUT: AtomicU64 = AtomicU64::new(0);
 static OUT_NOW: AtomicU64 = AtomicU64::new(0);
 static FAULT_RESTORES: AtomicU64 = AtomicU64::new(0);
+static EDITED: AtomicU64 = AtomicU64::new(0);
 static SAVED_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// One slot's swap state (module notes).
@@ -102,6 +118,9 @@ pub(crate) struct SlotRecord {
     /// Saved bytes: `[top - len, top)`.
     len: AtomicU32,
     buf: AtomicPtr<u8>,
+    /// Swapped out at least once since the slot was last freed: its freed
+    /// stack gives its top pages back (`release`).
+    was_out: AtomicBool,
 }
 
 impl SlotRecord {
@@ -110,6 +129,7 @@ impl SlotRecord {
             state: AtomicU32::new(RESIDENT),
             len: AtomicU32::new(0),
             buf: AtomicPtr::new(std::ptr::null_mut()),
+            was_out: AtomicBool::new(false),
         }
     }
 }
@@ -155,6 +175,7 @@ pub(crate) struct SwapStats {
     pub(crate) swapped_out: u64,
     pub(crate) out_now: u64,
     pub(crate) fault_restores: u64,
+    pub(crate) edits: u64,
     pub(crate) saved_bytes: u64,
 }
 
@@ -163,6 +184,7 @@ pub(crate) fn stats() -> SwapStats {
         swapped_out: SWAPPED_OUT.load(Ordering::Relaxed),
         out_now: OUT_NOW.load(Ordering::Relaxed),
         fault_restores: FAULT_RESTORES.load(Ordering::Relaxed),
+        edits: EDITED.load(Ordering::Relaxed),
         saved_bytes: SAVED_BYTES.load(Ordering::Relaxed),
     }
 }
@@ -178,7 +200,7 @@ fn page_floor(a: usize) -> usize {
 pub(crate) fn swap_out(sp: usize) -> Option<Swapped> {
     let loc = overflow::locate(sp)?;
     let top = loc.slot + loc.slot_len;
-    let lo = sp.checked_sub(MARGIN)? & !15;
+    let lo = sp.checked_sub(MARGIN)? & !(COPY_ALIGN - 1);
     if lo < loc.slot + GUARD_SIZE || top - lo > MAX_SAVED {
         return None;
     }
@@ -187,7 +209,7 @@ pub(crate) fn swap_out(sp: usize) -> Option<Swapped> {
         return None; // a copy the home has not freed yet (cannot happen: `swap_in` frees it)
     }
     let len = top - lo;
-    let buf = Box::into_raw(vec![0u8; len].into_boxed_slice()) as *mut u8;
+    let buf = alloc_copy(len)?;
     rec.len.store(len as u32, Ordering::Relaxed);
     rec.buf.store(buf, Ordering::Relaxed);
     // SeqCst: published before the window closes, so whoever faults in it
@@ -199,9 +221,9 @@ pub(crate) fn swap_out(sp: usize) -> Option<Swapped> {
         rec.buf.store(std::ptr::null_mut(), Ordering::Relaxed);
         rec.len.store(0, Ordering::Relaxed);
         rec.state.store(RESIDENT, Ordering::SeqCst);
-        // SAFETY: `buf` came from `Box::into_raw` of a `len`-byte boxed
-        // slice just above, and nobody else frees it (module notes).
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buf, len)) });
+        // SAFETY: `buf` came from `alloc_copy(len)` just above, and nobody
+        // else frees it (module notes).
+        unsafe { free_copy_raw(buf, len) };
     };
     if !close_window(plo, plen) {
         undo(rec);
@@ -224,6 +246,7 @@ pub(crate) fn swap_out(sp: usize) -> Option<Swapped> {
     }
     SWAPPED_OUT.fetch_add(1, Ordering::Relaxed);
     OUT_NOW.fetch_add(1, Ordering::Relaxed);
+    rec.was_out.store(true, Ordering::Relaxed);
     SAVED_BYTES.fetch_add(len as u64, Ordering::Relaxed);
     // Release: a restorer that sees OUT sees `len` and `buf`.
     rec.state.store(OUT, Ordering::Release);
@@ -294,12 +317,12 @@ fn free_copy(rec: &SlotRecord) {
         let len = rec.len.swap(0, Ordering::Relaxed) as usize;
         SAVED_BYTES.fetch_sub(len as u64, Ordering::Relaxed);
         OUT_NOW.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: `buf` came from `Box::into_raw` of a `len`-byte boxed
-        // slice in `swap_out`; the record is RESIDENT, so no restorer reads
-        // it any more, and we took it out of the record (only the home and
-        // `release` free, never both: `release` runs when the stack is
-        // dropped, after the home's last `swap_in`).
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buf, len)) });
+        // SAFETY: `buf` came from `alloc_copy(len)` in `swap_out`; the
+        // record is RESIDENT, so no restorer or editor reads it any more,
+        // and we took it out of the record (only the home and `release`
+        // free, never both: `release` runs when the stack is dropped, after
+        // the home's last `swap_in`).
+        unsafe { free_copy_raw(buf, len) };
     }
 }
 
@@ -314,11 +337,21 @@ pub(crate) fn release(slot: usize) {
     }
     let Some(loc) = overflow::locate(slot) else { return };
     let Some(rec) = overflow::record_if_any(&loc) else { return };
-    if rec.buf.load(Ordering::Relaxed).is_null() && rec.state.load(Ordering::Acquire) == RESIDENT {
+    if !rec.was_out.load(Ordering::Relaxed) {
         return;
     }
-    restore_or_wait(rec, loc.slot + loc.slot_len);
+    let top = loc.slot + loc.slot_len;
+    restore_or_wait(rec, top);
     free_copy(rec);
+    rec.was_out.store(false, Ordering::Relaxed);
+    // A stack that was swapped out belonged to a long-parked coroutine:
+    // its slot goes back cold, so a mass wake-up of parked coroutines
+    // (each restored, run and finished) does not leave a page each behind
+    // in the free lists.
+    let lo = top - MAX_SAVED;
+    // SAFETY: the top pages of this slot's usable range (MAX_SAVED is far
+    // below any stack size); the stack is being freed, its bytes are dead.
+    unsafe { libc::madvise(lo as *mut libc::c_void, MAX_SAVED, libc::MADV_DONTNEED) };
 }
 
 /// Makes the record RESIDENT: restores the bytes if it is OUT, waits if
@@ -375,6 +408,103 @@ fn restore(rec: &SlotRecord, top: usize) {
     rec.state.store(RESIDENT, Ordering::Release);
 }
 
+/// Saved copies start at a 64-byte boundary of the stack and of the heap,
+/// so an object edited in place in the copy (note 5) keeps its alignment.
+const COPY_ALIGN: usize = 64;
+
+fn alloc_copy(len: usize) -> Option<*mut u8> {
+    let layout = std::alloc::Layout::from_size_align(len, COPY_ALIGN).ok()?;
+    // SAFETY: `len` > 0 (the range holds at least the margin).
+    let p = unsafe { std::alloc::alloc(layout) };
+    (!p.is_null()).then_some(p)
+}
+
+/// # Safety
+///
+/// `buf` came from `alloc_copy(len)` and is freed once.
+unsafe fn free_copy_raw(buf: *mut u8, len: usize) {
+    // SAFETY: the layout `alloc_copy` used (it succeeded, so it is valid).
+    unsafe { std::alloc::dealloc(buf, std::alloc::Layout::from_size_align_unchecked(len, COPY_ALIGN)) };
+}
+
+thread_local! {
+    /// Saved copies this thread is editing (note 5): (lo, top, buf, record)
+    /// of each, and how many. `const`, no destructor: readable from the
+    /// signal handler.
+    static EDITS: Cell<[(usize, usize, usize, usize); MAX_EDITS]> = const { Cell::new([(0, 0, 0, 0); MAX_EDITS]) };
+    static NEDITS: Cell<usize> = const { Cell::new(0) };
+}
+const MAX_EDITS: usize = 4;
+
+/// Where a channel-lock holder should access the object at `addr` (of
+/// alignment at most `COPY_ALIGN`): `addr` itself, or, if `addr` lies in a
+/// stack that is swapped out, the same object in the saved copy, which
+/// this thread then edits (note 5) until `end_edits` (the lock's release).
+/// So a hand-off to a swapped-out coroutine costs no fault, no system
+/// call and no page: the coroutine finds the result when its copy comes
+/// back. Callers check `enabled()` first.
+#[inline(never)]
+pub(crate) fn redirect(addr: usize) -> usize {
+    let n = NEDITS.with(Cell::get);
+    if n > 0 {
+        for &(lo, top, buf, _) in &EDITS.with(Cell::get)[..n] {
+            if addr >= lo && addr < top {
+                return buf + (addr - lo);
+            }
+        }
+    }
+    if n == MAX_EDITS {
+        return addr; // plenty: a lock section touches one or two parked stacks
+    }
+    let Some(loc) = overflow::locate(addr) else { return addr };
+    if addr < loc.slot + GUARD_SIZE {
+        return addr;
+    }
+    let Some(rec) = overflow::record_if_any(&loc) else { return addr };
+    if rec.state.load(Ordering::Relaxed) != OUT
+        || rec.state.compare_exchange(OUT, EDITING, Ordering::Acquire, Ordering::Relaxed).is_err()
+    {
+        return addr; // resident (or being swapped or restored: then it faults and waits)
+    }
+    EDITED.fetch_add(1, Ordering::Relaxed);
+    let top = loc.slot + loc.slot_len;
+    let lo = top - rec.len.load(Ordering::Relaxed) as usize;
+    let buf = rec.buf.load(Ordering::Relaxed) as usize;
+    EDITS.with(|e| {
+        let mut v = e.get();
+        v[n] = (lo, top, buf, rec as *const SlotRecord as usize);
+        e.set(v);
+    });
+    NEDITS.with(|c| c.set(n + 1));
+    if addr < lo {
+        return addr; // below the live bytes: not an object of a parked party
+    }
+    buf + (addr - lo)
+}
+
+/// The channel lock is being released: the saved copies edited under it
+/// are OUT again (Release: the next restorer sees the edits).
+#[inline(never)]
+pub(crate) fn end_edits() {
+    let n = NEDITS.with(Cell::get);
+    if n == 0 {
+        return;
+    }
+    for &(_, _, _, rec) in &EDITS.with(Cell::get)[..n] {
+        // SAFETY: records are leaked, never freed (overflow.rs).
+        let rec = unsafe { &*(rec as *const SlotRecord) };
+        rec.state.store(OUT, Ordering::Release);
+    }
+    NEDITS.with(|c| c.set(0));
+}
+
+/// Whether this thread is editing `rec`'s copy (a fault on that stack by
+/// its own editor would wait for itself).
+fn editing(rec: &SlotRecord) -> bool {
+    let n = NEDITS.try_with(Cell::get).unwrap_or(0);
+    n > 0 && EDITS.with(|e| e.get()[..n].iter().any(|&(_, _, _, r)| r == rec as *const SlotRecord as usize))
+}
+
 fn fatal(msg: &[u8]) -> ! {
     // SAFETY: write(2) and abort(3) are async-signal-safe.
     unsafe {
@@ -413,7 +543,10 @@ pub(crate) fn on_fault(addr: usize) -> bool {
                     return true;
                 }
             }
-            SWAPPING | RESTORING => {
+            SWAPPING | RESTORING | EDITING => {
+                if editing(rec) {
+                    fatal(b"goro bug: a channel-lock holder touched a swapped stack it is editing the copy of\n");
+                }
                 // SAFETY: sched_yield has no preconditions.
                 unsafe { libc::sched_yield() };
             }
