@@ -154,6 +154,17 @@ fn deadline(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
 
+/// A receive on [`never()`]: parks for ever (until cancelled). Out of line,
+/// so that `Receiver::recv`'s common path carries no frame for it.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn never_recv<T>() -> T {
+    loop {
+        crate::park::park(WaitReason::Recv { chan: 0, cap: 0, queued: 0, senders: 0 });
+    }
+}
+
 impl<T> Sender<T> {
     /// A sender that is never ready: Go's nil channel in a send case.
     /// `send` blocks for ever (until the runtime cancels the coroutine), and
@@ -322,9 +333,7 @@ impl<T> Receiver<T> {
     pub fn recv(&self) -> Result<T, RecvError> {
         match &self.chan {
             Some(c) => c.recv(None).map_err(|_| RecvError),
-            None => loop {
-                crate::park::park(WaitReason::Recv { chan: 0, cap: 0, queued: 0, senders: 0 });
-            },
+            None => never_recv(),
         }
     }
 

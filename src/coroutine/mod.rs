@@ -366,7 +366,7 @@ pub(crate) fn current_id() -> Option<u64> {
 /// (`#[track_caller]` all the way from the public blocking call). Returns
 /// `false` if the caller is not a coroutine (then the caller blocks its
 /// thread instead).
-#[inline]
+#[inline(always)]
 #[track_caller]
 pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::time::Instant>) -> bool {
     let Some(co) = sched::current_ptr() else { return false };
@@ -402,10 +402,7 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
         sched::disarm_wake_timer(co);
     }
     if co.has_flag(F_PARTIAL_PANIC) && !unwinding {
-        co.flags.fetch_and(!F_PARTIAL_PANIC, Ordering::AcqRel);
-        co.unwinding.set(true);
-        let report = co.home.get().and_then(|h| h.rt.upgrade()).and_then(|rt| rt.partial_reports.lock().remove(&co.id));
-        panic!("{}", report.as_deref().unwrap_or("goro: partial deadlock"));
+        partial_deadlock_panic(co);
     }
     match r {
         Resume::Run | Resume::NoGuard => {}
@@ -416,6 +413,18 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
         }
     }
     true
+}
+
+/// The running coroutine `co` was found in a partial deadlock: its blocked
+/// call panics with the report. Out of line: `park_current` is hot.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn partial_deadlock_panic(co: &CoInner) -> ! {
+    co.flags.fetch_and(!F_PARTIAL_PANIC, Ordering::AcqRel);
+    co.unwinding.set(true);
+    let report = co.home.get().and_then(|h| h.rt.upgrade()).and_then(|rt| rt.partial_reports.lock().remove(&co.id));
+    panic!("{}", report.as_deref().unwrap_or("goro: partial deadlock"));
 }
 
 /// A coroutine's wait reason: written by the coroutine as it parks (and by
@@ -483,6 +492,7 @@ impl ReasonCell {
 
 /// Whether the running coroutine `co` has an unwind of its own in flight,
 /// updating its record (module doc, "Unwinding"). Called on its stack.
+#[inline]
 fn unwinding_now(co: &CoInner) -> bool {
     if !std::thread::panicking() {
         // Nothing on this thread is unwinding, so neither are we (a panic
@@ -490,6 +500,13 @@ fn unwinding_now(co: &CoInner) -> bool {
         co.unwinding.set(false);
         return false;
     }
+    unwinding_now_slow(co)
+}
+
+/// `unwinding_now` while some panic is in flight on this thread.
+#[cold]
+#[inline(never)]
+fn unwinding_now_slow(co: &CoInner) -> bool {
     if co.unwinding.get() {
         return true;
     }
@@ -524,6 +541,8 @@ pub(crate) fn resume_unwind(payload: Box<dyn Any + Send>) -> ! {
 /// gives up on it (it keeps catching `Cancelled`).
 const MAX_CANCEL_RAISES: u32 = 1000;
 
+#[cold]
+#[inline(never)]
 fn cancel_unwind(co: &CoInner) -> ! {
     let n = co.cancel_raises.get() + 1;
     co.cancel_raises.set(n);
