@@ -474,10 +474,33 @@ impl ReasonCell {
     /// coroutine parking with its own reason is in no such queue (a queued
     /// party parks with `park_recorded`, and leaves the queue before it
     /// returns). Readers on other threads only read, under the lock.
-    #[inline]
+    #[inline(always)]
     fn set_own(&self, r: &WaitReason) {
         // SAFETY: see above: no concurrent write is possible. Compared in
         // place: a reason is some 80 bytes.
+        let cur = unsafe { &*self.v.get() };
+        // A channel wait, the hot case, compared inline (the derived `==`
+        // is a call through a jump table on the variant).
+        if let (
+            WaitReason::Send { chan: a, cap: b, queued: c, receivers: d },
+            WaitReason::Send { chan: e, cap: f, queued: g, receivers: h },
+        )
+        | (
+            WaitReason::Recv { chan: a, cap: b, queued: c, senders: d },
+            WaitReason::Recv { chan: e, cap: f, queued: g, senders: h },
+        ) = (cur, r)
+        {
+            if a == e && b == f && c == g && d == h {
+                return;
+            }
+        }
+        self.set_own_slow(r);
+    }
+
+    /// `set_own` but for an unchanged channel wait.
+    #[inline(never)]
+    fn set_own_slow(&self, r: &WaitReason) {
+        // SAFETY: as in `set_own`.
         if unsafe { &*self.v.get() } == r {
             return;
         }
