@@ -560,6 +560,8 @@ pub struct Iter<'a, T> {
 impl<T> Iterator for Iter<'_, T> {
     type Item = T;
     #[track_caller]
+    // Inlined, with the blocking receive: see `chan::imp::Chan::send`.
+    #[inline(always)]
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
     }
@@ -609,6 +611,8 @@ pub struct IntoIter<T> {
 impl<T> Iterator for IntoIter<T> {
     type Item = T;
     #[track_caller]
+    // Inlined, with the blocking receive: see `chan::imp::Chan::send`.
+    #[inline(always)]
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
     }
