@@ -154,6 +154,17 @@ fn deadline(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
 
+/// A receive on [`never()`]: parks for ever (until cancelled). Out of line,
+/// so that `Receiver::recv`'s common path carries no frame for it.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn never_recv<T>() -> T {
+    loop {
+        crate::park::park(WaitReason::Recv { chan: 0, cap: 0, queued: 0, senders: 0 });
+    }
+}
+
 impl<T> Sender<T> {
     /// A sender that is never ready: Go's nil channel in a send case.
     /// `send` blocks for ever (until the runtime cancels the coroutine), and
@@ -193,6 +204,8 @@ impl<T> Sender<T> {
     ///     assert_eq!(tx.send(7).unwrap_err().into_inner(), 7); // no receivers left
     /// });
     /// ```
+    // Inlined, with the whole blocking send: see `chan::imp::Chan::send`.
+    #[inline(always)]
     #[track_caller]
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         self.chan.send(v, None).map_err(|e| SendError(e.into_inner()))
@@ -318,13 +331,13 @@ impl<T> Receiver<T> {
     ///     assert_eq!(rx.recv(), Err(goro::RecvError)); // closed and drained
     /// });
     /// ```
+    // Inlined, with the whole blocking receive: see `chan::imp::Chan::send`.
+    #[inline(always)]
     #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
         match &self.chan {
             Some(c) => c.recv(None).map_err(|_| RecvError),
-            None => loop {
-                crate::park::park(WaitReason::Recv { chan: 0, cap: 0, queued: 0, senders: 0 });
-            },
+            None => never_recv(),
         }
     }
 
@@ -547,6 +560,8 @@ pub struct Iter<'a, T> {
 impl<T> Iterator for Iter<'_, T> {
     type Item = T;
     #[track_caller]
+    // Inlined, with the blocking receive: see `chan::imp::Chan::send`.
+    #[inline(always)]
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
     }
@@ -596,6 +611,8 @@ pub struct IntoIter<T> {
 impl<T> Iterator for IntoIter<T> {
     type Item = T;
     #[track_caller]
+    // Inlined, with the blocking receive: see `chan::imp::Chan::send`.
+    #[inline(always)]
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
     }

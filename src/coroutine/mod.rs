@@ -376,7 +376,7 @@ pub(crate) fn current_id() -> Option<u64> {
 /// (`#[track_caller]` all the way from the public blocking call). Returns
 /// `false` if the caller is not a coroutine (then the caller blocks its
 /// thread instead).
-#[inline]
+#[inline(always)]
 #[track_caller]
 pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::time::Instant>) -> bool {
     let Some(co) = sched::current_ptr() else { return false };
@@ -416,10 +416,7 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
         sched::disarm_wake_timer(co);
     }
     if co.has_flag(F_PARTIAL_PANIC) && !unwinding {
-        co.flags.fetch_and(!F_PARTIAL_PANIC, Ordering::AcqRel);
-        co.unwinding.set(true);
-        let report = co.home.get().and_then(|h| h.rt.upgrade()).and_then(|rt| rt.partial_reports.lock().remove(&co.id));
-        panic!("{}", report.as_deref().unwrap_or("goro: partial deadlock"));
+        partial_deadlock_panic(co);
     }
     match r {
         Resume::Run | Resume::NoGuard => {}
@@ -484,6 +481,18 @@ impl Drop for StackLent {
     }
 }
 
+/// The running coroutine `co` was found in a partial deadlock: its blocked
+/// call panics with the report. Out of line: `park_current` is hot.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn partial_deadlock_panic(co: &CoInner) -> ! {
+    co.flags.fetch_and(!F_PARTIAL_PANIC, Ordering::AcqRel);
+    co.unwinding.set(true);
+    let report = co.home.get().and_then(|h| h.rt.upgrade()).and_then(|rt| rt.partial_reports.lock().remove(&co.id));
+    panic!("{}", report.as_deref().unwrap_or("goro: partial deadlock"));
+}
+
 /// A coroutine's wait reason: written by the coroutine as it parks (and by
 /// a lock refreshing its waiters' records, see `sync/waitq.rs`), read by
 /// diagnostics on any thread. A one-instruction spin lock (an exchange to
@@ -531,10 +540,33 @@ impl ReasonCell {
     /// coroutine parking with its own reason is in no such queue (a queued
     /// party parks with `park_recorded`, and leaves the queue before it
     /// returns). Readers on other threads only read, under the lock.
-    #[inline]
+    #[inline(always)]
     fn set_own(&self, r: &WaitReason) {
         // SAFETY: see above: no concurrent write is possible. Compared in
         // place: a reason is some 80 bytes.
+        let cur = unsafe { &*self.v.get() };
+        // A channel wait, the hot case, compared inline (the derived `==`
+        // is a call through a jump table on the variant).
+        if let (
+            WaitReason::Send { chan: a, cap: b, queued: c, receivers: d },
+            WaitReason::Send { chan: e, cap: f, queued: g, receivers: h },
+        )
+        | (
+            WaitReason::Recv { chan: a, cap: b, queued: c, senders: d },
+            WaitReason::Recv { chan: e, cap: f, queued: g, senders: h },
+        ) = (cur, r)
+        {
+            if a == e && b == f && c == g && d == h {
+                return;
+            }
+        }
+        self.set_own_slow(r);
+    }
+
+    /// `set_own` but for an unchanged channel wait.
+    #[inline(never)]
+    fn set_own_slow(&self, r: &WaitReason) {
+        // SAFETY: as in `set_own`.
         if unsafe { &*self.v.get() } == r {
             return;
         }
@@ -549,6 +581,7 @@ impl ReasonCell {
 
 /// Whether the running coroutine `co` has an unwind of its own in flight,
 /// updating its record (module doc, "Unwinding"). Called on its stack.
+#[inline]
 fn unwinding_now(co: &CoInner) -> bool {
     if !std::thread::panicking() {
         // Nothing on this thread is unwinding, so neither are we (a panic
@@ -556,6 +589,13 @@ fn unwinding_now(co: &CoInner) -> bool {
         co.unwinding.set(false);
         return false;
     }
+    unwinding_now_slow(co)
+}
+
+/// `unwinding_now` while some panic is in flight on this thread.
+#[cold]
+#[inline(never)]
+fn unwinding_now_slow(co: &CoInner) -> bool {
     if co.unwinding.get() {
         return true;
     }
@@ -590,6 +630,8 @@ pub(crate) fn resume_unwind(payload: Box<dyn Any + Send>) -> ! {
 /// gives up on it (it keeps catching `Cancelled`).
 const MAX_CANCEL_RAISES: u32 = 1000;
 
+#[cold]
+#[inline(never)]
 fn cancel_unwind(co: &CoInner) -> ! {
     let n = co.cancel_raises.get() + 1;
     co.cancel_raises.set(n);
