@@ -569,7 +569,7 @@ impl WorkerLocal {
         // Parked coroutines not swapped out yet: wake for the next sweep.
         if self.swap_after.is_some() {
             self.maybe_sweep();
-            if self.sweep_again.get() || self.shared.resumes.load(Ordering::Relaxed) != self.sweep_resumes.get() {
+            if self.sweep_pending() {
                 let at = self.next_sweep.get();
                 deadline = Some(deadline.map_or(at, |d| d.min(at)));
             }
@@ -785,12 +785,17 @@ impl WorkerLocal {
         }
         let Some(after) = self.swap_after else { return };
         self.next_sweep.set(now + after);
-        let resumes = self.shared.resumes.load(Ordering::Relaxed);
-        if resumes == self.sweep_resumes.get() && !self.sweep_again.get() {
+        if !self.sweep_pending() {
             return; // nothing ran and nobody is waiting for a second look
         }
-        self.sweep_resumes.set(resumes);
+        self.sweep_resumes.set(self.shared.resumes.load(Ordering::Relaxed));
         self.sweep_again.set(self.sweep());
+    }
+
+    /// Something ran since the last sweep, or it saw coroutines parked for
+    /// the first time: the next sweep has work.
+    fn sweep_pending(&self) -> bool {
+        self.sweep_again.get() || self.shared.resumes.load(Ordering::Relaxed) != self.sweep_resumes.get()
     }
 
     /// Swaps out the stacks of this worker's coroutines parked since the
@@ -816,10 +821,7 @@ impl WorkerLocal {
                         continue;
                     }
                     // `swapped` and the counts are home-only Cells.
-                    let swapped = co.swapped.take();
-                    let was_swapped = swapped.is_some();
-                    co.swapped.set(swapped);
-                    if was_swapped || co.has_flag(F_MAIN) {
+                    if co.swapped.get().is_some() || co.has_flag(F_MAIN) {
                         continue;
                     }
                     if co.sweep_seen.get() != co.parks.get() {
