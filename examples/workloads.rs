@@ -196,6 +196,7 @@ fn idle(n: i64) -> i64 {
             wg.done();
         });
     }
+    eprintln!("idle: spawned after {:?}, {} parked", t0.elapsed(), parked.load(Ordering::Relaxed));
     while (parked.load(Ordering::Relaxed) as i64) < n {
         goro::time::sleep(Duration::from_millis(1));
     }

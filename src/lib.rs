@@ -194,6 +194,7 @@ mod sched;
 mod scope;
 mod select;
 mod select_macro;
+mod shard;
 pub mod stack;
 pub mod sync;
 pub mod time;

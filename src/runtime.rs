@@ -409,7 +409,7 @@ impl RuntimeBuilder {
             workers: OnceLock::new(),
             injector: Injector::new(),
             idle: idle::Idle::new(workers),
-            live: AtomicUsize::new(0),
+            live: crate::shard::Counter::new(),
             cancelling: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             session: Mutex::new(None),
@@ -641,7 +641,7 @@ impl Runtime {
         };
         // A cycle still standing among the leftovers is reported before
         // they are cancelled (diag/deadlock.rs).
-        if matches!(outcome, Outcome::MainDone) && shared.live.load(Ordering::Acquire) > 0 {
+        if matches!(outcome, Outcome::MainDone) && shared.live.sum() > 0 {
             crate::diag::deadlock::final_check(shared);
         }
         // Step 3: cancel the rest.
@@ -660,7 +660,7 @@ impl Runtime {
         let shared = &self.shared;
         shared.cancelling.store(true, Ordering::SeqCst);
         loop {
-            if shared.live.load(Ordering::Acquire) == 0 {
+            if shared.live.sum() == 0 {
                 break;
             }
             for co in shared.all_coroutines() {

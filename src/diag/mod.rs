@@ -207,7 +207,7 @@ pub fn coroutines() -> Vec<CoroutineInfo> {
 /// .unwrap();
 /// ```
 pub fn num_coroutines() -> usize {
-    crate::sched::with_runtime(|rt| rt.live.load(std::sync::atomic::Ordering::Relaxed))
+    crate::sched::with_runtime(|rt| rt.live.sum() as usize)
 }
 
 /// Runtime counters, from [`stats()`].
@@ -299,7 +299,7 @@ pub fn stats() -> Stats {
             s.wake_timers += w.timers_pending.load(Relaxed) as u64;
         }
         s.chan_timers = crate::time::armed_chan_timers() as u64;
-        s.live = rt.live.load(Relaxed) as u64;
+        s.live = rt.live.sum();
         let parked = rt
             .all_coroutines()
             .iter()

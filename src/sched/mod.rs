@@ -96,7 +96,7 @@ pub(crate) struct Shared {
     pub(crate) injector: Injector<CoRef>,
     pub(crate) idle: idle::Idle,
     /// Coroutines spawned and not finished (Go's NumGoroutine).
-    pub(crate) live: AtomicUsize,
+    pub(crate) live: crate::shard::Counter,
     /// Leftover coroutines are being cancelled (end of a session).
     pub(crate) cancelling: AtomicBool,
     /// The runtime is being dropped: workers exit when idle.
@@ -304,7 +304,7 @@ impl Shared {
     /// Queues a new (unstarted) coroutine: on the current worker if it belongs
     /// to this runtime, else on the injector.
     pub(crate) fn submit_new(self: &Arc<Self>, co: CoRef) {
-        self.live.fetch_add(1, Ordering::Relaxed);
+        self.live.add(1);
         let mut co = Some(co);
         let local = with_worker(|w| {
             if Arc::ptr_eq(&w.rt, self) {
@@ -369,9 +369,13 @@ impl Shared {
                 }
             }
         }
-        // AcqRel: the session waiter reads `live` after this and must see the
-        // coroutine's effects.
-        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 && self.cancelling.load(Ordering::Acquire) {
+        // Release (shard.rs): the session waiter that sees the count reach
+        // zero sees the coroutine's effects. Sharded, so the decrement does
+        // not tell whether it was the last: while cancelling (rare), sum.
+        // Two last decrements racing may both see the other's shard still
+        // up; `cancel_all` re-reads every 5 ms, so that costs a nap at most.
+        self.live.add(-1);
+        if self.cancelling.load(Ordering::Acquire) && self.live.sum() == 0 {
             let s = self.session.lock();
             if let Some(sess) = s.as_ref() {
                 sess.caller.wake();

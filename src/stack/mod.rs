@@ -42,6 +42,11 @@
 //  5. Reservations are never unmapped (slots are recycled), so a guard
 //     address stays a guard for the life of the process; the overflow
 //     handler relies on that.
+//  6. A class's reservations double in size, from 64 MiB up to 4 GiB: each
+//     `mmap` takes the process's mmap lock for writing, which stalls every
+//     page fault and `madvise` of the other workers, and a million default
+//     stacks (320 KiB slots) took about 5 000 of them at a fixed 64 MiB;
+//     now about 80. Address space is cheap (`MAP_NORESERVE`, 128 TiB).
 //
 // Lock order: a class lock, then the overflow region table's lock
 // (`carve` registers a new reservation under its class lock); nothing else
@@ -168,12 +173,17 @@ const MIN_CLASS: u32 = 14; // 16 KiB
 const MAX_CLASS: u32 = 30; // 1 GiB
 const NCLASSES: usize = (MAX_CLASS - MIN_CLASS + 1) as usize;
 const RESERVATION: usize = 64 << 20;
+/// A class's reservations double up to `RESERVATION << MAX_GROWTH` (4 GiB
+/// on 64-bit targets; 32-bit ones keep to 64 MiB).
+const MAX_GROWTH: u32 = if usize::BITS == 64 { 6 } else { 0 };
 /// Pages at the top of a stack that stay committed across reuse.
 const KEEP: usize = 32 * 1024;
 /// Slots a thread keeps per class before returning them to the global list.
 const CACHE: usize = 256;
 
-static IN_USE: AtomicU64 = AtomicU64::new(0);
+/// Stacks in use: changed on every spawn and exit by every worker, so
+/// sharded (`shard.rs`).
+static IN_USE: crate::shard::Counter = crate::shard::Counter::new();
 static RESERVED: AtomicU64 = AtomicU64::new(0);
 static DEEP_RECLAIMS: AtomicU64 = AtomicU64::new(0);
 /// Slots set aside because their guard could not be installed (invariant 2).
@@ -229,10 +239,12 @@ struct Class {
     next: usize,
     end: usize,
     free: Vec<usize>,
+    /// Reservations made so far (each doubles the last, invariant 6).
+    reservations: u32,
 }
 
 static CLASSES: [Mutex<Class>; NCLASSES] =
-    [const { Mutex::new(Class { next: 0, end: 0, free: Vec::new() }) }; NCLASSES];
+    [const { Mutex::new(Class { next: 0, end: 0, free: Vec::new(), reservations: 0 }) }; NCLASSES];
 
 thread_local! {
     static LOCAL: RefCell<LocalCache> = const { RefCell::new(LocalCache { free: [const { Vec::new() }; NCLASSES] }) };
@@ -320,7 +332,7 @@ impl Stack {
             Some(s) => (s, None),
             None => carve(class)?,
         };
-        IN_USE.fetch_add(1, Ordering::Relaxed);
+        IN_USE.add(1);
         let guarded = guard.is_none();
         let (slot, probe) = (entry & !PROBE_BITS, entry & PROBE_BITS);
         Ok((Stack { slot, class, guarded, probe }, guard))
@@ -354,19 +366,16 @@ fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
         return Ok((s, None));
     }
     if c.next + slot_len > c.end {
-        let len = RESERVATION.max(slot_len * 4);
-        // SAFETY: a fresh anonymous private mapping; no existing memory is
-        // touched. Failure is checked below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
+        // Each reservation of a class doubles the last, up to
+        // `RESERVATION << MAX_GROWTH` (invariant 6); if the address space
+        // refuses a large one (`ulimit -v`), fall back to the smallest.
+        let small = RESERVATION.max(slot_len * 4);
+        let mut len = small << c.reservations.min(MAX_GROWTH);
+        let mut p = reserve(len);
+        if p == libc::MAP_FAILED && len > small {
+            len = small;
+            p = reserve(len);
+        }
         if p == libc::MAP_FAILED {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(
@@ -378,11 +387,29 @@ fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
         RESERVED.fetch_add(len as u64, Ordering::Relaxed);
         c.next = p as usize;
         c.end = p as usize + len;
+        c.reservations += 1;
     }
     let slot = c.next;
     c.next += slot_len;
     drop(c);
     Ok((slot, Some(PendingGuard(slot))))
+}
+
+/// A fresh `MAP_NORESERVE` range of `len` bytes for stack slots, or
+/// `MAP_FAILED`.
+fn reserve(len: usize) -> *mut libc::c_void {
+    // SAFETY: a fresh anonymous private mapping; no existing memory is
+    // touched. The caller checks for failure.
+    unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    }
 }
 
 /// Invariant 1: makes the `GUARD_SIZE` bytes at `slot` inaccessible.
@@ -421,7 +448,7 @@ alive at once, or run on Linux 6.13 or later)"
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        IN_USE.fetch_sub(1, Ordering::Relaxed);
+        IN_USE.add(-1);
         // A stack swapped out while parked (swap.rs) frees its saved copy.
         swap::release(self.slot);
         if !self.guarded {
@@ -525,7 +552,7 @@ pub(crate) struct StackStats {
 /// Counters. `committed` is an estimate: one page per stack in use plus
 /// the pages of the segments in use (exact figures: the process RSS).
 pub(crate) fn stats() -> StackStats {
-    let in_use = IN_USE.load(Ordering::Relaxed);
+    let in_use = IN_USE.sum();
     let segments = segment::SEGMENTS.load(Ordering::Relaxed);
     StackStats {
         in_use,
