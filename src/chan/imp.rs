@@ -274,6 +274,11 @@ impl<T> OpPtr<T> {
     ///
     /// The caller won this op's selector CAS and holds the channel lock, so
     /// `move_value` may use the op's slot (invariant 4).
+    ///
+    /// Inlined into the hand-off: out of line, a value taken from the op
+    /// went back through memory as `(R, Wakeup)`, written in two halves and
+    /// read as one (a store-forwarding stall on every pingpong hand-off).
+    #[inline(always)]
     unsafe fn complete<R>(self, move_value: impl FnOnce(&Op<T>) -> R) -> (R, Wakeup) {
         let w = self.sel().waker();
         let r = move_value(&self);
