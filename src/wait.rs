@@ -18,7 +18,6 @@
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What a parked coroutine (or blocked thread) is waiting on.
 ///
@@ -375,16 +374,19 @@ pub(crate) fn next_object_id() -> u64 {
 /// `Mutex::lock`, `RwLock::{read, write}`), process-wide. The monitor skips
 /// the cycle search while it is zero, so programs that never block on those
 /// pay nothing.
-pub(crate) static OWNER_WAITS: AtomicUsize = AtomicUsize::new(0);
+/// Sharded (`shard.rs`): every contended lock park on every worker changes it.
+pub(crate) static OWNER_WAITS: crate::shard::Counter = crate::shard::Counter::new();
 
 /// Bumped whenever a party parks on an owner-known wait or a lock rewrites
 /// a waiter's record: the monitor searches only when it moved.
-pub(crate) static OWNER_EPOCH: AtomicUsize = AtomicUsize::new(0);
+/// Only ever grows, so a changed sum means it moved; sharded like
+/// `OWNER_WAITS`.
+pub(crate) static OWNER_EPOCH: crate::shard::Counter = crate::shard::Counter::new();
 
 /// Notes a park on (or a change of) an owner-known wait.
 #[inline]
 pub(crate) fn note_owner_park() {
-    OWNER_EPOCH.fetch_add(1, Ordering::Relaxed);
+    OWNER_EPOCH.add(1);
 }
 
 /// Counts one owner-known wait while alive (also when unwinding).
@@ -392,14 +394,14 @@ pub(crate) struct OwnerWait;
 
 impl OwnerWait {
     pub(crate) fn new() -> OwnerWait {
-        OWNER_WAITS.fetch_add(1, Ordering::Relaxed);
+        OWNER_WAITS.add(1);
         OwnerWait
     }
 }
 
 impl Drop for OwnerWait {
     fn drop(&mut self) {
-        OWNER_WAITS.fetch_sub(1, Ordering::Relaxed);
+        OWNER_WAITS.add(-1);
     }
 }
 /// What the runtime does when it finds a partial deadlock.

@@ -200,7 +200,7 @@ pub(crate) fn describe(cycle: &[CoRef]) -> String {
 /// a cycle was seen once and awaits its confirming sighting.
 pub(crate) fn check_partial(rt: &Shared) -> bool {
     let _one = CHECKING.lock().unwrap_or_else(|e| e.into_inner());
-    if rt.config.partial_policy == PartialDeadlockPolicy::Ignore || OWNER_WAITS.load(Ordering::Relaxed) == 0 {
+    if rt.config.partial_policy == PartialDeadlockPolicy::Ignore || OWNER_WAITS.sum() == 0 {
         rt.partial_seen.lock().clear();
         return false;
     }
@@ -237,7 +237,7 @@ pub(crate) fn check_partial(rt: &Shared) -> bool {
 /// cancelled: a cycle still standing is reported (seen twice,
 /// `SEARCH_EVERY` apart, as the monitor would). Called by `Runtime::run`.
 pub(crate) fn final_check(rt: &Shared) {
-    if rt.config.partial_policy == PartialDeadlockPolicy::Ignore || OWNER_WAITS.load(Ordering::Relaxed) == 0 {
+    if rt.config.partial_policy == PartialDeadlockPolicy::Ignore || OWNER_WAITS.sum() == 0 {
         return;
     }
     let mut pending = check_partial(rt);

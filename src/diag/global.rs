@@ -40,7 +40,7 @@ struct Stall {
 /// still owed since it moved, a cycle awaiting confirmation, and when the
 /// last search ran.
 struct Search {
-    owner_epoch: usize,
+    owner_epoch: u64,
     owed: u8,
     pending: bool,
     last: Instant,
@@ -122,7 +122,7 @@ impl Watch for Detector {
     fn pass(&self, rt: &Arc<Shared>) -> WatchPass {
         self.check_stall(rt);
         let mut s = self.search.lock();
-        let e = crate::wait::OWNER_EPOCH.load(Ordering::Relaxed);
+        let e = crate::wait::OWNER_EPOCH.sum();
         if e != s.owner_epoch {
             s.owner_epoch = e;
             s.owed = 2;
