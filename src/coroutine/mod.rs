@@ -98,7 +98,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use corosensei::{Coroutine, Yielder};
 use parking_lot::Mutex;
@@ -198,7 +198,7 @@ pub(crate) struct CoInner {
     /// F_* bits.
     pub(crate) flags: AtomicU8,
     /// The worker it lives on once started (invariant 2).
-    pub(crate) home: OnceLock<Arc<WorkerShared>>,
+    pub(crate) home: HomeCell,
     /// Who waits in `join` (at most one: `join` takes the handle).
     pub(crate) joiner: Mutex<Option<Waiter>>,
     /// What it waits on while parked (diagnostics; see `ReasonCell`).
@@ -239,6 +239,68 @@ pub(crate) struct CoInner {
     pub(crate) sweep_seen: Cell<u32>,
     pub(crate) swapped: Cell<Option<crate::stack::swap::Swapped>>,
     pub(crate) no_swap: Cell<u32>,
+}
+
+/// A coroutine's home worker: empty until the coroutine starts, then set
+/// once, by the worker that starts it (`start_co`), and read by anyone.
+/// What a `OnceLock<Arc<_>>` gives, without its `Once` (3% of skynet: a
+/// million starts each went through `Once::call`). Holds one strong count
+/// of the `Arc` it was given, dropped with the cell.
+pub(crate) struct HomeCell(AtomicPtr<WorkerShared>);
+
+impl HomeCell {
+    const fn new() -> HomeCell {
+        HomeCell(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// Sets the home. Only the worker starting the coroutine calls this,
+    /// once (a coroutine starts once: its queue entry's holder alone may).
+    pub(crate) fn set(&self, w: Arc<WorkerShared>) {
+        let new = Arc::into_raw(w) as *mut WorkerShared;
+        // Release: a reader that sees the pointer sees the worker.
+        let old = self.0.swap(new, Ordering::AcqRel);
+        debug_assert!(old.is_null(), "goro bug: a coroutine's home set twice");
+        if !old.is_null() {
+            // SAFETY: a non-null pointer here came from `Arc::into_raw` in
+            // an earlier `set`, and its count is ours to drop.
+            drop(unsafe { Arc::from_raw(old) });
+        }
+    }
+
+    /// The home, once set.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&WorkerShared> {
+        let p = self.0.load(Ordering::Acquire);
+        // SAFETY: set once from `Arc::into_raw` and never cleared while the
+        // cell lives; the cell holds a strong count, so the worker outlives
+        // the borrow of `self`.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// The home as a counted reference of its own (for use after the
+    /// coroutine may be gone).
+    pub(crate) fn get_arc(&self) -> Option<Arc<WorkerShared>> {
+        let p = self.0.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: as in `get`; the count taken here is released by the
+        // returned `Arc`.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Some(Arc::from_raw(p))
+        }
+    }
+}
+
+impl Drop for HomeCell {
+    fn drop(&mut self) {
+        let p = *self.0.get_mut();
+        if !p.is_null() {
+            // SAFETY: from `Arc::into_raw` in `set`; the cell's count.
+            drop(unsafe { Arc::from_raw(p) });
+        }
+    }
 }
 
 // SAFETY: the fields that are not thread-safe (`body`, `start`, `yielder`,
@@ -764,7 +826,7 @@ where
         stack_size,
         state: AtomicU8::new(NEW),
         flags: AtomicU8::new(flags),
-        home: OnceLock::new(),
+        home: HomeCell::new(),
         joiner: Mutex::new(None),
         wait: ReasonCell::new(),
         wait_at: AtomicPtr::new(std::ptr::null_mut()),

@@ -419,7 +419,7 @@ impl Drop for ExternalWait {
 /// (coroutine.rs): the request, this counted reference, goes to the home's
 /// inbox, and the home is woken if it sleeps.
 pub(crate) fn request_wake(co: CoRef) {
-    let home = co.home.get().expect("goro bug: a started coroutine has no home").clone();
+    let home = co.home.get_arc().expect("goro bug: a started coroutine has no home");
     with_worker(|w| worker::bump(&w.shared.remote_wakes));
     home.inbox.push(co);
     home.parker.unpark_if_sleeping();

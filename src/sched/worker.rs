@@ -73,8 +73,7 @@ pub(crate) fn with_worker<R>(f: impl FnOnce(&WorkerLocal) -> R) -> Option<R> {
 /// that moves its park state (coroutine.rs).
 #[inline]
 pub(crate) fn runs_here(co: &CoInner) -> bool {
-    with_worker(|w| co.home.get().is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), Arc::as_ptr(&w.shared))))
-        .unwrap_or(false)
+    with_worker(|w| co.home.get().is_some_and(|h| std::ptr::eq(h, Arc::as_ptr(&w.shared)))).unwrap_or(false)
 }
 
 pub(crate) fn set_worker(p: *const WorkerLocal) {
@@ -678,7 +677,7 @@ impl WorkerLocal {
     #[cold]
     fn start_co(&self, co: &CoRef) -> Resume {
         co.state.store(RUNNING, Ordering::Relaxed);
-        let _ = co.home.set(self.shared.clone());
+        co.home.set(self.shared.clone());
         // Pairs with the fence in `JoinHandle::cancel` (Dekker): either
         // the canceller sees the home and wakes through it, or we see its
         // flag just below.
