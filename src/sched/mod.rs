@@ -369,11 +369,11 @@ impl Shared {
                 }
             }
         }
-        // Release (shard.rs): the session waiter that sees the count reach
+        // SeqCst (shard.rs): the session waiter that sees the count reach
         // zero sees the coroutine's effects. Sharded, so the decrement does
         // not tell whether it was the last: while cancelling (rare), sum.
-        // Two last decrements racing may both see the other's shard still
-        // up; `cancel_all` re-reads every 5 ms, so that costs a nap at most.
+        // Of two last decrements racing, the later one's sum sees both
+        // (shard.rs invariant 3), and `cancel_all` re-reads every 5 ms.
         self.live.add(-1);
         if self.cancelling.load(Ordering::Acquire) && self.live.sum() == 0 {
             let s = self.session.lock();
