@@ -370,7 +370,9 @@ fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
         // `RESERVATION << MAX_GROWTH` (invariant 6); if the address space
         // refuses a large one (`ulimit -v`), fall back to the smallest.
         let small = RESERVATION.max(slot_len * 4);
-        let mut len = small << c.reservations.min(MAX_GROWTH);
+        // Classes whose slots are already large (a 4 GiB first reservation
+        // for 1 GiB stacks) do not grow.
+        let mut len = (small << c.reservations.min(MAX_GROWTH)).min(RESERVATION << MAX_GROWTH).max(small);
         let mut p = reserve(len);
         if p == libc::MAP_FAILED && len > small {
             len = small;
