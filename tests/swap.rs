@@ -265,3 +265,55 @@ fn env_child() {
     let e = Runtime::builder().build().unwrap_err();
     println!("{e}");
 }
+
+#[test]
+fn adjacent_parked_stacks_share_a_window() {
+    // Alone in a process of its own: its stacks are carved fresh, one after
+    // another, and no other test swaps meanwhile (the counters are
+    // process-wide).
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "windows_child", "--nocapture", "--include-ignored"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let line = text.lines().find(|l| l.starts_with("windows ")).unwrap_or_else(|| panic!("no figures: {text}"));
+    let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let (outs, windows) = (v[0], v[1]);
+    assert!(outs >= 900, "too few swaps to test anything: {line}");
+    // One window per run of up to 64 adjacent slots (swap.rs note 6); one
+    // per stack before.
+    assert!(windows * 8 <= outs, "{windows} windows for {outs} swap-outs: the batch did not share them");
+}
+
+#[test]
+#[ignore = "run by adjacent_parked_stacks_share_a_window"]
+fn windows_child() {
+    const N: u64 = 1000;
+    let rt = swap_rt(1, ms(10));
+    rt.run(|| {
+        let (start_tx, start_rx) = chan::<()>(0);
+        let parked = Arc::new(AtomicU64::new(0));
+        let hs: Vec<_> = (0..N)
+            .map(|i| {
+                let (start, parked) = (start_rx.clone(), parked.clone());
+                go(move || {
+                    let pad = pattern(i);
+                    parked.fetch_add(1, Ordering::Relaxed);
+                    assert!(start.recv().is_err());
+                    std::hint::black_box(&pad);
+                    pad == pattern(i)
+                })
+            })
+            .collect();
+        eventually(10, "all parked", || parked.load(Ordering::Relaxed) == N);
+        eventually(10, "most swapped out", || goro::stats().stacks_swapped_out >= N * 9 / 10);
+        let s = goro::stats();
+        println!("windows {} {}", s.stack_swap_outs, s.stack_swap_windows);
+        start_tx.close();
+        let intact = hs.into_iter().map(|h| h.join().unwrap()).filter(|&ok| ok).count() as u64;
+        assert_eq!(intact, N, "frames damaged by a shared window");
+    })
+    .unwrap();
+}

@@ -268,6 +268,10 @@ pub struct Stats {
     /// Channel hand-offs (and closes) that reached a swapped-out party by
     /// editing its saved copy, without bringing its stack back.
     pub stack_swap_edits: u64,
+    /// Closed windows opened to swap stacks out so far (process-wide):
+    /// stacks in adjacent slots share one, so this is at most
+    /// `stack_swap_outs`, and far below it when many park at once.
+    pub stack_swap_windows: u64,
     /// Wake timers pending on this runtime's workers: coroutines in `sleep`
     /// or in a call with a timeout.
     pub wake_timers: u64,
@@ -318,6 +322,7 @@ pub fn stats() -> Stats {
         s.stack_swap_outs = sw.swapped_out;
         s.stack_swap_faults = sw.fault_restores;
         s.stack_swap_edits = sw.edits;
+        s.stack_swap_windows = sw.windows;
         s
     })
 }

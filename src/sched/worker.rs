@@ -838,10 +838,15 @@ impl WorkerLocal {
                     end
                 }
             };
-            for co in batch.drain(..) {
-                // Still parked: nothing ran on this thread since the check.
-                if let Some(s) = crate::stack::swap::swap_out(co.sp_at_park.get()) {
-                    co.swapped.set(Some(s));
+            // Still parked: nothing ran on this thread since the check.
+            // One call, so that adjacent stacks share a window (swap.rs
+            // note 6).
+            let sps: Vec<usize> = batch.iter().map(|co| co.sp_at_park.get()).collect();
+            let mut out = vec![None; batch.len()];
+            crate::stack::swap::swap_out(&sps, &mut out);
+            for (co, s) in batch.drain(..).zip(out) {
+                if s.is_some() {
+                    co.swapped.set(s);
                 }
             }
             if end == usize::MAX {

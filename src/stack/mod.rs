@@ -434,6 +434,9 @@ fn install_guard(slot: usize) -> io::Result<()> {
     if unsafe { libc::mprotect(slot as *mut libc::c_void, GUARD_SIZE, libc::PROT_NONE) } != 0 {
         return Err(guard_error(io::Error::last_os_error()));
     }
+    // A protection, not a marker: a swap window over it would reopen it
+    // (swap.rs note 6), so swapping stops sharing windows.
+    swap::note_mprotect_guard();
     Ok(())
 }
 

@@ -65,6 +65,20 @@
 //     those objects (chan/imp.rs invariants 4 and 6). Anything that does
 //     not go through `redirect` still faults and restores (notes 2, 3).
 //
+//  6. The sweep swaps a worker's parked stacks out in one call, and stacks
+//     in adjacent slots (a run, at most `MAX_RUN`) share one closed window
+//     and one `MADV_GUARD_INSTALL`: each `mprotect` takes the process's
+//     mmap lock for writing and shoots down the TLBs of the other CPUs, and
+//     with one window per stack the two workers of a 2-core box spent most
+//     of a mass swap-out queued on that lock. The window then also covers
+//     each slot's dead stack below its live bytes and the guards between
+//     the slots: all of it belongs to the run's parked coroutines, every
+//     record of the run is SWAPPING before the window closes, so a touch
+//     anywhere in it waits as in note 1. The markers go over each slot's
+//     whole usable range (the guards between already have theirs), and a
+//     restore removes them from there (`SlotRecord::marked`): the dead
+//     range comes back as zero-fill, all it ever held that counts.
+//
 // A closed window is a mapping split in three for its duration (at most one
 // per thread at a time): if `vm.max_map_count` refuses it, a swap-out is
 // skipped and a restore retries.
@@ -110,6 +124,8 @@ static OUT_NOW: AtomicU64 = AtomicU64::new(0);
 static FAULT_RESTORES: AtomicU64 = AtomicU64::new(0);
 static EDITED: AtomicU64 = AtomicU64::new(0);
 static SAVED_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Closed windows opened to swap stacks out (one per run, note 6).
+static WINDOWS: AtomicU64 = AtomicU64::new(0);
 
 /// One slot's swap state (module notes).
 #[derive(Debug)]
@@ -118,6 +134,9 @@ pub(crate) struct SlotRecord {
     /// Saved bytes: `[top - len, top)`.
     len: AtomicU32,
     buf: AtomicPtr<u8>,
+    /// While out: where the guard markers start (the slot's usable range,
+    /// note 6); a restore removes them from here to the top.
+    marked: std::sync::atomic::AtomicUsize,
     /// Swapped out at least once since the slot was last freed: its freed
     /// stack gives its top pages back (`release`).
     was_out: AtomicBool,
@@ -129,6 +148,7 @@ impl SlotRecord {
             state: AtomicU32::new(RESIDENT),
             len: AtomicU32::new(0),
             buf: AtomicPtr::new(std::ptr::null_mut()),
+            marked: std::sync::atomic::AtomicUsize::new(0),
             was_out: AtomicBool::new(false),
         }
     }
@@ -181,6 +201,7 @@ pub(crate) struct SwapStats {
     pub(crate) fault_restores: u64,
     pub(crate) edits: u64,
     pub(crate) saved_bytes: u64,
+    pub(crate) windows: u64,
 }
 
 pub(crate) fn stats() -> SwapStats {
@@ -190,6 +211,7 @@ pub(crate) fn stats() -> SwapStats {
         fault_restores: FAULT_RESTORES.load(Ordering::Relaxed),
         edits: EDITED.load(Ordering::Relaxed),
         saved_bytes: SAVED_BYTES.load(Ordering::Relaxed),
+        windows: WINDOWS.load(Ordering::Relaxed),
     }
 }
 
@@ -197,11 +219,62 @@ fn page_floor(a: usize) -> usize {
     a & !(PAGE - 1)
 }
 
-/// Swaps out the stack of a parked coroutine whose stack pointer at the
-/// park was `sp`. Home thread only, between two resumes of the coroutine
-/// (module notes). `None` if it was not swapped (not on a goro stack, too
-/// deep, or a system call failed): it stays resident, nothing changed.
-pub(crate) fn swap_out(sp: usize) -> Option<Swapped> {
+/// One stack of a `swap_out` batch, validated, its copy allocated.
+struct Prep {
+    /// Its place in the caller's list.
+    at: usize,
+    rec: &'static SlotRecord,
+    /// Start of the slot's usable range (the markers go from here: note 6).
+    usable: usize,
+    slot: usize,
+    slot_len: usize,
+    region: usize,
+    lo: usize,
+    top: usize,
+    buf: *mut u8,
+    len: usize,
+}
+
+/// Swaps out the stacks of parked coroutines whose stack pointers at their
+/// parks were `sps`, setting `out[i]` for each one swapped. Home thread
+/// only, between two resumes of each coroutine (module notes). A stack not
+/// swapped (not on a goro stack, too deep, or a system call failed) stays
+/// resident, nothing changed. Stacks in adjacent slots share one closed
+/// window (note 6).
+pub(crate) fn swap_out(sps: &[usize], out: &mut [Option<Swapped>]) {
+    let mut preps: Vec<Prep> = sps.iter().enumerate().filter_map(|(at, &sp)| prepare(at, sp)).collect();
+    preps.sort_unstable_by_key(|p| p.slot);
+    let mut i = 0;
+    while i < preps.len() {
+        let mut j = i + 1;
+        let max_run = if MPROTECT_GUARDS.load(Ordering::SeqCst) { 1 } else { MAX_RUN };
+        while j < preps.len()
+            && j - i < max_run
+            && preps[j].region == preps[j - 1].region
+            && preps[j].slot == preps[j - 1].slot + preps[j - 1].slot_len
+        {
+            j += 1;
+        }
+        swap_out_run(&preps[i..j], out);
+        i = j;
+    }
+}
+
+/// At most this many slots share a window: a party that touches one of
+/// them waits for the whole run's copies (a few microseconds each).
+const MAX_RUN: usize = 64;
+
+/// Some stack guard is a `PROT_NONE` protection rather than a marker (its
+/// `MADV_GUARD_INSTALL` failed and `install_guard` fell back): a window
+/// spanning it would reopen it read-write, so from then on every stack
+/// gets a window of its own, inside its own usable range (note 6).
+static MPROTECT_GUARDS: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn note_mprotect_guard() {
+    MPROTECT_GUARDS.store(true, Ordering::SeqCst);
+}
+
+fn prepare(at: usize, sp: usize) -> Option<Prep> {
     let loc = overflow::locate(sp)?;
     let top = loc.slot + loc.slot_len;
     let lo = sp.checked_sub(MARGIN)? & !(COPY_ALIGN - 1);
@@ -214,47 +287,100 @@ pub(crate) fn swap_out(sp: usize) -> Option<Swapped> {
     }
     let len = top - lo;
     let buf = alloc_copy(len)?;
-    rec.len.store(len as u32, Ordering::Relaxed);
-    rec.buf.store(buf, Ordering::Relaxed);
-    // SeqCst: published before the window closes, so whoever faults in it
-    // finds SWAPPING (its fault comes after our mprotect, which comes after
-    // this store).
-    rec.state.store(SWAPPING, Ordering::SeqCst);
-    let (plo, plen) = (page_floor(lo), top - page_floor(lo));
-    let undo = |rec: &SlotRecord| {
-        rec.buf.store(std::ptr::null_mut(), Ordering::Relaxed);
-        rec.len.store(0, Ordering::Relaxed);
-        rec.state.store(RESIDENT, Ordering::SeqCst);
-        // SAFETY: `buf` came from `alloc_copy(len)` just above, and nobody
+    Some(Prep {
+        at,
+        rec,
+        usable: loc.slot + GUARD_SIZE,
+        slot: loc.slot,
+        slot_len: loc.slot_len,
+        region: loc.region,
+        lo,
+        top,
+        buf,
+        len,
+    })
+}
+
+/// Swaps out `run`, stacks in adjacent slots, inside one closed window.
+fn swap_out_run(run: &[Prep], out: &mut [Option<Swapped>]) {
+    let undo = |p: &Prep| {
+        p.rec.buf.store(std::ptr::null_mut(), Ordering::Relaxed);
+        p.rec.len.store(0, Ordering::Relaxed);
+        p.rec.state.store(RESIDENT, Ordering::SeqCst);
+        // SAFETY: `buf` came from `alloc_copy(len)` in `prepare`, and nobody
         // else frees it (module notes).
-        unsafe { free_copy_raw(buf, len) };
+        unsafe { free_copy_raw(p.buf, p.len) };
     };
-    if !close_window(plo, plen) {
-        undo(rec);
-        return None;
+    for p in run {
+        p.rec.len.store(p.len as u32, Ordering::Relaxed);
+        p.rec.buf.store(p.buf, Ordering::Relaxed);
+        p.rec.marked.store(p.usable, Ordering::Relaxed);
+        // SeqCst: published before the window closes, so whoever faults in
+        // it finds SWAPPING (its fault comes after our mprotect, which comes
+        // after this store).
+        p.rec.state.store(SWAPPING, Ordering::SeqCst);
     }
-    // Note 1: from here every access to the range faults and waits.
-    let copied = mem_io(false, lo, buf, len);
-    let zapped = copied && {
-        // SAFETY: (note 2) our own range, inaccessible to everyone now; its
-        // live bytes are in `buf`, and from here any access faults into
-        // `on_fault`, which puts them back.
-        unsafe { libc::madvise(plo as *mut libc::c_void, plen, MADV_GUARD_INSTALL) == 0 }
+    // The window: from the first slot's live bytes to the last one's top.
+    // Everything in it belongs to these parked coroutines (their dead
+    // stack below the live bytes, and the guards between them), so a touch
+    // anywhere in it finds a SWAPPING record and waits.
+    let (wlo, whi) = (page_floor(run[0].lo), run[run.len() - 1].top);
+    WINDOWS.fetch_add(1, Ordering::Relaxed);
+    if !close_window(wlo, whi - wlo) {
+        run.iter().for_each(undo);
+        return;
+    }
+    // Note 1: from here every access to the window faults and waits.
+    let copied: Vec<bool> = run.iter().map(|p| mem_io(false, p.lo, p.buf, p.len)).collect();
+    let marked: Vec<bool> = if copied.iter().all(|&c| c) {
+        // One install for the run (note 6): each slot's whole usable range,
+        // and the guards between them, which have their markers already.
+        let (mlo, mhi) = (run[0].usable, run[run.len() - 1].top);
+        // SAFETY: (note 2) our own ranges, inaccessible to everyone now;
+        // their live bytes are in the copies, and from here any access
+        // faults into `on_fault`, which puts them back.
+        let ok = unsafe { libc::madvise(mlo as *mut libc::c_void, mhi - mlo, MADV_GUARD_INSTALL) == 0 };
+        if !ok {
+            // It may have failed part way over several page tables, its
+            // zaps done: put every copy back before giving up (still
+            // closed, so nobody saw the gap).
+            for p in run {
+                // SAFETY: as above; removing markers where there are none
+                // changes nothing, and the bytes written are the ones read.
+                let back =
+                    unsafe { libc::madvise(p.usable as *mut libc::c_void, p.top - p.usable, MADV_GUARD_REMOVE) == 0 }
+                        && mem_io(true, p.lo, p.buf, p.len);
+                if !back {
+                    fatal(b"goro: cannot put back a stack whose swap-out failed\n");
+                }
+            }
+        }
+        vec![ok; run.len()]
+    } else {
+        run.iter()
+            .zip(&copied)
+            .map(|(p, &c)| {
+                // SAFETY: as above, one slot at a time.
+                c && unsafe { libc::madvise(p.usable as *mut libc::c_void, p.top - p.usable, MADV_GUARD_INSTALL) == 0 }
+            })
+            .collect()
     };
-    open_window(plo, plen);
-    if !zapped {
-        // Untouched (the install zaps only once it can mark: a failed one
-        // leaves the pages), or the copy failed: nothing was lost.
-        undo(rec);
-        return None;
+    open_window(wlo, whi - wlo);
+    for (p, &ok) in run.iter().zip(&marked) {
+        if !ok {
+            // Untouched (the install zaps only once it can mark: a failed
+            // one leaves the pages), or the copy failed: nothing was lost.
+            undo(p);
+            continue;
+        }
+        SWAPPED_OUT.fetch_add(1, Ordering::Relaxed);
+        OUT_NOW.fetch_add(1, Ordering::Relaxed);
+        p.rec.was_out.store(true, Ordering::Relaxed);
+        SAVED_BYTES.fetch_add(p.len as u64, Ordering::Relaxed);
+        // Release: a restorer that sees OUT sees `len`, `buf` and `marked`.
+        p.rec.state.store(OUT, Ordering::Release);
+        out[p.at] = Some(Swapped { rec: p.rec, top: p.top });
     }
-    SWAPPED_OUT.fetch_add(1, Ordering::Relaxed);
-    OUT_NOW.fetch_add(1, Ordering::Relaxed);
-    rec.was_out.store(true, Ordering::Relaxed);
-    SAVED_BYTES.fetch_add(len as u64, Ordering::Relaxed);
-    // Release: a restorer that sees OUT sees `len` and `buf`.
-    rec.state.store(OUT, Ordering::Release);
-    Some(Swapped { rec, top })
 }
 
 /// `/proc/self/mem`, opened by `enable`: reads and writes our own memory
@@ -398,9 +524,15 @@ fn restore(rec: &SlotRecord, top: usize) {
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };
     }
+    let mlo = match rec.marked.load(Ordering::Relaxed) {
+        0 => plo,
+        m => m.min(plo),
+    };
     // SAFETY: our own range, closed; removing the markers makes it fresh
-    // zero-fill memory that nobody can touch until the window opens.
-    if unsafe { libc::madvise(plo as *mut libc::c_void, plen, MADV_GUARD_REMOVE) } != 0 {
+    // zero-fill memory that nobody can touch until the window opens. Below
+    // the window the markers cover the dead stack under the live bytes
+    // (note 6): zero-fill is all it ever held that counts.
+    if unsafe { libc::madvise(mlo as *mut libc::c_void, top - mlo, MADV_GUARD_REMOVE) } != 0 {
         fatal(b"goro: cannot restore a swapped stack (MADV_GUARD_REMOVE failed)\n");
     }
     // `buf` holds the `len` saved bytes (freed only once RESIDENT, module
