@@ -79,6 +79,26 @@
 //     restore removes them from there (`SlotRecord::marked`): the dead
 //     range comes back as zero-fill, all it ever held that counts.
 //
+// KNOWN BUG (found 2026-12-06, present since swapping landed): a lock
+// holder can be left holding a *real* pointer into a stack that it then
+// takes EDITING, and touching it aborts ("goro bug: a channel-lock holder
+// touched a swapped stack it is editing the copy of"). Seen in
+// `try_send_into`'s `r.claim(r.case)`: the receiver's deref ran `redirect`
+// while the home was swapping that stack out (SWAPPING: the real address
+// came back, to fault and wait if touched), then the argument's deref ran
+// it again once the stack was OUT, took it EDITING and read `case` from
+// the copy; `claim` then used the first, real, pointer: a fault on a stack
+// this thread edits, which cannot be restored under it (the copy may be
+// in use). It fails stop, never silently: the handler aborts. Repro: `for i
+// in 1 2 3; do GORO_SWAP_PARKED_MS=1 target/release/examples/workloads
+// sieve; done` (about one run in two, 60-110 s each). The fix, for the
+// next stop: `redirect` must hand out one kind of address per stack per
+// lock section. Pin instead of peeking: a RESIDENT record gets a pin count
+// in the same word as its state (taken by `redirect` with a CAS, dropped by
+// `end_edits`), a swap-out takes RESIDENT-with-no-pins to SWAPPING by CAS
+// (today it checks, then stores), and `redirect` waits out SWAPPING and
+// RESTORING instead of returning the real address.
+//
 // A closed window is a mapping split in three for its duration (at most one
 // per thread at a time): if `vm.max_map_count` refuses it, a swap-out is
 // skipped and a restore retries.
