@@ -55,10 +55,10 @@
 //
 //  5. A waker need not bring a stack back to hand it a value: under a
 //     channel lock, every access to a queued op or selector goes through
-//     `redirect`, which, for a stack that is OUT, takes the record
-//     OUT -> EDITING and returns the object's address in the saved copy;
-//     the lock's release (`end_edits`) puts it back to OUT. Restorers wait
-//     while EDITING, so the copy they write back has every edit. Safe
+//     `redirect`, which, for a stack that is OUT, counts itself an editor
+//     of the record and returns the object's address in the saved copy;
+//     the lock's release (`end_edits`) counts it out. Restorers wait for
+//     the editors, so the copy they write back has every edit. Safe
 //     because the copy is a byte image of the frames (same offsets, and
 //     64-byte alignment for both), objects are only ever moved by bytes,
 //     and all edits happen under the lock whose holder alone may touch
@@ -79,25 +79,26 @@
 //     restore removes them from there (`SlotRecord::marked`): the dead
 //     range comes back as zero-fill, all it ever held that counts.
 //
-// KNOWN BUG (found 2026-12-06, present since swapping landed): a lock
-// holder can be left holding a *real* pointer into a stack that it then
-// takes EDITING, and touching it aborts ("goro bug: a channel-lock holder
-// touched a swapped stack it is editing the copy of"). Seen in
-// `try_send_into`'s `r.claim(r.case)`: the receiver's deref ran `redirect`
-// while the home was swapping that stack out (SWAPPING: the real address
-// came back, to fault and wait if touched), then the argument's deref ran
-// it again once the stack was OUT, took it EDITING and read `case` from
-// the copy; `claim` then used the first, real, pointer: a fault on a stack
-// this thread edits, which cannot be restored under it (the copy may be
-// in use). It fails stop, never silently: the handler aborts. Repro: `for i
-// in 1 2 3; do GORO_SWAP_PARKED_MS=1 target/release/examples/workloads
-// sieve; done` (about one run in two, 60-110 s each). The fix, for the
-// next stop: `redirect` must hand out one kind of address per stack per
-// lock section. Pin instead of peeking: a RESIDENT record gets a pin count
-// in the same word as its state (taken by `redirect` with a CAS, dropped by
-// `end_edits`), a swap-out takes RESIDENT-with-no-pins to SWAPPING by CAS
-// (today it checks, then stores), and `redirect` waits out SWAPPING and
-// RESTORING instead of returning the real address.
+//  7. One kind of address per stack per lock section. The first version
+//     let `redirect` peek: it returned the real address of a stack that
+//     was RESIDENT, or SWAPPING or RESTORING (a touch would fault and
+//     wait), and the copy's once the stack was OUT. So a lock holder could
+//     take a real address while the home was swapping the stack out, then,
+//     the stack OUT, a copy address of the same stack (taking it EDITING),
+//     and touch the real one: a fault on a stack it edits, which cannot be
+//     restored under it, and goro aborted ("a channel-lock holder touched a
+//     swapped stack it is editing"; `GORO_SWAP_PARKED_MS=1 workloads
+//     sieve`, one run in two; `try_send_into`'s `r.claim(r.case)` derefs
+//     the op twice). Now `redirect` *uses* the stack until the lock
+//     section ends (`end_edits`): a RESIDENT stack is pinned (a swap-out
+//     starts only from RESIDENT with no pins, by CAS), an OUT one gets an
+//     editor (a restore starts only from OUT with no editors), and
+//     SWAPPING or RESTORING is waited out (neither needs a lock, so the
+//     wait ends). Editors of one copy do not exclude each other: each
+//     touches only the objects of the channel whose lock it holds
+//     (chan/imp.rs invariant 6), and a select's shared selector only
+//     through atomics. So no lock holder waits for another, and none is
+//     ever left with two kinds of address for one stack.
 //
 // A closed window is a mapping split in three for its duration (at most one
 // per thread at a time): if `vm.max_map_count` refuses it, a swap-out is
@@ -116,12 +117,18 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use super::overflow;
 use super::{GUARD_SIZE, PAGE};
 
+// A record's `state` word: the phase in its low bits, and above them how
+// many channel-lock holders use the stack now (note 7): *pins* while
+// RESIDENT (they hold its real address), *editors* while OUT (they hold
+// addresses in its copy). Nobody joins in SWAPPING or RESTORING, and
+// neither starts while anybody uses the stack.
 const RESIDENT: u32 = 0;
 const SWAPPING: u32 = 1;
 const OUT: u32 = 2;
 const RESTORING: u32 = 3;
-/// OUT, and a channel-lock holder is editing the saved copy (note 5).
-const EDITING: u32 = 4;
+const PHASE: u32 = 7;
+/// One user (a pin or an editor), in the state word.
+const USER: u32 = 8;
 
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 const MADV_GUARD_REMOVE: libc::c_int = 103;
@@ -303,10 +310,24 @@ fn prepare(at: usize, sp: usize) -> Option<Prep> {
     }
     let rec = &overflow::records(&loc)?[loc.index];
     if rec.state.load(Ordering::Acquire) != RESIDENT || !rec.buf.load(Ordering::Relaxed).is_null() {
-        return None; // a copy the home has not freed yet (cannot happen: `swap_in` frees it)
+        return None; // pinned by a lock holder, or a copy not freed yet (cannot happen: `swap_in` frees it)
     }
     let len = top - lo;
     let buf = alloc_copy(len)?;
+    rec.len.store(len as u32, Ordering::Relaxed);
+    rec.buf.store(buf, Ordering::Relaxed);
+    rec.marked.store(loc.slot + GUARD_SIZE, Ordering::Relaxed);
+    // Note 7: only a RESIDENT stack nobody has pinned starts swapping, and
+    // from here nobody pins it (lock holders wait for OUT). SeqCst: before
+    // the window closes, so whoever faults in it finds SWAPPING.
+    if rec.state.compare_exchange(RESIDENT, SWAPPING, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+        rec.buf.store(std::ptr::null_mut(), Ordering::Relaxed);
+        rec.len.store(0, Ordering::Relaxed);
+        // SAFETY: `buf` came from `alloc_copy(len)` just above; nobody else
+        // saw it (the record never left RESIDENT).
+        unsafe { free_copy_raw(buf, len) };
+        return None;
+    }
     Some(Prep {
         at,
         rec,
@@ -331,15 +352,7 @@ fn swap_out_run(run: &[Prep], out: &mut [Option<Swapped>]) {
         // else frees it (module notes).
         unsafe { free_copy_raw(p.buf, p.len) };
     };
-    for p in run {
-        p.rec.len.store(p.len as u32, Ordering::Relaxed);
-        p.rec.buf.store(p.buf, Ordering::Relaxed);
-        p.rec.marked.store(p.usable, Ordering::Relaxed);
-        // SeqCst: published before the window closes, so whoever faults in
-        // it finds SWAPPING (its fault comes after our mprotect, which comes
-        // after this store).
-        p.rec.state.store(SWAPPING, Ordering::SeqCst);
-    }
+    // Every record of the run is SWAPPING already (`prepare`).
     // The window: from the first slot's live bytes to the last one's top.
     // Everything in it belongs to these parked coroutines (their dead
     // stack below the live bytes, and the guards between them), so a touch
@@ -509,7 +522,8 @@ pub(crate) fn release(slot: usize) {
 fn restore_or_wait(rec: &SlotRecord, top: usize) {
     loop {
         match rec.state.load(Ordering::Acquire) {
-            RESIDENT => return,
+            w if w & PHASE == RESIDENT => return,
+            // OUT with no editors (note 7): restore it.
             OUT => {
                 if rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok() {
                     restore(rec, top);
@@ -584,13 +598,14 @@ unsafe fn free_copy_raw(buf: *mut u8, len: usize) {
 }
 
 thread_local! {
-    /// Saved copies this thread is editing (note 5): (lo, top, buf, record)
-    /// of each, and how many. `const`, no destructor: readable from the
+    /// Stacks this thread uses in its lock section (notes 5, 7): (lo, top,
+    /// buf, record) of each copy it edits, (0, 0, 0, record) of each
+    /// resident stack it pinned; and how many. `const`, no destructor: readable from the
     /// signal handler.
     static EDITS: Cell<[(usize, usize, usize, usize); MAX_EDITS]> = const { Cell::new([(0, 0, 0, 0); MAX_EDITS]) };
     static NEDITS: Cell<usize> = const { Cell::new(0) };
 }
-const MAX_EDITS: usize = 4;
+const MAX_EDITS: usize = 8;
 
 /// Where a channel-lock holder should access the object at `addr` (of
 /// alignment at most `COPY_ALIGN`): `addr` itself, or, if `addr` lies in a
@@ -602,40 +617,61 @@ const MAX_EDITS: usize = 4;
 #[inline(never)]
 pub(crate) fn redirect(addr: usize) -> usize {
     let n = NEDITS.with(Cell::get);
-    if n > 0 {
-        for &(lo, top, buf, _) in &EDITS.with(Cell::get)[..n] {
-            if addr >= lo && addr < top {
-                return buf + (addr - lo);
-            }
+    let edits = EDITS.with(Cell::get);
+    for &(lo, top, buf, _) in &edits[..n] {
+        if addr >= lo && addr < top {
+            return buf + (addr - lo);
         }
-    }
-    if n == MAX_EDITS {
-        return addr; // plenty: a lock section touches one or two parked stacks
     }
     let Some(loc) = overflow::locate(addr) else { return addr };
     if addr < loc.slot + GUARD_SIZE {
         return addr;
     }
     let Some(rec) = overflow::record_if_any(&loc) else { return addr };
-    if rec.state.load(Ordering::Relaxed) != OUT
-        || rec.state.compare_exchange(OUT, EDITING, Ordering::Acquire, Ordering::Relaxed).is_err()
-    {
-        return addr; // resident (or being swapped or restored: then it faults and waits)
+    let me = rec as *const SlotRecord as usize;
+    if edits[..n].iter().any(|&(_, _, _, r)| r == me) {
+        // Ours already: pinned (resident), or a copy we edit (`addr` below
+        // its live bytes: not an object of a parked party).
+        return addr;
     }
-    EDITED.fetch_add(1, Ordering::Relaxed);
-    let top = loc.slot + loc.slot_len;
-    let lo = top - rec.len.load(Ordering::Relaxed) as usize;
-    let buf = rec.buf.load(Ordering::Relaxed) as usize;
-    EDITS.with(|e| {
-        let mut v = e.get();
-        v[n] = (lo, top, buf, rec as *const SlotRecord as usize);
-        e.set(v);
-    });
-    NEDITS.with(|c| c.set(n + 1));
-    if addr < lo {
-        return addr; // below the live bytes: not an object of a parked party
+    if n == MAX_EDITS {
+        // A lock section touching this many parked stacks at once does not
+        // happen (a close counts each party out as it goes, `fail_ops`);
+        // if it did, a real address unpinned is still safe: a touch of a
+        // stack swapped meanwhile faults, and the handler restores it (we
+        // hold no use of it to wait for).
+        return addr;
     }
-    buf + (addr - lo)
+    loop {
+        let w = rec.state.load(Ordering::Acquire);
+        if !matches!(w & PHASE, RESIDENT | OUT) {
+            // SWAPPING or RESTORING: system calls away from done, with no
+            // lock to wait for.
+            std::hint::spin_loop();
+            continue;
+        }
+        if rec.state.compare_exchange_weak(w, w + USER, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            continue;
+        }
+        // A user now (note 7): the phase, and an OUT record's copy, stay as
+        // they are until `end_edits`.
+        let (entry, at) = if w & PHASE == RESIDENT {
+            ((0, 0, 0, me), addr)
+        } else {
+            EDITED.fetch_add(1, Ordering::Relaxed);
+            let top = loc.slot + loc.slot_len;
+            let lo = top - rec.len.load(Ordering::Relaxed) as usize;
+            let buf = rec.buf.load(Ordering::Relaxed) as usize;
+            ((lo, top, buf, me), if addr < lo { addr } else { buf + (addr - lo) })
+        };
+        EDITS.with(|e| {
+            let mut v = e.get();
+            v[n] = entry;
+            e.set(v);
+        });
+        NEDITS.with(|c| c.set(n + 1));
+        return at;
+    }
 }
 
 /// The channel lock is being released: the saved copies edited under it
@@ -649,7 +685,8 @@ pub(crate) fn end_edits() {
     for &(_, _, _, rec) in &EDITS.with(Cell::get)[..n] {
         // SAFETY: records are leaked, never freed (overflow.rs).
         let rec = unsafe { &*(rec as *const SlotRecord) };
-        rec.state.store(OUT, Ordering::Release);
+        // Release: the next restorer (or swapper) sees our edits.
+        rec.state.fetch_sub(USER, Ordering::Release);
     }
     NEDITS.with(|c| c.set(0));
 }
@@ -691,15 +728,17 @@ pub(crate) fn on_fault(addr: usize) -> bool {
     let Some(rec) = overflow::record_if_any(&loc) else { return false };
     let top = loc.slot + loc.slot_len;
     loop {
-        match rec.state.load(Ordering::Acquire) {
-            OUT => {
+        let w = rec.state.load(Ordering::Acquire);
+        match w & PHASE {
+            OUT if w == OUT => {
                 if rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok() {
                     restore(rec, top);
                     FAULT_RESTORES.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
             }
-            SWAPPING | RESTORING | EDITING => {
+            // OUT with editors (note 7: wait for them), SWAPPING, RESTORING.
+            OUT | SWAPPING | RESTORING => {
                 if editing(rec) {
                     fatal(b"goro bug: a channel-lock holder touched a swapped stack it is editing the copy of\n");
                 }
