@@ -611,7 +611,9 @@ const MAX_EDITS: usize = 8;
 /// alignment at most `COPY_ALIGN`): `addr` itself, or, if `addr` lies in a
 /// stack that is swapped out, the same object in the saved copy, which
 /// this thread then edits (note 5) until `end_edits` (the lock's release).
-/// So a hand-off to a swapped-out coroutine costs no fault, no system
+/// Either way the stack stays as it is until then (note 7: a resident one
+/// is pinned, a swapped one keeps its copy), so every address this returns
+/// for one stack in one lock section is of the same kind. So a hand-off to a swapped-out coroutine costs no fault, no system
 /// call and no page: the coroutine finds the result when its copy comes
 /// back. Callers check `enabled()` first.
 #[inline(never)]
@@ -674,8 +676,9 @@ pub(crate) fn redirect(addr: usize) -> usize {
     }
 }
 
-/// The channel lock is being released: the saved copies edited under it
-/// are OUT again (Release: the next restorer sees the edits).
+/// The channel lock is being released: this thread stops using every stack
+/// it pinned or edited under it (note 7; Release: the next restorer sees
+/// the edits).
 #[inline(never)]
 pub(crate) fn end_edits() {
     let n = NEDITS.with(Cell::get);
@@ -691,8 +694,8 @@ pub(crate) fn end_edits() {
     NEDITS.with(|c| c.set(0));
 }
 
-/// Whether this thread is editing `rec`'s copy (a fault on that stack by
-/// its own editor would wait for itself).
+/// Whether this thread uses `rec`'s stack now, pinned or editing (a fault
+/// on that stack by one of its users would wait for itself).
 fn editing(rec: &SlotRecord) -> bool {
     let n = NEDITS.try_with(Cell::get).unwrap_or(0);
     n > 0 && EDITS.with(|e| e.get()[..n].iter().any(|&(_, _, _, r)| r == rec as *const SlotRecord as usize))
