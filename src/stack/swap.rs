@@ -648,8 +648,11 @@ pub(crate) fn redirect(addr: usize) -> usize {
         let w = rec.state.load(Ordering::Acquire);
         if !matches!(w & PHASE, RESIDENT | OUT) {
             // SWAPPING or RESTORING: system calls away from done, with no
-            // lock to wait for.
-            std::hint::spin_loop();
+            // lock to wait for; yield, as the handler's waits do, so that a
+            // home sharing our core gets to finish (a swap-out holds its
+            // whole batch SWAPPING while it prepares it).
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
             continue;
         }
         if rec.state.compare_exchange_weak(w, w + USER, Ordering::Acquire, Ordering::Relaxed).is_err() {
