@@ -76,7 +76,8 @@
 //     record of the run is SWAPPING before the window closes, so a touch
 //     anywhere in it waits as in note 1. The markers go over each slot's
 //     whole usable range (the guards between already have theirs), and a
-//     restore removes them from there (`SlotRecord::marked`): the dead
+//     restore removes them from there (the slot's, known to every caller):
+//     the dead
 //     range comes back as zero-fill, all it ever held that counts.
 //
 //  7. One kind of address per stack per lock section. The first version
@@ -161,9 +162,6 @@ pub(crate) struct SlotRecord {
     /// Saved bytes: `[top - len, top)`.
     len: AtomicU32,
     buf: AtomicPtr<u8>,
-    /// While out: where the guard markers start (the slot's usable range,
-    /// note 6); a restore removes them from here to the top.
-    marked: std::sync::atomic::AtomicUsize,
     /// Swapped out at least once since the slot was last freed: its freed
     /// stack gives its top pages back (`release`).
     was_out: AtomicBool,
@@ -175,7 +173,6 @@ impl SlotRecord {
             state: AtomicU32::new(RESIDENT),
             len: AtomicU32::new(0),
             buf: AtomicPtr::new(std::ptr::null_mut()),
-            marked: std::sync::atomic::AtomicUsize::new(0),
             was_out: AtomicBool::new(false),
         }
     }
@@ -185,6 +182,8 @@ impl SlotRecord {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Swapped {
     rec: &'static SlotRecord,
+    /// The slot's usable range (its guard markers, note 6).
+    usable: usize,
     top: usize,
 }
 
@@ -309,25 +308,23 @@ fn prepare(at: usize, sp: usize) -> Option<Prep> {
         return None;
     }
     let rec = &overflow::records(&loc)?[loc.index];
-    if rec.state.load(Ordering::Acquire) != RESIDENT || !rec.buf.load(Ordering::Relaxed).is_null() {
-        return None; // pinned by a lock holder, or a copy not freed yet (cannot happen: `swap_in` frees it)
+    if !rec.buf.load(Ordering::Relaxed).is_null() {
+        return None; // a copy not freed yet (cannot happen: `swap_in` frees it)
     }
-    let len = top - lo;
-    let buf = alloc_copy(len)?;
-    rec.len.store(len as u32, Ordering::Relaxed);
-    rec.buf.store(buf, Ordering::Relaxed);
-    rec.marked.store(loc.slot + GUARD_SIZE, Ordering::Relaxed);
     // Note 7: only a RESIDENT stack nobody has pinned starts swapping, and
     // from here nobody pins it (lock holders wait for OUT). SeqCst: before
     // the window closes, so whoever faults in it finds SWAPPING.
     if rec.state.compare_exchange(RESIDENT, SWAPPING, Ordering::SeqCst, Ordering::Relaxed).is_err() {
-        rec.buf.store(std::ptr::null_mut(), Ordering::Relaxed);
-        rec.len.store(0, Ordering::Relaxed);
-        // SAFETY: `buf` came from `alloc_copy(len)` just above; nobody else
-        // saw it (the record never left RESIDENT).
-        unsafe { free_copy_raw(buf, len) };
-        return None;
+        return None; // pinned by a lock holder
     }
+    let len = top - lo;
+    let Some(buf) = alloc_copy(len) else {
+        rec.state.store(RESIDENT, Ordering::SeqCst);
+        return None;
+    };
+    // Read only once OUT (published by its Release store) or later.
+    rec.len.store(len as u32, Ordering::Relaxed);
+    rec.buf.store(buf, Ordering::Relaxed);
     Some(Prep {
         at,
         rec,
@@ -410,9 +407,9 @@ fn swap_out_run(run: &[Prep], out: &mut [Option<Swapped>]) {
         OUT_NOW.fetch_add(1, Ordering::Relaxed);
         p.rec.was_out.store(true, Ordering::Relaxed);
         SAVED_BYTES.fetch_add(p.len as u64, Ordering::Relaxed);
-        // Release: a restorer that sees OUT sees `len`, `buf` and `marked`.
+        // Release: a restorer that sees OUT sees `len` and `buf`.
         p.rec.state.store(OUT, Ordering::Release);
-        out[p.at] = Some(Swapped { rec: p.rec, top: p.top });
+        out[p.at] = Some(Swapped { rec: p.rec, usable: p.usable, top: p.top });
     }
 }
 
@@ -470,7 +467,7 @@ fn open_window(plo: usize, plen: usize) {
 /// Brings a swapped stack back (if no fault did already) and frees its
 /// saved copy. Home thread, before it resumes the coroutine.
 pub(crate) fn swap_in(s: Swapped) {
-    restore_or_wait(s.rec, s.top);
+    restore_or_wait(s.rec, s.usable, s.top);
     free_copy(s.rec);
 }
 
@@ -504,7 +501,7 @@ pub(crate) fn release(slot: usize) {
         return;
     }
     let top = loc.slot + loc.slot_len;
-    restore_or_wait(rec, top);
+    restore_or_wait(rec, loc.slot + GUARD_SIZE, top);
     free_copy(rec);
     rec.was_out.store(false, Ordering::Relaxed);
     // A stack that was swapped out belonged to a long-parked coroutine:
@@ -519,14 +516,14 @@ pub(crate) fn release(slot: usize) {
 
 /// Makes the record RESIDENT: restores the bytes if it is OUT, waits if
 /// another thread is restoring. Never called while SWAPPING by the home.
-fn restore_or_wait(rec: &SlotRecord, top: usize) {
+fn restore_or_wait(rec: &SlotRecord, usable: usize, top: usize) {
     loop {
         match rec.state.load(Ordering::Acquire) {
             w if w & PHASE == RESIDENT => return,
             // OUT with no editors (note 7): restore it.
             OUT => {
                 if rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok() {
-                    restore(rec, top);
+                    restore(rec, usable, top);
                     return;
                 }
             }
@@ -542,7 +539,9 @@ fn restore_or_wait(rec: &SlotRecord, top: usize) {
 /// a closed window, so that nobody sees the fresh page before its bytes are
 /// back (a reader meeting it empty would read zeros: note 3). Async-
 /// signal-safe (system calls only).
-fn restore(rec: &SlotRecord, top: usize) {
+/// `usable` is the start of the slot's usable range, where the markers of
+/// a swap-out begin (note 6).
+fn restore(rec: &SlotRecord, usable: usize, top: usize) {
     let len = rec.len.load(Ordering::Relaxed) as usize;
     let buf = rec.buf.load(Ordering::Relaxed);
     let lo = top - len;
@@ -558,15 +557,11 @@ fn restore(rec: &SlotRecord, top: usize) {
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };
     }
-    let mlo = match rec.marked.load(Ordering::Relaxed) {
-        0 => plo,
-        m => m.min(plo),
-    };
     // SAFETY: our own range, closed; removing the markers makes it fresh
     // zero-fill memory that nobody can touch until the window opens. Below
     // the window the markers cover the dead stack under the live bytes
     // (note 6): zero-fill is all it ever held that counts.
-    if unsafe { libc::madvise(mlo as *mut libc::c_void, top - mlo, MADV_GUARD_REMOVE) } != 0 {
+    if unsafe { libc::madvise(usable as *mut libc::c_void, top - usable, MADV_GUARD_REMOVE) } != 0 {
         fatal(b"goro: cannot restore a swapped stack (MADV_GUARD_REMOVE failed)\n");
     }
     // `buf` holds the `len` saved bytes (freed only once RESIDENT, module
@@ -738,7 +733,7 @@ pub(crate) fn on_fault(addr: usize) -> bool {
         match w & PHASE {
             OUT if w == OUT => {
                 if rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok() {
-                    restore(rec, top);
+                    restore(rec, loc.slot + GUARD_SIZE, top);
                     FAULT_RESTORES.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
