@@ -39,6 +39,37 @@ fn pattern(seed: u64) -> [u64; 48] {
     std::hint::black_box(p)
 }
 
+/// From a coroutine: parks `n` coroutines, each holding a `pattern` frame in
+/// a two-case select, until all are parked and most of their stacks are
+/// swapped out; hands the stats of that moment to `inspect`; then releases
+/// them all (by closing the second case's channel) and returns how many
+/// found their frame intact.
+fn park_swap_release(n: u64, inspect: impl FnOnce(&goro::Stats)) -> u64 {
+    let (start_tx, start_rx) = chan::<()>(0);
+    let parked = Arc::new(AtomicU64::new(0));
+    let hs: Vec<_> = (0..n)
+        .map(|i| {
+            let (start, parked) = (start_rx.clone(), parked.clone());
+            go(move || {
+                let (_own_tx, own) = chan::<u64>(0);
+                let pad = pattern(i);
+                parked.fetch_add(1, Ordering::Relaxed);
+                select! {
+                    recv(own) -> _ => unreachable!(),
+                    recv(start) -> v => assert!(v.is_err()),
+                }
+                std::hint::black_box(&pad);
+                pad == pattern(i)
+            })
+        })
+        .collect();
+    eventually(10, "all parked", || parked.load(Ordering::Relaxed) == n);
+    eventually(10, "most swapped out", || goro::stats().stacks_swapped_out >= n * 9 / 10);
+    inspect(&goro::stats());
+    start_tx.close();
+    hs.into_iter().map(|h| h.join().unwrap()).filter(|&ok| ok).count() as u64
+}
+
 #[test]
 fn a_parked_stack_goes_out_and_comes_back_intact() {
     let rt = swap_rt(2, ms(10));
@@ -75,31 +106,10 @@ fn many_parked_selects_cost_less_than_a_page_each_and_wake_intact() {
     let rt = swap_rt(2, ms(10));
     within(60, "many swapped selects", move || {
         rt.run(|| {
-            let (start_tx, start_rx) = chan::<()>(0);
-            let parked = Arc::new(AtomicU64::new(0));
-            let hs: Vec<_> = (0..N)
-                .map(|i| {
-                    let (start, parked) = (start_rx.clone(), parked.clone());
-                    go(move || {
-                        let (_own_tx, own) = chan::<u64>(0);
-                        let pad = pattern(i);
-                        parked.fetch_add(1, Ordering::Relaxed);
-                        select! {
-                            recv(own) -> _ => unreachable!(),
-                            recv(start) -> v => assert!(v.is_err()),
-                        }
-                        std::hint::black_box(&pad);
-                        pad == pattern(i)
-                    })
-                })
-                .collect();
-            eventually(10, "all parked", || parked.load(Ordering::Relaxed) == N);
-            eventually(10, "most swapped out", || goro::stats().stacks_swapped_out >= N * 9 / 10);
-            let s = goro::stats();
-            let each = s.stack_bytes_swapped / s.stacks_swapped_out;
-            assert!(each < 3000, "a swapped select keeps {each} bytes: {s:?}");
-            start_tx.close();
-            let intact = hs.into_iter().map(|h| h.join().unwrap()).filter(|&ok| ok).count() as u64;
+            let intact = park_swap_release(N, |s| {
+                let each = s.stack_bytes_swapped / s.stacks_swapped_out;
+                assert!(each < 3000, "a swapped select keeps {each} bytes: {s:?}");
+            });
             assert_eq!(intact, N);
         })
         .unwrap()
@@ -249,12 +259,7 @@ fn a_goro_scope_parent_is_never_swapped() {
 fn a_bad_swap_setting_in_the_environment_is_a_clear_error() {
     // Read only at build; another test's runtime may be building at the
     // same time, so use a process of our own.
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["--exact", "env_child", "--nocapture", "--include-ignored"])
-        .env("GORO_SWAP_PARKED_MS", "soon")
-        .output()
-        .unwrap();
+    let out = run_child_test("env_child", &[("GORO_SWAP_PARKED_MS", "soon")]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("GORO_SWAP_PARKED_MS=\"soon\" is not a number of milliseconds"), "{text}");
 }
@@ -271,11 +276,7 @@ fn adjacent_parked_stacks_share_a_window() {
     // Alone in a process of its own: its stacks are carved fresh, one after
     // another, and no other test swaps meanwhile (the counters are
     // process-wide).
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["--exact", "windows_child", "--nocapture", "--include-ignored"])
-        .output()
-        .unwrap();
+    let out = run_child_test("windows_child", &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "the child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     let line = text.lines().find(|l| l.starts_with("windows ")).unwrap_or_else(|| panic!("no figures: {text}"));
@@ -293,26 +294,7 @@ fn windows_child() {
     const N: u64 = 1000;
     let rt = swap_rt(1, ms(10));
     rt.run(|| {
-        let (start_tx, start_rx) = chan::<()>(0);
-        let parked = Arc::new(AtomicU64::new(0));
-        let hs: Vec<_> = (0..N)
-            .map(|i| {
-                let (start, parked) = (start_rx.clone(), parked.clone());
-                go(move || {
-                    let pad = pattern(i);
-                    parked.fetch_add(1, Ordering::Relaxed);
-                    assert!(start.recv().is_err());
-                    std::hint::black_box(&pad);
-                    pad == pattern(i)
-                })
-            })
-            .collect();
-        eventually(10, "all parked", || parked.load(Ordering::Relaxed) == N);
-        eventually(10, "most swapped out", || goro::stats().stacks_swapped_out >= N * 9 / 10);
-        let s = goro::stats();
-        println!("windows {} {}", s.stack_swap_outs, s.stack_swap_windows);
-        start_tx.close();
-        let intact = hs.into_iter().map(|h| h.join().unwrap()).filter(|&ok| ok).count() as u64;
+        let intact = park_swap_release(N, |s| println!("windows {} {}", s.stack_swap_outs, s.stack_swap_windows));
         assert_eq!(intact, N, "frames damaged by a shared window");
     })
     .unwrap();

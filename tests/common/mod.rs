@@ -90,3 +90,14 @@ pub fn overflow(n: u64) -> u64 {
         overflow(n - 1) + pad[3]
     }
 }
+
+/// Runs the (ignored) test `name` of the current test binary alone in a
+/// child process with `env` set, and returns its output: for a test that
+/// must own process-wide state (counters, environment read at build).
+pub fn run_child_test(name: &str, env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--include-ignored"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
