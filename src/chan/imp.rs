@@ -264,27 +264,29 @@ impl<T> OpPtr<T> {
         op.sel() as *const Selector
     }
 
-    /// Completes an op whose selector CAS the caller just won: takes the
-    /// waker, lets `move_value` move the value through the slot, then makes
-    /// the final `done` store, the last touch of the op (invariant 6).
-    /// Returns `move_value`'s result and whom to wake once the lock is
-    /// dropped.
+    /// Completes an op whose selector CAS the caller just won: puts the
+    /// waker in `party`, lets `move_value` move the value through the slot,
+    /// then makes the final `done` store, the last touch of the op
+    /// (invariant 6). Returns `move_value`'s result; `party` is whom to wake
+    /// once the lock is dropped.
     ///
     /// # Safety
     ///
     /// The caller won this op's selector CAS and holds the channel lock, so
     /// `move_value` may use the op's slot (invariant 4).
     ///
-    /// Inlined into the hand-off: out of line, a value taken from the op
-    /// went back through memory as `(R, Wakeup)`, written in two halves and
-    /// read as one (a store-forwarding stall on every pingpong hand-off).
+    /// Inlined into the hand-off, and the waker written straight into its
+    /// final place: a `Wakeup` is two words, stored as two 8-byte halves;
+    /// returned by value it was copied on as one 16-byte load before those
+    /// stores had left the store buffer, a store-forwarding stall that
+    /// `perf annotate` put at a fifth of a pingpong hand-off's samples.
     #[inline(always)]
-    unsafe fn complete<R>(self, move_value: impl FnOnce(&Op<T>) -> R) -> (R, Wakeup) {
-        let w = self.sel().waker();
+    unsafe fn complete<R>(self, party: &mut Option<Wakeup>, move_value: impl FnOnce(&Op<T>) -> R) -> R {
+        *party = Some(self.sel().waker());
         let r = move_value(&self);
         // SAFETY: won (contract); nothing touches the op after this store.
         unsafe { Selector::finish(self.sel_ptr()) };
-        (r, w)
+        r
     }
 }
 
@@ -631,8 +633,7 @@ impl<T> Chan<T> {
             if r.claim(r.case) {
                 // SAFETY: we won r's selector just above and hold the lock
                 // (both `complete`'s contract and `put`'s).
-                let ((), w) = unsafe { r.complete(|r| r.put(v)) };
-                wake.party = Some(w);
+                unsafe { r.complete(&mut wake.party, |r| r.put(v)) };
                 return Ok(None);
             }
         }
@@ -667,9 +668,8 @@ impl<T> Chan<T> {
             while let Some(s) = g.sendq.pop_front() {
                 if s.claim(s.case) {
                     // SAFETY: won just above, lock held (`complete`, `take`).
-                    let (sv, w) = unsafe { s.complete(|s| s.take()) };
+                    let sv = unsafe { s.complete(&mut wake.party, |s| s.take()) };
                     g.buf.push_back(sv.expect("goro bug: a queued sender without a value"));
-                    wake.party = Some(w);
                     return Ok(v);
                 }
             }
@@ -679,8 +679,7 @@ impl<T> Chan<T> {
         while let Some(s) = g.sendq.pop_front() {
             if s.claim(s.case) {
                 // SAFETY: won just above, lock held (`complete`, `take`).
-                let (v, w) = unsafe { s.complete(|s| s.take()) };
-                wake.party = Some(w);
+                let v = unsafe { s.complete(&mut wake.party, |s| s.take()) };
                 return Ok(v.expect("goro bug: a queued sender without a value"));
             }
         }
@@ -875,10 +874,11 @@ fn fail_ops<T>(ops: impl Iterator<Item = OpPtr<T>>) -> Vec<Wakeup> {
     let mut wake = Vec::new();
     for op in ops {
         if op.claim(op.case | CLOSED_BIT) {
+            let mut w = None;
             // SAFETY: won just above; the caller holds the lock. The value
             // stays in the slot: a failed sender takes it back.
-            let ((), w) = unsafe { op.complete(|_| ()) };
-            wake.push(w);
+            unsafe { op.complete(&mut w, |_| ()) };
+            wake.extend(w);
         }
         // Done with this op: a saved stack copy it was in may go (a close
         // meets many parked parties in one lock section).
