@@ -550,11 +550,15 @@ pub(crate) fn select_cases(cases: &mut [&mut (dyn Case + '_)], mode: Mode) -> Op
     unlock_all(cases, &mut held);
     imp::wake_all(woken);
 
-    let mut descr = [None; 4];
-    for (d, c) in descr.iter_mut().zip(cases.iter()) {
-        *d = Some(c.describe());
+    // Filled in place: built aside and moved in, the array's 9-byte
+    // entries were reread as 16-byte words straight after their stores (a
+    // store-forwarding stall on every parking select).
+    let mut reason = WaitReason::Select { n, cases: [None; 4] };
+    if let WaitReason::Select { cases: descr, .. } = &mut reason {
+        for (d, c) in descr.iter_mut().zip(cases.iter()) {
+            *d = Some(c.describe());
+        }
     }
-    let reason = WaitReason::Select { n, cases: descr };
     // Unwinding out of the park (cancellation) must still dequeue.
     struct Cleanup<'c, 'x, 'a> {
         cases: &'c mut [&'x mut (dyn Case + 'a)],
