@@ -214,7 +214,16 @@ fn idle(n: i64) -> i64 {
     start_tx.close();
     let closed = t1.elapsed();
     wg.wait();
-    eprintln!("idle: close took {closed:?}, all done {:?} after it, VmRSS {} KiB", t1.elapsed(), proc_status("VmRSS:"));
+    let s = goro::stats();
+    eprintln!(
+        "idle: close took {closed:?}, all done {:?} after it, VmRSS {} KiB ({} stacks swapped out in {} windows, {} swapped back by faults, {} restore windows)",
+        t1.elapsed(),
+        proc_status("VmRSS:"),
+        s.stack_swap_outs,
+        s.stack_swap_windows,
+        s.stack_swap_faults,
+        s.stack_restore_windows
+    );
     n
 }
 

@@ -289,6 +289,22 @@ fn adjacent_parked_stacks_share_a_window() {
 }
 
 #[test]
+fn a_mass_wake_brings_adjacent_stacks_back_in_shared_windows() {
+    // The same child: its release wakes all 1000 at once, and they queue on
+    // their one worker in slot order.
+    let out = run_child_test("windows_child", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let line = text.lines().find(|l| l.starts_with("restores ")).unwrap_or_else(|| panic!("no figures: {text}"));
+    let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let (outs, windows) = (v[0], v[1]);
+    assert!(outs >= 900, "too few swaps to test anything: {line}");
+    // One window per run of adjacent slots queued together (swap.rs note
+    // 8); one per stack before.
+    assert!(windows * 8 <= outs, "{windows} restore windows for {outs} swapped stacks: the wake did not share them");
+}
+
+#[test]
 #[ignore = "run by adjacent_parked_stacks_share_a_window"]
 fn windows_child() {
     const N: u64 = 1000;
@@ -296,6 +312,8 @@ fn windows_child() {
     rt.run(|| {
         let intact = park_swap_release(N, |s| println!("windows {} {}", s.stack_swap_outs, s.stack_swap_windows));
         assert_eq!(intact, N, "frames damaged by a shared window");
+        let s = goro::stats();
+        println!("restores {} {}", s.stack_swap_outs, s.stack_restore_windows);
     })
     .unwrap();
 }

@@ -272,6 +272,11 @@ pub struct Stats {
     /// stacks in adjacent slots share one, so this is at most
     /// `stack_swap_outs`, and far below it when many park at once.
     pub stack_swap_windows: u64,
+    /// Closed windows opened to bring swapped stacks back so far
+    /// (process-wide): coroutines queued together on a worker (after a mass
+    /// wake-up) whose stacks lie in adjacent slots share one, so this is far
+    /// below the stacks brought back when many wake at once.
+    pub stack_restore_windows: u64,
     /// Wake timers pending on this runtime's workers: coroutines in `sleep`
     /// or in a call with a timeout.
     pub wake_timers: u64,
@@ -323,6 +328,7 @@ pub fn stats() -> Stats {
         s.stack_swap_faults = sw.fault_restores;
         s.stack_swap_edits = sw.edits;
         s.stack_swap_windows = sw.windows;
+        s.stack_restore_windows = sw.restore_windows;
         s
     })
 }

@@ -719,7 +719,7 @@ impl WorkerLocal {
             self.suspended_unwinding.set(self.suspended_unwinding.get() - 1);
         }
         if let Some(s) = co.swapped.take() {
-            crate::stack::swap::swap_in(s);
+            self.swap_in(s);
         }
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);
@@ -757,6 +757,36 @@ impl WorkerLocal {
             CoroutineResult::Yield(Suspend::Yield) => self.yielded.borrow_mut().push_back(co),
             CoroutineResult::Return(()) => self.finish(co),
         }
+    }
+
+    /// Brings back the stack of the coroutine about to run, and with it
+    /// those of the next ones queued here that are swapped out too, so that
+    /// stacks in adjacent slots share a closed window (`stack/swap.rs`
+    /// note 8: after a mass wake each restore took its own, and the two
+    /// `mprotect`s of each were most of the time).
+    #[cold]
+    fn swap_in(&self, first: crate::stack::swap::Swapped) {
+        /// Looked at, and brought back, at most: what a wake-up queued here
+        /// next, run soon anyway.
+        const AHEAD: usize = 64;
+        let mut ready = self.ready.borrow_mut();
+        // Wake requests from other workers wait in the inbox: queue them
+        // (in their order) so that they are looked at too.
+        for _ in 0..AHEAD {
+            let Some(co) = steal_one(&self.shared.inbox) else { break };
+            let Some(co) = co.accept_inbound() else { continue };
+            if co.state.load(Ordering::Relaxed) == NEW {
+                self.deque.push(co);
+            } else {
+                ready.push_back(co);
+            }
+        }
+        let mut list = vec![first];
+        // `swapped` is a home-only Cell, and every coroutine in `ready` is
+        // homed here and not running; taking it means it is back when it runs.
+        list.extend(ready.iter().take(AHEAD).filter_map(|co| co.swapped.take()));
+        drop(ready);
+        crate::stack::swap::swap_in_all(&mut list);
     }
 
     fn finish(&self, co: CoRef) {
