@@ -239,6 +239,18 @@ pub(crate) struct CoInner {
     pub(crate) sweep_seen: Cell<u32>,
     pub(crate) swapped: Cell<Option<crate::stack::swap::Swapped>>,
     pub(crate) no_swap: Cell<u32>,
+    /// Against thrashing (`sched/worker.rs::sweep`): the sweeps that saw
+    /// this park so far, the sweeps that saw its stack out, and the backoff
+    /// (it goes out only once `1 << backoff` sweeps have seen the park).
+    pub(crate) swap_counts: Cell<SwapCounts>,
+}
+
+/// See `CoInner::swap_counts`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SwapCounts {
+    pub(crate) seen: u8,
+    pub(crate) out: u8,
+    pub(crate) backoff: u8,
 }
 
 /// A coroutine's home worker: empty until the coroutine starts, then set
@@ -842,6 +854,7 @@ where
         sweep_seen: Cell::new(0),
         swapped: Cell::new(None),
         no_swap: Cell::new(0),
+        swap_counts: Cell::new(SwapCounts::default()),
     });
     rt.submit_new(co.clone());
     Ok(JoinHandle { co, packet })

@@ -719,6 +719,7 @@ impl WorkerLocal {
             self.suspended_unwinding.set(self.suspended_unwinding.get() - 1);
         }
         if let Some(s) = co.swapped.take() {
+            back_off(&co);
             self.swap_in(s);
         }
         self.shared.running.store(co.id, Ordering::Relaxed);
@@ -784,7 +785,11 @@ impl WorkerLocal {
         let mut list = vec![first];
         // `swapped` is a home-only Cell, and every coroutine in `ready` is
         // homed here and not running; taking it means it is back when it runs.
-        list.extend(ready.iter().take(AHEAD).filter_map(|co| co.swapped.take()));
+        list.extend(ready.iter().take(AHEAD).filter_map(|co| {
+            let s = co.swapped.take()?;
+            back_off(co);
+            Some(s)
+        }));
         drop(ready);
         crate::stack::swap::swap_in_all(&mut list);
     }
@@ -850,11 +855,27 @@ impl WorkerLocal {
                         continue;
                     }
                     // `swapped` and the counts are home-only Cells.
-                    if co.swapped.get().is_some() || co.has_flag(F_MAIN) {
+                    let mut n = co.swap_counts.get();
+                    if co.swapped.get().is_some() {
+                        n.out = n.out.saturating_add(1);
+                        co.swap_counts.set(n);
+                        continue;
+                    }
+                    if co.has_flag(F_MAIN) {
                         continue;
                     }
                     if co.sweep_seen.get() != co.parks.get() {
                         co.sweep_seen.set(co.parks.get());
+                        n.seen = 0;
+                        co.swap_counts.set(n);
+                        again = true;
+                        continue;
+                    }
+                    // Seen parked by a second sweep at least: out, unless
+                    // its backoff asks for more of them (`swap_in`).
+                    n.seen = n.seen.saturating_add(1);
+                    co.swap_counts.set(n);
+                    if u32::from(n.seen) < 1 << n.backoff {
                         again = true;
                         continue;
                     }
@@ -903,6 +924,27 @@ impl WorkerLocal {
 /// a coroutine parked in one may be swapped out (`stack/swap.rs`, note 4).
 /// Not `blocking` (the pool thread may be handed stack memory), `block_on`
 /// (foreign wakers), or anything unnamed.
+/// A swapped coroutine is about to be resumed (home thread): if fewer than
+/// four sweeps saw its stack out, it came back within a few periods of
+/// going out, and a round trip (two windows, copies, a TLB shoot-down each)
+/// bought little, so it waits twice as many sweeps before it goes out
+/// again (up to 32). One that stayed out for 16 sweeps or more starts again
+/// from the rule of two. Without this, `GORO_SWAP_PARKED_MS=1` on a
+/// prime-sieve chain of 700 coroutines, each parked a few milliseconds at a
+/// time, spent its time swapping: 50 ms, or up to 9 s once the swapping
+/// began (it slows the chain, so its parks grow longer, so more of them go
+/// out).
+fn back_off(co: &CoInner) {
+    let mut n = co.swap_counts.get();
+    if n.out < 4 {
+        n.backoff = (n.backoff + 1).min(5);
+    } else if n.out >= 16 {
+        n.backoff = 0;
+    }
+    n.out = 0;
+    co.swap_counts.set(n);
+}
+
 fn swappable(r: &crate::wait::WaitReason) -> bool {
     use crate::wait::WaitReason as W;
     matches!(
