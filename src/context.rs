@@ -47,7 +47,8 @@
 //! use goro::context::{self, ContextError};
 //!
 //! goro::run(|| {
-//!     let (ctx, _cancel) = context::background().with_timeout(Duration::from_millis(20));
+//!     // Long enough for the producer to start on a loaded machine.
+//!     let (ctx, _cancel) = context::background().with_timeout(Duration::from_millis(300));
 //!     let (tx, rx) = goro::chan::<u32>(0);
 //!     let worker = ctx.clone();
 //!     goro::go(move || {

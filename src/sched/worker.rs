@@ -924,6 +924,25 @@ impl WorkerLocal {
 /// a coroutine parked in one may be swapped out (`stack/swap.rs`, note 4).
 /// Not `blocking` (the pool thread may be handed stack memory), `block_on`
 /// (foreign wakers), or anything unnamed.
+fn swappable(r: &crate::wait::WaitReason) -> bool {
+    use crate::wait::WaitReason as W;
+    matches!(
+        r,
+        W::Recv { .. }
+            | W::Send { .. }
+            | W::Select { .. }
+            | W::Join { .. }
+            | W::WaitGroup { .. }
+            | W::MutexLock { .. }
+            | W::RwLockRead { .. }
+            | W::RwLockWrite { .. }
+            | W::Semaphore
+            | W::Once
+            | W::Sleep
+            | W::Io { .. }
+    )
+}
+
 /// A swapped coroutine is about to be resumed (home thread): if fewer than
 /// four sweeps saw its stack out, it came back within a few periods of
 /// going out, and a round trip (two windows, copies, a TLB shoot-down each)
@@ -943,25 +962,6 @@ fn back_off(co: &CoInner) {
     }
     n.out = 0;
     co.swap_counts.set(n);
-}
-
-fn swappable(r: &crate::wait::WaitReason) -> bool {
-    use crate::wait::WaitReason as W;
-    matches!(
-        r,
-        W::Recv { .. }
-            | W::Send { .. }
-            | W::Select { .. }
-            | W::Join { .. }
-            | W::WaitGroup { .. }
-            | W::MutexLock { .. }
-            | W::RwLockRead { .. }
-            | W::RwLockWrite { .. }
-            | W::Semaphore
-            | W::Once
-            | W::Sleep
-            | W::Io { .. }
-    )
 }
 
 /// A queue held a coroutine that is parked or finished: the wake protocol
