@@ -271,18 +271,28 @@ fn env_child() {
     println!("{e}");
 }
 
+/// The figures `windows_child` prints on its line starting with `key`:
+/// (stacks swapped out, windows). The child runs once for both tests that
+/// read it, alone in a process of its own: its stacks are carved fresh, one
+/// after another, and no other test swaps meanwhile (the counters are
+/// process-wide).
+fn windows_figures(key: &str) -> (u64, u64) {
+    static OUT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = OUT.get_or_init(|| {
+        let out = run_child_test("windows_child", &[]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "the child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    });
+    let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no figures: {text}"));
+    let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    assert!(v[0] >= 900, "too few swaps to test anything: {line}");
+    (v[0], v[1])
+}
+
 #[test]
 fn adjacent_parked_stacks_share_a_window() {
-    // Alone in a process of its own: its stacks are carved fresh, one after
-    // another, and no other test swaps meanwhile (the counters are
-    // process-wide).
-    let out = run_child_test("windows_child", &[]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    let line = text.lines().find(|l| l.starts_with("windows ")).unwrap_or_else(|| panic!("no figures: {text}"));
-    let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
-    let (outs, windows) = (v[0], v[1]);
-    assert!(outs >= 900, "too few swaps to test anything: {line}");
+    let (outs, windows) = windows_figures("windows ");
     // One window per run of up to 64 adjacent slots (swap.rs note 6); one
     // per stack before.
     assert!(windows * 8 <= outs, "{windows} windows for {outs} swap-outs: the batch did not share them");
@@ -290,15 +300,9 @@ fn adjacent_parked_stacks_share_a_window() {
 
 #[test]
 fn a_mass_wake_brings_adjacent_stacks_back_in_shared_windows() {
-    // The same child: its release wakes all 1000 at once, and they queue on
-    // their one worker in slot order.
-    let out = run_child_test("windows_child", &[]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    let line = text.lines().find(|l| l.starts_with("restores ")).unwrap_or_else(|| panic!("no figures: {text}"));
-    let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
-    let (outs, windows) = (v[0], v[1]);
-    assert!(outs >= 900, "too few swaps to test anything: {line}");
+    // The child's release wakes all 1000 at once, and they queue on their
+    // one worker in slot order.
+    let (outs, windows) = windows_figures("restores ");
     // One window per run of adjacent slots queued together (swap.rs note
     // 8); one per stack before.
     assert!(windows * 8 <= outs, "{windows} restore windows for {outs} swapped stacks: the wake did not share them");

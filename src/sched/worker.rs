@@ -770,18 +770,13 @@ impl WorkerLocal {
         /// Looked at, and brought back, at most: what a wake-up queued here
         /// next, run soon anyway.
         const AHEAD: usize = 64;
-        let mut ready = self.ready.borrow_mut();
         // Wake requests from other workers wait in the inbox: queue them
         // (in their order) so that they are looked at too.
         for _ in 0..AHEAD {
-            let Some(co) = steal_one(&self.shared.inbox) else { break };
-            let Some(co) = co.accept_inbound() else { continue };
-            if co.state.load(Ordering::Relaxed) == NEW {
-                self.deque.push(co);
-            } else {
-                ready.push_back(co);
-            }
+            let Some(co) = self.pop_inbox() else { break };
+            self.demote(co);
         }
+        let ready = self.ready.borrow();
         let mut list = vec![first];
         // `swapped` is a home-only Cell, and every coroutine in `ready` is
         // homed here and not running; taking it means it is back when it runs.

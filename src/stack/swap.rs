@@ -290,18 +290,21 @@ struct Prep {
 pub(crate) fn swap_out(sps: &[usize], out: &mut [Option<Swapped>]) {
     let mut preps: Vec<Prep> = sps.iter().enumerate().filter_map(|(at, &sp)| prepare(at, sp)).collect();
     preps.sort_unstable_by_key(|p| p.slot);
+    let max_run = if MPROTECT_GUARDS.load(Ordering::SeqCst) { 1 } else { MAX_RUN };
+    let adjacent = |a: &Prep, b: &Prep| b.region == a.region && b.slot == a.slot + a.slot_len;
+    for_each_run(&preps, max_run, adjacent, |run| swap_out_run(run, out));
+}
+
+/// Hands `f` each run of `items` (sorted by address) whose neighbours are
+/// `adjacent`, at most `max_run` long: the stacks that share a window.
+fn for_each_run<T>(items: &[T], max_run: usize, adjacent: impl Fn(&T, &T) -> bool, mut f: impl FnMut(&[T])) {
     let mut i = 0;
-    while i < preps.len() {
+    while i < items.len() {
         let mut j = i + 1;
-        let max_run = if MPROTECT_GUARDS.load(Ordering::SeqCst) { 1 } else { MAX_RUN };
-        while j < preps.len()
-            && j - i < max_run
-            && preps[j].region == preps[j - 1].region
-            && preps[j].slot == preps[j - 1].slot + preps[j - 1].slot_len
-        {
+        while j < items.len() && j - i < max_run && adjacent(&items[j - 1], &items[j]) {
             j += 1;
         }
-        swap_out_run(&preps[i..j], out);
+        f(&items[i..j]);
         i = j;
     }
 }
@@ -505,41 +508,51 @@ pub(crate) fn swap_in_all(list: &mut [Swapped]) {
         |s: &Swapped| s.rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok();
     let (mut mine, others): (Vec<Swapped>, Vec<Swapped>) = list.iter().partition(|s| claimed(s));
     mine.sort_unstable_by_key(|s| s.usable);
-    let mut i = 0;
-    while i < mine.len() {
-        let mut j = i + 1;
-        while j < mine.len() && j - i < MAX_RUN && mine[j].usable - GUARD_SIZE == mine[j - 1].top {
-            j += 1;
-        }
-        restore_run(&mine[i..j]);
-        i = j;
-    }
+    for_each_run(&mine, MAX_RUN, |a, b| b.usable - GUARD_SIZE == a.top, restore_run);
     for s in &others {
         restore_or_wait(s.rec, s.usable, s.top);
     }
     list.iter().for_each(|s| free_copy(s.rec));
 }
 
-/// Restores `run`, stacks in adjacent slots whose records we took
-/// RESTORING, inside one closed window (note 8).
+/// We took every record of `run` OUT -> RESTORING (one stack, or stacks
+/// in adjacent slots: note 8): markers off, bytes back, RESIDENT, all
+/// inside one closed window, so that nobody sees a fresh page before its
+/// bytes are back (a reader meeting it empty would read zeros: note 3).
+/// Async-signal-safe (system calls only).
 fn restore_run(run: &[Swapped]) {
     let lo_of = |s: &Swapped| s.top - s.rec.len.load(Ordering::Relaxed) as usize;
     let (wlo, whi) = (page_floor(lo_of(&run[0])), run[run.len() - 1].top);
-    if run.len() == 1 || !close_window(wlo, whi - wlo) {
-        // Alone, or the kernel wants a mapping more than it has: one by one
-        // (`restore` waits for a mapping).
-        run.iter().for_each(|s| restore(s.rec, s.usable, s.top));
-        return;
+    // A closed window needs a mapping more for a moment: if the kernel
+    // refuses one, go one stack at a time, and wait for others to close
+    // theirs.
+    let mut tries = 0;
+    while !close_window(wlo, whi - wlo) {
+        if run.len() > 1 {
+            run.iter().for_each(|s| restore_run(std::slice::from_ref(s)));
+            return;
+        }
+        tries += 1;
+        if tries == 10_000 {
+            fatal(b"goro: cannot restore a swapped stack (mprotect failed: vm.max_map_count reached?)\n");
+        }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
     }
     RESTORE_WINDOWS.fetch_add(1, Ordering::Relaxed);
     for s in run {
         let (len, buf) = (s.rec.len.load(Ordering::Relaxed) as usize, s.rec.buf.load(Ordering::Relaxed));
-        // SAFETY: as in `restore`: the slot's own usable range (not the
-        // guards between the slots: they keep their markers), closed, its
-        // record RESTORING (ours), so nobody touches it until it reopens.
+        // SAFETY: the slot's own usable range (not the guards between the
+        // slots: they keep their markers), closed, its record RESTORING
+        // (ours); removing the markers makes it fresh zero-fill memory that
+        // nobody can touch until the window opens. Below the live bytes the
+        // markers cover the dead stack (note 6): zero-fill is all it ever
+        // held that counts.
         if unsafe { libc::madvise(s.usable as *mut libc::c_void, s.top - s.usable, MADV_GUARD_REMOVE) } != 0 {
             fatal(b"goro: cannot restore a swapped stack (MADV_GUARD_REMOVE failed)\n");
         }
+        // `buf` holds the `len` saved bytes (freed only once RESIDENT,
+        // module notes).
         if !mem_io(true, s.top - len, buf, len) {
             fatal(b"goro: cannot restore a swapped stack (writing /proc/self/mem failed)\n");
         }
@@ -595,14 +608,14 @@ pub(crate) fn release(slot: usize) {
 
 /// Makes the record RESIDENT: restores the bytes if it is OUT, waits if
 /// another thread is restoring. Never called while SWAPPING by the home.
-fn restore_or_wait(rec: &SlotRecord, usable: usize, top: usize) {
+fn restore_or_wait(rec: &'static SlotRecord, usable: usize, top: usize) {
     loop {
         match rec.state.load(Ordering::Acquire) {
             w if w & PHASE == RESIDENT => return,
             // OUT with no editors (note 7): restore it.
             OUT => {
                 if rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok() {
-                    restore(rec, usable, top);
+                    restore_run(&[Swapped { rec, usable, top }]);
                     return;
                 }
             }
@@ -612,45 +625,6 @@ fn restore_or_wait(rec: &SlotRecord, usable: usize, top: usize) {
             }
         }
     }
-}
-
-/// We won OUT -> RESTORING: markers off, bytes back, RESIDENT, all inside
-/// a closed window, so that nobody sees the fresh page before its bytes are
-/// back (a reader meeting it empty would read zeros: note 3). Async-
-/// signal-safe (system calls only).
-/// `usable` is the start of the slot's usable range, where the markers of
-/// a swap-out begin (note 6).
-fn restore(rec: &SlotRecord, usable: usize, top: usize) {
-    let len = rec.len.load(Ordering::Relaxed) as usize;
-    let buf = rec.buf.load(Ordering::Relaxed);
-    let lo = top - len;
-    let (plo, plen) = (page_floor(lo), top - page_floor(lo));
-    // A closed window needs a mapping more for a moment: if the kernel
-    // refuses one, wait for others to close theirs.
-    let mut tries = 0;
-    while !close_window(plo, plen) {
-        tries += 1;
-        if tries == 10_000 {
-            fatal(b"goro: cannot restore a swapped stack (mprotect failed: vm.max_map_count reached?)\n");
-        }
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
-    }
-    RESTORE_WINDOWS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: our own range, closed; removing the markers makes it fresh
-    // zero-fill memory that nobody can touch until the window opens. Below
-    // the window the markers cover the dead stack under the live bytes
-    // (note 6): zero-fill is all it ever held that counts.
-    if unsafe { libc::madvise(usable as *mut libc::c_void, top - usable, MADV_GUARD_REMOVE) } != 0 {
-        fatal(b"goro: cannot restore a swapped stack (MADV_GUARD_REMOVE failed)\n");
-    }
-    // `buf` holds the `len` saved bytes (freed only once RESIDENT, module
-    // notes).
-    if !mem_io(true, lo, buf, len) {
-        fatal(b"goro: cannot restore a swapped stack (writing /proc/self/mem failed)\n");
-    }
-    open_window(plo, plen);
-    rec.state.store(RESIDENT, Ordering::Release);
 }
 
 /// Saved copies start at a 64-byte boundary of the stack and of the heap,
@@ -813,7 +787,7 @@ pub(crate) fn on_fault(addr: usize) -> bool {
         match w & PHASE {
             OUT if w == OUT => {
                 if rec.state.compare_exchange(OUT, RESTORING, Ordering::Acquire, Ordering::Acquire).is_ok() {
-                    restore(rec, loc.slot + GUARD_SIZE, top);
+                    restore_run(&[Swapped { rec, usable: loc.slot + GUARD_SIZE, top }]);
                     FAULT_RESTORES.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
