@@ -318,6 +318,42 @@ fn deep(n: i64) -> i64 {
     goro::stack::maybe_grow(32 * 1024, 1 << 20, || deep(n - 1)) + pad[(n % 16) as usize] - n + 1
 }
 
+/// Not a peer workload (goro only): `n` coroutines each wait in
+/// `select { own channel, shared quit channel }`, the shape of a server's
+/// connection loop (`case <-ctx.Done()`). Each of 10 rounds sends one value
+/// to every coroutine, newest first; each then selects again. Every wake
+/// takes the coroutine's losing case off `quit`'s queue, which holds all
+/// `n` of them: Go does that in O(1) (a doubly linked list of sudogs), so a
+/// round must cost O(n), not O(n^2). Result: the values received.
+fn quit(n: i64) -> i64 {
+    const ROUNDS: i64 = 10;
+    let (quit_tx, quit_rx) = chan::<()>(0);
+    let (done_tx, done_rx) = chan::<i64>(n as usize);
+    let mut owns = Vec::new();
+    for _ in 0..n {
+        let (tx, rx) = chan::<i64>(0);
+        owns.push(tx);
+        let (quit, done) = (quit_rx.clone(), done_tx.clone());
+        go(move || {
+            let mut got = 0;
+            loop {
+                select! {
+                    recv(rx) -> v => got += v.unwrap(),
+                    recv(quit) -> _ => break,
+                }
+            }
+            done.send(got).unwrap();
+        });
+    }
+    for r in 0..ROUNDS {
+        for tx in owns.iter().rev() {
+            tx.send(r).unwrap();
+        }
+    }
+    quit_tx.close();
+    (0..n).map(|_| done_rx.recv().unwrap()).sum()
+}
+
 fn proc_status(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -342,6 +378,7 @@ fn main() {
         "sieve" => 3_000,
         "echo" => 500,
         "deep" => 100_000,
+        "quit" => 20_000,
         _ => {
             eprintln!("unknown workload {w}");
             std::process::exit(2);
@@ -377,6 +414,7 @@ fn main() {
                 "sieve" => (sieve(n), first_primes_sum(n)),
                 "echo" => (echo(n), n * 200 * 64),
                 "deep" => (go(move || deep(n)).join().unwrap(), n),
+                "quit" => (quit(n), n * 45),
                 _ => unreachable!(),
             };
             ms2.store(t0.elapsed().as_micros() as u64, Ordering::SeqCst);

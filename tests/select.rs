@@ -450,3 +450,52 @@ fn cancelled_select_drops_its_won_value_after_unlocking() {
     });
     assert!(ok);
 }
+
+/// A select's losing case leaves the other channel's queue from wherever it
+/// stands (first, middle, last; `chan/imp.rs` invariant 8): the parties
+/// still queued keep their order, and none is lost or served twice.
+#[test]
+fn losing_cases_leave_a_shared_queue_from_anywhere() {
+    const K: usize = 7;
+    rt(2)
+        .run(|| {
+            let parked = || goro::coroutines().iter().filter(|c| c.state == goro::CoroutineState::Parked).count();
+            let (shared_tx, shared_rx) = chan::<usize>(0);
+            let (out_tx, out_rx) = chan::<(usize, &'static str, usize)>(K);
+            let mut owns = Vec::new();
+            for i in 0..K {
+                let (tx, rx) = chan::<usize>(0);
+                owns.push(tx);
+                let (shared, out) = (shared_rx.clone(), out_tx.clone());
+                goro::go(move || {
+                    select! {
+                        recv(rx) -> v => out.send((i, "own", v.unwrap())).unwrap(),
+                        recv(shared) -> v => out.send((i, "shared", v.unwrap())).unwrap(),
+                    }
+                });
+                // Queued in spawn order: each parks before the next starts.
+                while parked() < i + 1 {
+                    goro::yield_now();
+                }
+            }
+            // The first, a middle and the last queued on `shared` win
+            // through their own channels; their results come after their
+            // selects took the losing cases off `shared`'s queue.
+            for i in [0, 3, K - 1] {
+                owns[i].send(100 + i).unwrap();
+            }
+            let mut own: Vec<_> = (0..3).map(|_| out_rx.recv().unwrap()).collect();
+            own.sort();
+            assert_eq!(own, [(0, "own", 100), (3, "own", 103), (K - 1, "own", 100 + K - 1)]);
+            // The rest are served by `shared` in the order they queued: the
+            // n-th value sent goes to the n-th of them.
+            for v in 0..K - 3 {
+                shared_tx.send(v).unwrap();
+            }
+            let mut rest: Vec<_> = (0..K - 3).map(|_| out_rx.recv().unwrap()).collect();
+            rest.sort(); // they report concurrently; the pairs show the order
+            assert_eq!(rest, [(1, "shared", 0), (2, "shared", 1), (4, "shared", 2), (5, "shared", 3)]);
+            assert!(shared_tx.try_send(9).is_err(), "nobody may be left on the queue");
+        })
+        .unwrap();
+}

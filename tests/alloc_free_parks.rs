@@ -1,0 +1,71 @@
+//! A park on a channel allocates nothing (`chan/imp.rs` invariant 6): the
+//! waiting op lives in the parked party's frame and its channel's queue
+//! links it in place (invariant 8). Counted with a global allocator of
+//! this test binary's own.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged, counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+/// `N` hand-offs, each over a channel never used before, so each park is
+/// its channel's first: the queue of a fresh channel must not allocate
+/// (a `VecDeque` queue allocated its buffer on each first park).
+#[test]
+fn parking_on_fresh_channels_allocates_nothing() {
+    const N: usize = 2000;
+    let rt = goro::Runtime::builder().workers(1).build().unwrap();
+    let (allocs, got) = rt
+        .run(|| {
+            let pairs: Vec<_> = (0..N).map(|_| goro::chan::<usize>(0)).collect();
+            let (txs, rxs): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+            let (done_tx, done_rx) = goro::chan::<usize>(1);
+            // One worker: the receiver parks on each channel before the
+            // sender comes (the sender yields first), every time.
+            let h = goro::go(move || {
+                let mut sum = 0;
+                for rx in &rxs {
+                    sum += rx.recv().unwrap();
+                }
+                done_tx.send(sum).unwrap();
+                rxs
+            });
+            goro::yield_now(); // let it start and park on the first channel
+            let before = ALLOCS.load(Ordering::SeqCst);
+            for (i, tx) in txs.iter().enumerate() {
+                tx.send(i).unwrap();
+                goro::yield_now(); // let it park on the next one
+            }
+            let got = done_rx.recv().unwrap();
+            let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+            drop(h.join().unwrap());
+            (allocs, got)
+        })
+        .unwrap();
+    assert_eq!(got, N * (N - 1) / 2);
+    // Nothing per park; a few stray ones (the monitor thread's) at most.
+    assert!(allocs < N / 10, "{allocs} allocations for {N} parks on fresh channels");
+}
