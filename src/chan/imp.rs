@@ -1020,6 +1020,10 @@ impl<T> Queue<T> {
             return;
         }
         let Links { prev, next, .. } = std::mem::replace(l, Links::NONE);
+        // An op queued elsewhere (a caller passing the wrong queue) would
+        // corrupt this one: its ends must be ours.
+        debug_assert!(!prev.is_null() || self.head == p, "goro bug: an op removed from a queue it is not in");
+        debug_assert!(!next.is_null() || self.tail == p, "goro bug: an op removed from a queue it is not in");
         if prev.is_null() {
             self.head = next;
         } else {
