@@ -399,7 +399,7 @@ impl RuntimeBuilder {
             None => swap_from_env()?,
         };
         if swap_parked_after.is_some() {
-            crate::stack::swap::enable()?;
+            crate::stack::swap::enable(crate::coroutine::suspend_depth()?)?;
         }
         let config = Config {
             swap_parked_after,

@@ -503,8 +503,62 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     true
 }
 
+/// How many bytes a park's switch writes below the stack pointer that
+/// `park_current` records (`sp_at_park`): corosensei's `suspend` and the
+/// context switch beneath it. A swap-out must keep them (`stack/swap.rs`,
+/// `enable`'s margin). They depend on the build: under 256 bytes
+/// optimised, several hundred more in a debug build, where a fixed 256-byte
+/// margin lost the switch's saved return address and a resumed coroutine
+/// jumped to address 0 (`cargo test --test swap` without `--release`).
+///
+/// Measured once, the way `park_current` parks (the same read of the
+/// stack pointer, then `suspend(Suspend::Park)` on a `CoYielder`), on a
+/// fresh stack whose memory is all zeros until written: after the
+/// suspension, the lowest non-zero word lies at or above where the switch
+/// wrote deepest, so the distance from the recorded pointer, plus 64 bytes
+/// for zero words saved at the very bottom, bounds it.
+pub(crate) fn suspend_depth() -> io::Result<usize> {
+    static DEPTH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if let Some(&d) = DEPTH.get() {
+        return Ok(d);
+    }
+    let stack = corosensei::stack::DefaultStack::new(64 * 1024)?;
+    // The top 32 KiB: usable whatever the page size (`limit` is the bottom
+    // of the guard page below the 64 KiB), and far more than a switch uses.
+    let (limit, base) = {
+        use corosensei::stack::Stack as _;
+        (stack.base().get() - 32 * 1024, stack.base().get())
+    };
+    let sp = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sp2 = sp.clone();
+    let mut co: Coroutine<Resume, Suspend, (), corosensei::stack::DefaultStack> =
+        Coroutine::with_stack(stack, move |y: &CoYielder, _: Resume| {
+            sp2.store(stack_pointer(), Ordering::Relaxed);
+            y.suspend(Suspend::Park);
+        });
+    let _ = co.resume(Resume::Run); // runs up to the suspension
+    let at = sp.load(Ordering::Relaxed);
+    assert!(at > limit && at <= base, "goro bug: the calibration coroutine's stack pointer is off its stack");
+    let mut low = at;
+    let mut a = limit;
+    while a < at {
+        // SAFETY: `[limit, base)` lies in the usable range of the stack
+        // `co` owns, mapped read-write (zero-filled by the kernel until
+        // written); `co` is suspended, so nothing writes it now, and no
+        // Rust reference covers these bytes: a volatile read of mapped
+        // memory through a raw address returns its bytes.
+        if unsafe { std::ptr::read_volatile(a as *const usize) } != 0 {
+            low = a;
+            break;
+        }
+        a += std::mem::size_of::<usize>();
+    }
+    let _ = co.resume(Resume::Run); // returns: the coroutine is done
+    Ok(*DEPTH.get_or_init(|| at - low + 64))
+}
+
 /// The caller's stack pointer (roughly: the frame of the caller; the
-/// swap-out keeps `swap::MARGIN` bytes below it).
+/// swap-out keeps `suspend_depth` bytes below it).
 #[inline(always)]
 fn stack_pointer() -> usize {
     let sp: usize;
@@ -867,4 +921,19 @@ pub(crate) type NotSend = PhantomData<*const ()>;
 fn _assert_send_sync() {
     fn ok<T: Send + Sync>() {}
     ok::<JoinHandle<u32>>();
+}
+
+#[cfg(test)]
+mod tests {
+    /// The calibration finds the switch's frames below the recorded stack
+    /// pointer (some, and within reason), and measures once.
+    #[test]
+    fn a_parks_switch_depth_is_measured() {
+        let d = super::suspend_depth().unwrap();
+        // At least the switch's saved registers and return address, plus
+        // the 64-byte slack; less than a page in any build seen (88 bytes
+        // optimised, 696 in a debug build, before the slack).
+        assert!((64 + 16..4096).contains(&d), "suspend depth {d}");
+        assert_eq!(super::suspend_depth().unwrap(), d);
+    }
 }

@@ -2,7 +2,8 @@
 //
 // Owns: swapping a long-parked coroutine's stack out of memory and back
 // (issue 18, part 1; the analysis is docs/idle-stacks.md). A parked
-// coroutine's used stack, `[sp - MARGIN, top)`, is usually one page of
+// coroutine's used stack, `[sp - margin, top)` (the margin: what a park's
+// switch writes below the recorded `sp`, `MARGIN`), is usually one page of
 // which under 2 KiB is live; swapped out, it is a heap copy of just those
 // bytes, and the page is given back to the kernel.
 //
@@ -129,7 +130,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::overflow;
 use super::{GUARD_SIZE, PAGE};
@@ -152,9 +153,11 @@ const MADV_GUARD_REMOVE: libc::c_int = 103;
 
 /// Bytes kept below the stack pointer recorded at the park, for the frames
 /// the switch itself pushes below it (corosensei's suspend and the context
-/// switch: well under 256 bytes on every target; `tests/swap.rs` checks
-/// that nothing lives below the margin).
-pub(crate) const MARGIN: usize = 256;
+/// switch): at least `MIN_MARGIN`, more if `enable` was told the switch
+/// goes deeper (a debug build). `tests/swap.rs` checks that nothing lives
+/// below the margin (patterned stacks come back intact).
+static MARGIN: AtomicUsize = AtomicUsize::new(MIN_MARGIN);
+const MIN_MARGIN: usize = 256;
 
 /// A parked stack using more than this is not swapped (it is deep: the copy
 /// would save little against its cost).
@@ -206,7 +209,9 @@ pub(crate) struct Swapped {
 }
 
 /// Turns swapping on for the process, if the kernel has guard markers.
-pub(crate) fn enable() -> io::Result<()> {
+/// `switch_depth` is how far below the recorded stack pointer a park's
+/// switch writes (`coroutine::suspend_depth`): the swap-out keeps that much.
+pub(crate) fn enable(switch_depth: usize) -> io::Result<()> {
     if !cfg!(goro_madv_guard) || super::FORCE_MPROTECT.load(Ordering::Relaxed) {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -224,6 +229,8 @@ pub(crate) fn enable() -> io::Result<()> {
             unsafe { libc::close(fd) };
         }
     }
+    let margin = switch_depth.max(MIN_MARGIN).next_multiple_of(COPY_ALIGN);
+    MARGIN.fetch_max(margin, Ordering::SeqCst);
     ENABLED.store(true, Ordering::Release);
     Ok(())
 }
@@ -326,7 +333,7 @@ pub(crate) fn note_mprotect_guard() {
 fn prepare(at: usize, sp: usize) -> Option<Prep> {
     let loc = overflow::locate(sp)?;
     let top = loc.slot + loc.slot_len;
-    let lo = sp.checked_sub(MARGIN)? & !(COPY_ALIGN - 1);
+    let lo = sp.checked_sub(MARGIN.load(Ordering::Relaxed))? & !(COPY_ALIGN - 1);
     if lo < loc.slot + GUARD_SIZE || top - lo > MAX_SAVED {
         return None;
     }
