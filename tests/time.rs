@@ -17,14 +17,20 @@ fn shorter_sleeps_wake_first() {
     let o2 = order.clone();
     rt(2)
         .run(move || {
+            // Deadlines from one instant: the order under test is the
+            // timers', not the coroutines' start order (a loaded box once
+            // started the 10 ms one more than 10 ms after the 20 ms one).
+            let t0 = Instant::now();
             let hs: Vec<_> = [50u64, 10, 30, 20, 40]
                 .into_iter()
                 .map(|d| {
                     let o = o2.clone();
                     goro::go(move || {
                         let t = Instant::now();
-                        sleep(ms(d));
-                        assert!(t.elapsed() >= ms(d));
+                        let left = ms(d).saturating_sub(t.duration_since(t0));
+                        sleep(left);
+                        assert!(t.elapsed() >= left);
+                        assert!(t0.elapsed() >= ms(d));
                         o.lock().unwrap().push(d);
                     })
                 })
