@@ -523,9 +523,10 @@ pub(crate) fn suspend_depth() -> io::Result<usize> {
         return Ok(d);
     }
     let stack = corosensei::stack::DefaultStack::new(64 * 1024)?;
-    // The top 32 KiB: usable whatever the page size (`limit` is the bottom
-    // of the guard page below the 64 KiB), and far more than a switch uses.
-    let (limit, base) = {
+    // Scan the top 32 KiB: usable whatever the page size (corosensei's
+    // `limit` is the bottom of the guard page below the 64 KiB), and far
+    // more than a switch uses.
+    let (lo, base) = {
         use corosensei::stack::Stack as _;
         (stack.base().get() - 32 * 1024, stack.base().get())
     };
@@ -538,11 +539,11 @@ pub(crate) fn suspend_depth() -> io::Result<usize> {
         });
     let _ = co.resume(Resume::Run); // runs up to the suspension
     let at = sp.load(Ordering::Relaxed);
-    assert!(at > limit && at <= base, "goro bug: the calibration coroutine's stack pointer is off its stack");
+    assert!(at > lo && at <= base, "goro bug: the calibration coroutine's stack pointer is off its stack");
     let mut low = at;
-    let mut a = limit;
+    let mut a = lo;
     while a < at {
-        // SAFETY: `[limit, base)` lies in the usable range of the stack
+        // SAFETY: `[lo, base)` lies in the usable range of the stack
         // `co` owns, mapped read-write (zero-filled by the kernel until
         // written); `co` is suspended, so nothing writes it now, and no
         // Rust reference covers these bytes: a volatile read of mapped
