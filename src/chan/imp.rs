@@ -854,8 +854,7 @@ impl<T> Chan<T> {
         g.closed = true;
         self.closed.store(true, Ordering::Release);
         let Inner { recvq, sendq, .. } = &mut *g;
-        let mut wake =
-            fail_ops(std::iter::from_fn(|| recvq.pop_front()).chain(std::iter::from_fn(|| sendq.pop_front())));
+        let mut wake = fail_ops(recvq.drain().chain(sendq.drain()));
         wake.extend(g.take_observers(None).into_iter().flatten());
         drop(g);
         wake.into_iter().for_each(Wakeup::wake);
@@ -867,8 +866,7 @@ impl<T> Chan<T> {
     pub(crate) fn disconnect_receivers(&self) {
         let mut g = self.lock();
         g.no_receivers = true;
-        let sendq = &mut g.sendq;
-        let mut wake = fail_ops(std::iter::from_fn(|| sendq.pop_front()));
+        let mut wake = fail_ops(g.sendq.drain());
         wake.extend(g.take_observers(None).into_iter().flatten());
         drop(g);
         wake.into_iter().for_each(Wakeup::wake);
@@ -1008,6 +1006,12 @@ impl<T> Queue<T> {
         Some(OpPtr(unsafe { NonNull::new_unchecked(p as *mut Op<T>) }))
     }
 
+    /// Pops every op, front to back, one per `next` (so a caller may end
+    /// its edits between them, as `fail_ops` does).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = OpPtr<T>> + '_ {
+        std::iter::from_fn(|| self.pop_front())
+    }
+
     /// Takes `op` off the queue wherever it is; nothing if it is not queued
     /// (a winner or a close popped it already).
     #[inline]
@@ -1047,8 +1051,9 @@ impl<T> Queue<T> {
             if f(op) {
                 return true;
             }
-            // SAFETY: as for `links`.
-            p = unsafe { links(p) }.next;
+            // SAFETY: as for `links`: read through the same `on_stack`
+            // address as `op`, before the next one.
+            p = unsafe { &*op.links.get() }.next;
         }
         false
     }
