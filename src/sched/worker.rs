@@ -45,7 +45,7 @@ use crossbeam_deque::{Steal, Worker};
 
 use super::driver::Driver;
 use super::{Shared, WorkerShared};
-use crate::coroutine::{CoInner, CoRef, Resume, Suspend, DONE, F_CANCEL, F_MAIN, NEW, NOTIFIED, PARKED, RUNNING};
+use crate::coroutine::{CoInner, CoRef, Code, Resume, Suspend, DONE, F_CANCEL, F_MAIN, NEW, NOTIFIED, PARKED, RUNNING};
 
 thread_local! {
     /// The worker this thread is, if any. Set for the whole life of a worker
@@ -687,15 +687,16 @@ impl WorkerLocal {
         let cancel = co.flags.load(Ordering::Acquire) & F_CANCEL != 0 || self.rt.cancelling.load(Ordering::Acquire);
         let mut resume = if cancel { Resume::Cancel } else { Resume::Run };
         // SAFETY: coroutine.rs invariant 1: we hold its queue entry, so no
-        // other thread touches `start` or `body`.
-        if let Some(st) = unsafe { (*co.start.get()).take() } {
+        // other thread touches its `code`.
+        let code = unsafe { &mut *co.code.get() };
+        if let Code::Start(_) = code {
+            let Code::Start(st) = std::mem::replace(code, Code::Done) else { unreachable!() };
             let (body, guarded) = st.into_body();
             if let Err(e) = guarded {
                 eprintln!("goro: coroutine {}: {e}", co.label());
                 resume = Resume::NoGuard;
             }
-            // SAFETY: as above.
-            unsafe { *co.body.get() = Some(body) };
+            *code = Code::Body(body);
         }
         resume
     }
@@ -724,13 +725,14 @@ impl WorkerLocal {
         }
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);
-        let body = co.body.get();
+        let code = co.code.get();
         self.current.set(Arc::as_ptr(&co));
         self.current_arc.set(Some(co));
         // SAFETY: coroutine.rs invariant 1: we hold its queue entry (or are
         // its home), so no other thread touches the body; the body is Some
         // until `finish` takes it, and a finished coroutine is never queued.
-        let r = unsafe { (*body).as_mut() }.expect("goro bug: resumed a finished coroutine").resume(resume);
+        let Code::Body(body) = (unsafe { &mut *code }) else { panic!("goro bug: resumed a finished coroutine") };
+        let r = body.resume(resume);
         let co = self.current_arc.take().expect("goro bug: lost the running coroutine");
         self.current.set(std::ptr::null());
         self.shared.running.store(0, Ordering::Relaxed);
@@ -791,8 +793,8 @@ impl WorkerLocal {
 
     fn finish(&self, co: CoRef) {
         // SAFETY: as in run_co; the coroutine has returned, we are its home.
-        let body = unsafe { (*co.body.get()).take() };
-        drop(body); // frees the stack to this thread's cache
+        let code = unsafe { std::mem::replace(&mut *co.code.get(), Code::Done) };
+        drop(code); // frees the stack to this thread's cache
         if let Some(home) = co.home.get() {
             home.registry.lock().remove(co.reg_key.get());
         }
