@@ -69,3 +69,31 @@ fn parking_on_fresh_channels_allocates_nothing() {
     // Nothing per park; a few stray ones (the monitor thread's) at most.
     assert!(allocs < N / 10, "{allocs} allocations for {N} parks on fresh channels");
 }
+
+/// A spawn on a recycled (warm) stack allocates its control block and
+/// nothing else: the result lives in the block (a separate `Arc`'d packet
+/// was a second allocation per spawn), and a `()` result boxes for free.
+#[test]
+fn a_warm_spawn_allocates_only_its_control_block() {
+    const N: usize = 2000;
+    let rt = goro::Runtime::builder().workers(1).build().unwrap();
+    let (allocs, sum) = rt
+        .run(|| {
+            // Warm up: stacks recycled into this worker's cache, the
+            // registry grown.
+            for _ in 0..64 {
+                goro::go(|| ()).join().unwrap();
+            }
+            let before = ALLOCS.load(Ordering::SeqCst);
+            let mut sum = 0;
+            for i in 0..N {
+                goro::go(|| ()).join().unwrap();
+                sum += i;
+            }
+            (ALLOCS.load(Ordering::SeqCst) - before, sum)
+        })
+        .unwrap();
+    assert_eq!(sum, N * (N - 1) / 2);
+    // One per spawn; a few stray ones (the monitor thread's) at most.
+    assert!(allocs <= N + N / 10, "{allocs} allocations for {N} spawns");
+}

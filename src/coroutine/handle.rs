@@ -1,6 +1,7 @@
 // The public coroutine handle: `go`, `Builder` and `JoinHandle`, apart
 // from the control block (`mod.rs`). Spawning goes through
-// `spawn_inner`; joining parks on the coroutine's `Packet`.
+// `spawn_inner`; joining parks until the coroutine is DONE and takes its
+// `CoInner::result`.
 
 use super::*;
 
@@ -23,7 +24,10 @@ use super::*;
 /// ```
 pub struct JoinHandle<T> {
     pub(super) co: CoRef,
-    pub(super) packet: Arc<Packet<T>>,
+    /// The type of `co.result`'s box. `fn() -> T`: the handle is `Send +
+    /// Sync` whatever `T`'s auto traits (`spawn` requires `T: Send`, and
+    /// only `join`, which consumes the handle, touches a `T`).
+    pub(super) result: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
@@ -60,9 +64,16 @@ impl<T> JoinHandle<T> {
                 crate::park::park(WaitReason::Join { id: self.co.id });
             }
         }
-        // SAFETY: Packet invariant: DONE was observed with Acquire, the
-        // writer is finished, and we are the only reader.
-        unsafe { (*self.packet.result.get()).take() }.expect("goro bug: a finished coroutine left no result")
+        // SAFETY: `CoInner::result` invariant: DONE was observed with
+        // Acquire, the writer is finished, and we are the only reader.
+        let r = unsafe { (*self.co.result.get()).take() }.expect("goro bug: a finished coroutine left no result");
+        r.map(|b| {
+            // SAFETY: `spawn_inner` built this handle and the entry closure
+            // that boxed the value with the same `T`, so the box holds a
+            // `T`; the cast drops only the vtable, and `Box<T>` frees it
+            // with `T`'s layout, as it was allocated.
+            *unsafe { Box::from_raw(Box::into_raw(b) as *mut T) }
+        })
     }
 
     /// Has the coroutine finished (returned, panicked or been cancelled)?
