@@ -31,11 +31,19 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
+/// The count is process-wide: the tests of this binary take turns, or one
+/// would count the other's allocations.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `N` hand-offs, each over a channel never used before, so each park is
 /// its channel's first: the queue of a fresh channel must not allocate
 /// (a `VecDeque` queue allocated its buffer on each first park).
 #[test]
 fn parking_on_fresh_channels_allocates_nothing() {
+    let _turn = serial();
     const N: usize = 2000;
     let rt = goro::Runtime::builder().workers(1).build().unwrap();
     let (allocs, got) = rt
@@ -75,6 +83,7 @@ fn parking_on_fresh_channels_allocates_nothing() {
 /// was a second allocation per spawn), and a `()` result boxes for free.
 #[test]
 fn a_warm_spawn_allocates_only_its_control_block() {
+    let _turn = serial();
     const N: usize = 2000;
     let rt = goro::Runtime::builder().workers(1).build().unwrap();
     let (allocs, sum) = rt
