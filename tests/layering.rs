@@ -268,7 +268,7 @@ const HIDDEN: &[(&str, &str)] = &[
     ("stack/mod.rs", "__unguarded_slots"),
     ("stack/mod.rs", "__deep_reclaims"),
     ("stack/mod.rs", "__guard_install_calls"),
-    ("stack/mod.rs", "__guard_runs_work"),
+    ("stack/mod.rs", "__guard_batches_work"),
 ];
 
 /// What `goro::__private` re-exports: exactly the names the expansion of

@@ -147,10 +147,10 @@ fn child_bodies() {
                     .join()
                     .unwrap();
             }
-            // Invariant 7 of `stack`: fresh slots get their guards a run
+            // Invariant 7 of `stack`: fresh slots get their guards a batch
             // at a time, installed by the first of them to start. 256 fresh
             // 128 KiB stacks, all parked at once, then released.
-            "runs" => {
+            "batches" => {
                 let calls = goro::stack::__guard_install_calls();
                 let (tx, rx) = goro::chan::<()>(0);
                 let hs: Vec<_> = (0..256u64)
@@ -171,20 +171,20 @@ fn child_bodies() {
                 let calls = goro::stack::__guard_install_calls() - calls;
                 drop(tx);
                 let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
-                eprintln!("runs: sum {sum}, calls {calls}, runs work {}", goro::stack::__guard_runs_work());
+                eprintln!("batches: sum {sum}, calls {calls}, batches work {}", goro::stack::__guard_batches_work());
             }
-            // A slot carved after its run was installed has no install of its
-            // own: its guard is the run's. Three neighbours take the first
-            // slots of a fresh run; the fourth slot overflows.
-            "overflow-mid-run" => {
+            // A slot carved after its batch was installed has no install of
+            // its own: its guard is the batch's. Three neighbours take the
+            // first slots of a fresh batch; the fourth slot overflows.
+            "overflow-mid-batch" => {
                 let (tx, rx) = goro::chan::<()>(0);
                 let ns: Vec<_> = (0..3).map(|_| neighbour(rx.clone())).collect();
                 goro::yield_now();
                 let calls = goro::stack::__guard_install_calls();
-                let d = goro::Builder::new().name("mid-run").stack_size(64 * 1024).spawn(move || {
+                let d = goro::Builder::new().name("mid-batch").stack_size(64 * 1024).spawn(move || {
                     let since = goro::stack::__guard_install_calls() - calls;
-                    eprintln!("mid-run: guard calls since the neighbours started: {since}");
-                    eprintln!("runs work {}", goro::stack::__guard_runs_work());
+                    eprintln!("mid-batch: guard calls since the neighbours started: {since}");
+                    eprintln!("batches work {}", goro::stack::__guard_batches_work());
                     overflow(1 << 30)
                 });
                 let _ = d.unwrap().join();
@@ -239,27 +239,27 @@ fn segment_after_a_failed_guard_gets_a_guarded_slot() {
 }
 
 #[test]
-fn fresh_slots_get_their_guards_a_run_at_a_time() {
-    let (sig, err) = run_child("runs");
+fn fresh_slots_get_their_guards_a_batch_at_a_time() {
+    let (sig, err) = run_child("batches");
     assert_eq!(sig, None, "stderr:\n{err}");
     let want_sum = 255 * 256;
-    if err.contains("runs work true") {
-        // 256 slots from the start of a fresh reservation: four runs of 64.
-        assert!(err.contains(&format!("runs: sum {want_sum}, calls 4,")), "{err}");
+    if err.contains("batches work true") {
+        // 256 slots from the start of a fresh reservation: four batches of 64.
+        assert!(err.contains(&format!("batches: sum {want_sum}, calls 4,")), "{err}");
     } else {
-        // The kernel refused runs (before Linux 6.15): one call per slot.
-        assert!(err.contains(&format!("runs: sum {want_sum}, calls 256,")), "{err}");
+        // The kernel refused batches (older kernels): one call per slot.
+        assert!(err.contains(&format!("batches: sum {want_sum}, calls 256,")), "{err}");
     }
 }
 
 #[test]
-fn a_slot_guarded_by_its_run_catches_an_overflow() {
-    let (sig, err) = run_child("overflow-mid-run");
+fn a_slot_guarded_by_its_batch_catches_an_overflow() {
+    let (sig, err) = run_child("overflow-mid-batch");
     assert_eq!(sig, Some(SIGABRT), "stderr:\n{err}");
-    assert!(err.contains("\"mid-run\" has overflowed its stack (stack size 65536 bytes)"), "{err}");
-    if err.contains("runs work true") {
-        // Its guard came with its run: no system call of its own.
-        assert!(err.contains("mid-run: guard calls since the neighbours started: 0"), "{err}");
+    assert!(err.contains("\"mid-batch\" has overflowed its stack (stack size 65536 bytes)"), "{err}");
+    if err.contains("batches work true") {
+        // Its guard came with its batch: no system call of its own.
+        assert!(err.contains("mid-batch: guard calls since the neighbours started: 0"), "{err}");
     }
 }
 

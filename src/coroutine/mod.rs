@@ -157,6 +157,19 @@ pub(crate) enum Code {
     Done,
 }
 
+impl Code {
+    /// The `Start`, if it is one (then `Done` is left in its place).
+    pub(crate) fn take_start(&mut self) -> Option<Start> {
+        match std::mem::replace(self, Code::Done) {
+            Code::Start(st) => Some(st),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
 /// A coroutine's entry closure, boxed until its first resume.
 pub(crate) type Entry = Box<dyn FnOnce(&CoYielder, Resume) + Send>;
 
@@ -349,7 +362,7 @@ impl Drop for CoInner {
     fn drop(&mut self) {
         // Never ran: its fresh stack still lacks a guard, and must not reach
         // a free list without one (stack/mod.rs invariant 1).
-        if let Code::Start(Start { mut stack, guard, entry }) = std::mem::replace(self.code.get_mut(), Code::Done) {
+        if let Some(Start { mut stack, guard, entry }) = self.code.get_mut().take_start() {
             drop(entry);
             // If the install fails, dropping the stack sets the slot aside
             // rather than recycle it unguarded (stack/mod.rs invariant 2).

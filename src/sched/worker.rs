@@ -689,8 +689,7 @@ impl WorkerLocal {
         // SAFETY: coroutine.rs invariant 1: we hold its queue entry, so no
         // other thread touches its `code`.
         let code = unsafe { &mut *co.code.get() };
-        if let Code::Start(_) = code {
-            let Code::Start(st) = std::mem::replace(code, Code::Done) else { unreachable!() };
+        if let Some(st) = code.take_start() {
             let (body, guarded) = st.into_body();
             if let Err(e) = guarded {
                 eprintln!("goro: coroutine {}: {e}", co.label());
@@ -729,8 +728,9 @@ impl WorkerLocal {
         self.current.set(Arc::as_ptr(&co));
         self.current_arc.set(Some(co));
         // SAFETY: coroutine.rs invariant 1: we hold its queue entry (or are
-        // its home), so no other thread touches the body; the body is Some
-        // until `finish` takes it, and a finished coroutine is never queued.
+        // its home), so no other thread touches its code; the code is a
+        // `Body` from the first resume until `finish` takes it, and a
+        // finished coroutine is never queued.
         let Code::Body(body) = (unsafe { &mut *code }) else { panic!("goro bug: resumed a finished coroutine") };
         let r = body.resume(resume);
         let co = self.current_arc.take().expect("goro bug: lost the running coroutine");

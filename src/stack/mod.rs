@@ -49,15 +49,15 @@
 //     stacks (320 KiB slots) took about 5 000 of them at a fixed 64 MiB;
 //     now about 80. Address space is cheap (`MAP_NORESERVE`, 128 TiB).
 //
-//  7. Guards are installed a run at a time where the kernel allows it:
-//     `carve` groups a reservation's slots into runs of `GUARD_BATCH`, and
-//     the first worker to start any slot of a run installs the guards of
-//     the whole run with one `process_madvise(MADV_GUARD_INSTALL)` on
-//     `PIDFD_SELF` (recent kernels; 6.18 here), uncarved slots of the run
+//  7. Guards are installed a batch at a time where the kernel allows it:
+//     `carve` groups a reservation's slots into batches of `GUARD_BATCH`,
+//     and the first worker to start any slot of a batch installs the guards
+//     of the whole batch with one `process_madvise(MADV_GUARD_INSTALL)` on
+//     `PIDFD_SELF` (recent kernels; 6.18 here), uncarved slots of the batch
 //     included (they are ours, and nothing runs on them before `carve`
-//     hands them out). A slot carved after its run was installed comes
+//     hands them out). A slot carved after its batch was installed comes
 //     without a `PendingGuard`, like a recycled one. Installing a guard is
-//     idempotent, so a worker that finds the run's install busy or failed
+//     idempotent, so a worker that finds the batch's install busy or failed
 //     installs its own slot's guard alone, as before; where the call is
 //     refused (older kernels) or a test hook is on, every slot does. One
 //     call instead of 64 saved 0.5 us of the 1.5 us a guard cost per fresh
@@ -228,16 +228,17 @@ pub fn __force_mprotect_guards(on: bool) {
 }
 
 /// Testing hook, not API: system calls made so far to install stack guards
-/// (one per run of slots where runs work, invariant 7; one per slot else).
+/// (one per batch of slots where batches work, invariant 7; one per slot
+/// else).
 #[doc(hidden)]
 pub fn __guard_install_calls() -> u64 {
     GUARD_CALLS.load(Ordering::Relaxed)
 }
 
-/// Testing hook, not API: whether guards are still installed a run at a
+/// Testing hook, not API: whether guards are still installed a batch at a
 /// time (invariant 7: false once the kernel refused).
 #[doc(hidden)]
-pub fn __guard_runs_work() -> bool {
+pub fn __guard_batches_work() -> bool {
     BATCHES_WORK.load(Ordering::Relaxed)
 }
 
@@ -272,7 +273,7 @@ struct Class {
     free: Vec<usize>,
     /// Reservations made so far (each doubles the last, invariant 6).
     reservations: u32,
-    /// The run of slots being carved and where it ends (invariant 7).
+    /// The batch of slots being carved and where it ends (invariant 7).
     batch: Option<Arc<GuardBatch>>,
     batch_end: usize,
 }
@@ -284,46 +285,46 @@ static CLASSES: [Mutex<Class>; NCLASSES] =
 /// Slots whose guards one system call installs (invariant 7).
 const GUARD_BATCH: usize = 64;
 
-/// A run of consecutive slots of one reservation whose guards are installed
+/// A batch of consecutive slots of one reservation whose guards are installed
 /// together (invariant 7).
 #[derive(Debug)]
 pub(crate) struct GuardBatch {
     first: usize,
     slot_len: usize,
     count: usize,
-    /// `RUN_PENDING`, `RUN_BUSY`, `RUN_DONE` or `RUN_FAILED`.
+    /// `BATCH_PENDING`, `BATCH_BUSY`, `BATCH_DONE` or `BATCH_FAILED`.
     state: AtomicU8,
 }
 
-const RUN_PENDING: u8 = 0;
-const RUN_BUSY: u8 = 1;
-const RUN_DONE: u8 = 2;
-const RUN_FAILED: u8 = 3;
+const BATCH_PENDING: u8 = 0;
+const BATCH_BUSY: u8 = 1;
+const BATCH_DONE: u8 = 2;
+const BATCH_FAILED: u8 = 3;
 
-/// Whether runs are tried at all: cleared for good by the first refusal.
+/// Whether batches are tried at all: cleared for good by the first refusal.
 static BATCHES_WORK: AtomicBool = AtomicBool::new(cfg!(goro_madv_guard));
 /// Guard-installing system calls made so far (a testing hook reads it).
 static GUARD_CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl GuardBatch {
     fn installed(&self) -> bool {
-        self.state.load(Ordering::Acquire) == RUN_DONE
+        self.state.load(Ordering::Acquire) == BATCH_DONE
     }
 
-    /// Makes sure every guard of the run is installed; false if that is not
+    /// Makes sure every guard of the batch is installed; false if that is not
     /// known (another thread is at it, or the kernel refused), and the
     /// caller must install its own slot's guard.
     fn install(&self) -> bool {
         match self.state.load(Ordering::Acquire) {
-            RUN_DONE => return true,
-            RUN_PENDING => {}
+            BATCH_DONE => return true,
+            BATCH_PENDING => {}
             _ => return false,
         }
-        if self.state.compare_exchange(RUN_PENDING, RUN_BUSY, Ordering::Acquire, Ordering::Acquire).is_err() {
+        if self.state.compare_exchange(BATCH_PENDING, BATCH_BUSY, Ordering::Acquire, Ordering::Acquire).is_err() {
             return self.installed();
         }
         let ok = install_guards(self.first, self.slot_len, self.count);
-        self.state.store(if ok { RUN_DONE } else { RUN_FAILED }, Ordering::Release);
+        self.state.store(if ok { BATCH_DONE } else { BATCH_FAILED }, Ordering::Release);
         ok
     }
 }
@@ -334,7 +335,7 @@ fn hooks_off() -> bool {
 }
 
 /// Installs the guards of `count` slots of `slot_len` bytes from `first`
-/// with one `process_madvise`; false (and runs are off for good) if the
+/// with one `process_madvise`; false (and batches are off for good) if the
 /// kernel refuses.
 #[cfg(goro_madv_guard)]
 fn install_guards(first: usize, slot_len: usize, count: usize) -> bool {
@@ -357,7 +358,7 @@ fn install_guards(first: usize, slot_len: usize, count: usize) -> bool {
     }
     // A kernel without the call, without `PIDFD_SELF` or without this
     // advice for it says so at once: stop trying. Anything else (no memory
-    // for page tables, a partial run) fails only this run.
+    // for page tables, a partial install) fails only this batch.
     let refused = r < 0
         && matches!(
             io::Error::last_os_error().raw_os_error(),
@@ -437,7 +438,7 @@ const PROBE_BITS: usize = 3;
 #[derive(Debug)]
 pub(crate) struct PendingGuard {
     slot: usize,
-    /// The run the slot belongs to, if runs are on (invariant 7).
+    /// The batch the slot belongs to, if batches are on (invariant 7).
     batch: Option<Arc<GuardBatch>>,
 }
 
@@ -446,7 +447,7 @@ impl PendingGuard {
     /// marks it guarded, so it may be recycled.
     pub(crate) fn install(self, stack: &mut Stack) -> io::Result<()> {
         debug_assert_eq!(self.slot, stack.slot, "goro bug: a guard installed for another stack");
-        // The test hooks exercise the one-slot paths, runs or not.
+        // The test hooks exercise the one-slot paths, batches or not.
         if !(hooks_off() && self.batch.is_some_and(|b| b.install())) {
             install_guard(self.slot)?;
         }
@@ -525,7 +526,7 @@ fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
         c.next = p as usize;
         c.end = p as usize + len;
         c.reservations += 1;
-        // A run never spans two reservations (invariant 7).
+        // A batch never spans two reservations (invariant 7).
         (c.batch, c.batch_end) = (None, 0);
     }
     let slot = c.next;
@@ -535,7 +536,7 @@ fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
     }
     if c.batch.is_none() || slot >= c.batch_end {
         let count = GUARD_BATCH.min((c.end - slot) / slot_len);
-        c.batch = Some(Arc::new(GuardBatch { first: slot, slot_len, count, state: AtomicU8::new(RUN_PENDING) }));
+        c.batch = Some(Arc::new(GuardBatch { first: slot, slot_len, count, state: AtomicU8::new(BATCH_PENDING) }));
         c.batch_end = slot + count * slot_len;
     }
     let batch = c.batch.clone();
