@@ -106,3 +106,47 @@ fn a_warm_spawn_allocates_only_its_control_block() {
     // One per spawn; a few stray ones (the monitor thread's) at most.
     assert!(allocs <= N + N / 10, "{allocs} allocations for {N} spawns");
 }
+
+/// A park on a contended `goro::sync::Mutex` allocates nothing either: the
+/// waiting party's slot lives in its own frame (`sync/waitq.rs`), where an
+/// `Arc` per park used to.
+#[test]
+fn parking_on_a_contended_mutex_allocates_nothing() {
+    let _turn = serial();
+    const N: u64 = 2000;
+    let rt = goro::Runtime::builder().workers(1).build().unwrap();
+    let (allocs, count) = rt
+        .run(|| {
+            let m = std::sync::Arc::new(goro::sync::Mutex::new(0u64));
+            let m2 = m.clone();
+            // One worker: each round, main holds the lock while the child
+            // tries it and parks; main's unlock lets it in.
+            let h = goro::go(move || {
+                for _ in 0..N {
+                    *m2.lock() += 1;
+                    goro::yield_now();
+                }
+            });
+            let round = || {
+                let g = m.lock();
+                goro::yield_now(); // the child parks on the lock
+                drop(g);
+                goro::yield_now(); // the child takes it, counts, lets go
+            };
+            for _ in 0..8 {
+                round(); // warm up: the queue's buffer, the registry
+            }
+            let before = ALLOCS.load(Ordering::SeqCst);
+            for _ in 8..N {
+                round();
+            }
+            let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+            h.join().unwrap();
+            let count = *m.lock();
+            (allocs, count)
+        })
+        .unwrap();
+    assert_eq!(count, N);
+    // Nothing per park; a few stray ones (the monitor thread's) at most.
+    assert!(allocs < N as usize / 10, "{allocs} allocations for {} parks on a contended mutex", N - 8);
+}

@@ -24,13 +24,11 @@
 //! Lock order: the queue lock, then nothing.
 
 use std::cell::UnsafeCell;
-use std::collections::VecDeque;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
 
-use super::waitq::{Left, Slot, WaitQueue, Woken};
+use super::waitq::{Left, Queue, WaitQueue, Woken};
 use crate::park::Waiter;
 use crate::wait::{LockWait, WaitReason};
 
@@ -289,7 +287,7 @@ impl<T: ?Sized> Mutex<T> {
     /// mode: unlock and wake the first waiter to retry. Starvation mode:
     /// hand the lock to the first waiter (LOCKED stays set). Returns whom to
     /// wake after unlocking.
-    fn release_locked(&self, st: &mut (bool, VecDeque<Arc<Slot>>)) -> Option<Waiter> {
+    fn release_locked(&self, st: &mut (bool, Queue)) -> Option<Waiter> {
         let (starving, q) = st;
         let Some(slot) = q.pop_front() else {
             *starving = false;
@@ -320,7 +318,7 @@ impl<T: ?Sized> Mutex<T> {
 
     /// A party woken to retry left without retrying: if the lock is free,
     /// wake the next waiter in its place.
-    fn wake_next_if_free(&self, st: &mut (bool, VecDeque<Arc<Slot>>)) -> Option<Waiter> {
+    fn wake_next_if_free(&self, st: &mut (bool, Queue)) -> Option<Waiter> {
         if self.state.load(Ordering::Acquire) & LOCKED != 0 {
             return None; // whoever holds it will wake the next one
         }

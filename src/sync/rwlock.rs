@@ -21,12 +21,10 @@
 //! deadlock (Go's RWMutex has the same rule), which the search reports.
 
 use std::cell::UnsafeCell;
-use std::collections::VecDeque;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 
-use super::waitq::{Left, Slot, WaitQueue};
+use super::waitq::{Left, Queue, Slot, WaitQueue};
 use crate::park::Waiter;
 use crate::wait::{LockWait, WaitReason};
 
@@ -88,7 +86,7 @@ impl State {
     }
 }
 
-type Locked = (State, VecDeque<Arc<Slot>>);
+type Locked = (State, Queue);
 
 /// A reader-writer lock whose waits park the coroutine (or block the
 /// thread). No poisoning.

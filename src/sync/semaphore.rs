@@ -2,11 +2,9 @@
 //! lives under the wait queue's lock; a newcomer takes a permit at once only
 //! if nobody is queued.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 
-use super::waitq::{Left, Slot, WaitQueue};
+use super::waitq::{Left, Queue, WaitQueue};
 use crate::park::Waiter;
 use crate::wait::WaitReason;
 
@@ -42,7 +40,7 @@ pub struct SemaphorePermit<'a> {
     sem: &'a Semaphore,
 }
 
-fn grant(st: &mut (usize, VecDeque<Arc<Slot>>)) -> Vec<Waiter> {
+fn grant(st: &mut (usize, Queue)) -> Vec<Waiter> {
     let mut wake = Vec::new();
     while st.0 > 0 {
         let Some(s) = st.1.pop_front() else { break };
@@ -52,7 +50,7 @@ fn grant(st: &mut (usize, VecDeque<Arc<Slot>>)) -> Vec<Waiter> {
     wake
 }
 
-fn release(st: &mut (usize, VecDeque<Arc<Slot>>), _: usize) -> Vec<Waiter> {
+fn release(st: &mut (usize, Queue), _: usize) -> Vec<Waiter> {
     st.0 += 1;
     grant(st)
 }

@@ -21,17 +21,26 @@
 //! party's flag is raised (`publish`): once the flag is up the record is
 //! the party's again, since it may return at once without parking.
 //!
+//! Where slots live: in the waiting party's own `wait_ex` frame, never on
+//! the heap (a park allocates nothing, as on a channel). The queue holds
+//! [`SlotRef`]s, pointers to those frames. A slot stays alive while it is
+//! queued, and after a granter popped it until the granter raises its flag:
+//! the party leaves `wait_ex` only once it sees its flag raised, or after
+//! its `Leave` took the slot out of the queue under the lock. So a granter
+//! takes everything it needs from the slot (the `Waiter` to wake) *before*
+//! it raises the flag, and never touches the slot after.
+//!
 //! Owns: [`Slot`] (one per waiting party) and the queue of them.
 //! Invariants: a slot's `granted`/`retry` flag is raised at most once, by
-//! a granter holding the queue lock, and is the last write of the granter
-//! to the party's record; the record is written by others only while the
-//! slot is queued or being granted. Lock order: the queue lock, then the
+//! a granter holding the queue lock, and is the last access of the granter
+//! to the slot and to the party's record; the record is written by others
+//! only while the slot is queued or being granted. Lock order: the queue lock, then the
 //! record's own spin lock (`ReasonCell`); no lock is held across a park or
 //! a wake.
 
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -52,15 +61,20 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn grant(self: &Arc<Self>) -> Waiter {
+    /// Grants the party what it waits for; returns whom to wake. The slot
+    /// is the party's again (module note): do not touch it after.
+    pub(crate) fn grant(&self) -> Waiter {
+        let w = self.waiter.clone();
         self.runnable(&self.granted);
-        self.waiter.clone()
+        w
     }
 
     /// Takes the party out of line to compete again; returns whom to wake.
-    pub(crate) fn wake_to_retry(self: &Arc<Self>) -> Waiter {
+    /// As with `grant`, the slot is not to be touched after.
+    pub(crate) fn wake_to_retry(&self) -> Waiter {
+        let w = self.waiter.clone();
         self.runnable(&self.retry);
-        self.waiter.clone()
+        w
     }
 
     /// The party waits for nobody any more: its record says so at once
@@ -101,6 +115,30 @@ fn publish(flag: &AtomicBool, clear_record: impl FnOnce()) {
     flag.store(true, Ordering::Release);
 }
 
+/// A queued party's slot: a pointer into its `wait_ex` frame, valid while
+/// the slot is queued and, once popped, until its flag is raised (module
+/// note). Not `Clone`: the queue's entry is the one handle.
+pub(crate) struct SlotRef(NonNull<Slot>);
+
+// SAFETY: a `SlotRef` is only used by holders of its queue's lock, on any
+// thread; the `Slot` it points to is `Sync` (its flags are atomics, its
+// waiter and record are thread-safe) and outlives every such use (module
+// note).
+unsafe impl Send for SlotRef {}
+
+impl std::ops::Deref for SlotRef {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        // SAFETY: module note: the party is still in `wait_ex` with this
+        // slot in its frame while the slot is queued, or popped and not yet
+        // granted (the caller holds the queue lock, or popped it under it).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// The parked parties of one lock, first in line first.
+pub(crate) type Queue = VecDeque<SlotRef>;
+
 /// How a party left the queue early.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Left {
@@ -122,11 +160,11 @@ pub(crate) enum Woken {
 
 /// What a party that leaves early makes its owner do: given the locked state
 /// and queue, the leaving slot and how it left, returns whom to wake.
-pub(crate) type OnLeave<'a, S> = &'a dyn Fn(&mut (S, VecDeque<Arc<Slot>>), &Slot, Left) -> Vec<Waiter>;
+pub(crate) type OnLeave<'a, S> = &'a dyn Fn(&mut (S, Queue), &Slot, Left) -> Vec<Waiter>;
 
 /// A FIFO of slots, guarded by the owner's state lock `S`.
 pub(crate) struct WaitQueue<S> {
-    inner: Mutex<(S, VecDeque<Arc<Slot>>)>,
+    inner: Mutex<(S, Queue)>,
 }
 
 impl<S> WaitQueue<S> {
@@ -134,7 +172,7 @@ impl<S> WaitQueue<S> {
         WaitQueue { inner: Mutex::new((state, VecDeque::new())) }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, (S, VecDeque<Arc<Slot>>)> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, (S, Queue)> {
         self.inner.lock()
     }
 
@@ -144,7 +182,7 @@ impl<S> WaitQueue<S> {
     #[track_caller]
     pub(crate) fn wait(
         &self,
-        g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
+        g: MutexGuard<'_, (S, Queue)>,
         want: usize,
         reason: WaitReason,
         on_leave: OnLeave<'_, S>,
@@ -158,28 +196,28 @@ impl<S> WaitQueue<S> {
     #[track_caller]
     pub(crate) fn wait_ex(
         &self,
-        mut g: MutexGuard<'_, (S, VecDeque<Arc<Slot>>)>,
+        mut g: MutexGuard<'_, (S, Queue)>,
         want: usize,
         front: bool,
         reason: WaitReason,
         on_leave: OnLeave<'_, S>,
     ) -> Woken {
-        let slot = Arc::new(Slot {
-            waiter: Waiter::current(),
-            granted: AtomicBool::new(false),
-            retry: AtomicBool::new(false),
-            want,
-        });
+        // In this frame, which outlives its queue entry (module note): the
+        // `Leave` below, dropped before `slot`, takes it out of the queue on
+        // an unwind.
+        let slot =
+            Slot { waiter: Waiter::current(), granted: AtomicBool::new(false), retry: AtomicBool::new(false), want };
         slot.set_wait(reason);
+        let entry = SlotRef(NonNull::from(&slot));
         if front {
-            g.1.push_front(slot.clone());
+            g.1.push_front(entry);
         } else {
-            g.1.push_back(slot.clone());
+            g.1.push_back(entry);
         }
         drop(g);
         struct Leave<'a, S> {
             q: &'a WaitQueue<S>,
-            slot: Arc<Slot>,
+            slot: &'a Slot,
             on_leave: OnLeave<'a, S>,
             done: bool,
         }
@@ -189,7 +227,7 @@ impl<S> WaitQueue<S> {
                     return;
                 }
                 let mut g = self.q.inner.lock();
-                let left = match g.1.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+                let left = match g.1.iter().position(|s| std::ptr::eq(s.0.as_ptr(), self.slot)) {
                     Some(pos) => {
                         g.1.remove(pos);
                         Left::Queued(pos)
@@ -198,14 +236,14 @@ impl<S> WaitQueue<S> {
                     None if self.slot.retry.load(Ordering::Acquire) => Left::Retried,
                     None => return,
                 };
-                let wake = (self.on_leave)(&mut g, &self.slot, left);
+                let wake = (self.on_leave)(&mut g, self.slot, left);
                 drop(g);
                 for w in wake {
                     w.wake();
                 }
             }
         }
-        let mut leave = Leave { q: self, slot, on_leave, done: false };
+        let mut leave = Leave { q: self, slot: &slot, on_leave, done: false };
         let woken = loop {
             if leave.slot.granted.load(Ordering::Acquire) {
                 break Woken::Granted;
