@@ -248,6 +248,19 @@ pub(crate) fn others_unwinding() -> usize {
     with_worker(|w| w.suspended_unwinding.get()).unwrap_or(0)
 }
 
+/// Whether coroutine `id` may be running right now on another thread: on
+/// another worker of this thread's runtime, or anywhere if this is not a
+/// worker thread (we cannot tell). A lock's waiter spins only then (Go's
+/// `sync_runtime_canSpin`): a holder homed on our own worker cannot run
+/// while we spin, and a parked one will not release the lock meanwhile.
+pub(crate) fn may_run_elsewhere(id: u64) -> bool {
+    with_worker(|w| {
+        let me = w.shared.index;
+        w.rt.workers().iter().any(|o| o.index != me && o.running.load(Ordering::Relaxed) == id)
+    })
+    .unwrap_or(true)
+}
+
 /// Runs `f` on the coroutine running on this thread, if any.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&CoRef) -> R) -> Option<R> {

@@ -173,12 +173,19 @@ impl<T: ?Sized> Mutex<T> {
         let mut retried = false;
         let _owner = crate::wait::OwnerWait::new();
         loop {
-            // A short bounded spin: the holder may be running on another worker.
-            for _ in 0..32 {
-                if self.try_acquire() {
-                    return;
+            // A short bounded spin, only where it can pay: the holder is
+            // running on another worker (or is a plain thread, or unknown:
+            // its id is stored just after it locked). Spinning against a
+            // holder that cannot run cost 0.8 us of a 1.1 us contended
+            // round on one worker (`benches/sync.rs`).
+            let holder = self.holder.load(Ordering::Relaxed);
+            if holder == 0 || crate::sched::may_run_elsewhere(holder) {
+                for _ in 0..32 {
+                    if self.try_acquire() {
+                        return;
+                    }
+                    std::hint::spin_loop();
                 }
-                std::hint::spin_loop();
             }
             let mut g = self.queue.lock();
             // Announce a waiter (QUEUED), or take the lock if it is free.
