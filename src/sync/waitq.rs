@@ -204,7 +204,8 @@ impl<S> WaitQueue<S> {
     ) -> Woken {
         // In this frame, which outlives its queue entry (module note): the
         // `Leave` below, dropped before `slot`, takes it out of the queue on
-        // an unwind.
+        // an unwind. Nothing between the push and `leave` can unwind (a
+        // failed push unwinds before it links anything).
         let slot =
             Slot { waiter: Waiter::current(), granted: AtomicBool::new(false), retry: AtomicBool::new(false), want };
         slot.set_wait(reason);
