@@ -24,10 +24,11 @@ use super::*;
 /// ```
 pub struct JoinHandle<T> {
     pub(super) co: CoRef,
-    /// The type of `co.result`'s box. `fn() -> T`: the handle is `Send +
-    /// Sync` whatever `T`'s auto traits (`spawn` requires `T: Send`, and
-    /// only `join`, which consumes the handle, touches a `T`).
-    pub(super) result: PhantomData<fn() -> T>,
+    /// The type of `co.result`'s box. As a `Mutex<T>` it gives the handle
+    /// the auto traits and variance the old `Arc<Packet<T>>` gave it: `Send
+    /// + Sync` exactly when `T: Send` (as documented above), invariant in
+    /// `T`.
+    pub(super) result: PhantomData<std::sync::Mutex<T>>,
 }
 
 impl<T> JoinHandle<T> {
