@@ -31,11 +31,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
-/// The count is process-wide: the tests of this binary take turns, or one
-/// would count the other's allocations.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+/// Runs `f` as the main coroutine of a fresh one-worker runtime. The count
+/// is process-wide: the tests of this binary take turns, or one would
+/// count the other's allocations.
+fn on_one_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    goro::Runtime::builder().workers(1).build().unwrap().run(f).unwrap()
+}
+
+/// The allocations made while `f` runs, and what it returned.
+fn allocs_in<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    let before = ALLOCS.load(Ordering::SeqCst);
+    let r = f();
+    (ALLOCS.load(Ordering::SeqCst) - before, r)
 }
 
 /// `N` hand-offs, each over a channel never used before, so each park is
@@ -43,36 +52,32 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// (a `VecDeque` queue allocated its buffer on each first park).
 #[test]
 fn parking_on_fresh_channels_allocates_nothing() {
-    let _turn = serial();
     const N: usize = 2000;
-    let rt = goro::Runtime::builder().workers(1).build().unwrap();
-    let (allocs, got) = rt
-        .run(|| {
-            let pairs: Vec<_> = (0..N).map(|_| goro::chan::<usize>(0)).collect();
-            let (txs, rxs): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
-            let (done_tx, done_rx) = goro::chan::<usize>(1);
-            // One worker: the receiver parks on each channel before the
-            // sender comes (the sender yields first), every time.
-            let h = goro::go(move || {
-                let mut sum = 0;
-                for rx in &rxs {
-                    sum += rx.recv().unwrap();
-                }
-                done_tx.send(sum).unwrap();
-                rxs
-            });
-            goro::yield_now(); // let it start and park on the first channel
-            let before = ALLOCS.load(Ordering::SeqCst);
+    let (allocs, got) = on_one_worker(|| {
+        let pairs: Vec<_> = (0..N).map(|_| goro::chan::<usize>(0)).collect();
+        let (txs, rxs): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+        let (done_tx, done_rx) = goro::chan::<usize>(1);
+        // One worker: the receiver parks on each channel before the
+        // sender comes (the sender yields first), every time.
+        let h = goro::go(move || {
+            let mut sum = 0;
+            for rx in &rxs {
+                sum += rx.recv().unwrap();
+            }
+            done_tx.send(sum).unwrap();
+            rxs
+        });
+        goro::yield_now(); // let it start and park on the first channel
+        let counted = allocs_in(|| {
             for (i, tx) in txs.iter().enumerate() {
                 tx.send(i).unwrap();
                 goro::yield_now(); // let it park on the next one
             }
-            let got = done_rx.recv().unwrap();
-            let allocs = ALLOCS.load(Ordering::SeqCst) - before;
-            drop(h.join().unwrap());
-            (allocs, got)
-        })
-        .unwrap();
+            done_rx.recv().unwrap()
+        });
+        drop(h.join().unwrap());
+        counted
+    });
     assert_eq!(got, N * (N - 1) / 2);
     // Nothing per park; a few stray ones (the monitor thread's) at most.
     assert!(allocs < N / 10, "{allocs} allocations for {N} parks on fresh channels");
@@ -83,25 +88,22 @@ fn parking_on_fresh_channels_allocates_nothing() {
 /// was a second allocation per spawn), and a `()` result boxes for free.
 #[test]
 fn a_warm_spawn_allocates_only_its_control_block() {
-    let _turn = serial();
     const N: usize = 2000;
-    let rt = goro::Runtime::builder().workers(1).build().unwrap();
-    let (allocs, sum) = rt
-        .run(|| {
-            // Warm up: stacks recycled into this worker's cache, the
-            // registry grown.
-            for _ in 0..64 {
-                goro::go(|| ()).join().unwrap();
-            }
-            let before = ALLOCS.load(Ordering::SeqCst);
+    let (allocs, sum) = on_one_worker(|| {
+        // Warm up: stacks recycled into this worker's cache, the registry
+        // grown.
+        for _ in 0..64 {
+            goro::go(|| ()).join().unwrap();
+        }
+        allocs_in(|| {
             let mut sum = 0;
             for i in 0..N {
                 goro::go(|| ()).join().unwrap();
                 sum += i;
             }
-            (ALLOCS.load(Ordering::SeqCst) - before, sum)
+            sum
         })
-        .unwrap();
+    });
     assert_eq!(sum, N * (N - 1) / 2);
     // One per spawn; a few stray ones (the monitor thread's) at most.
     assert!(allocs <= N + N / 10, "{allocs} allocations for {N} spawns");
@@ -112,40 +114,36 @@ fn a_warm_spawn_allocates_only_its_control_block() {
 /// `Arc` per park used to.
 #[test]
 fn parking_on_a_contended_mutex_allocates_nothing() {
-    let _turn = serial();
     const N: u64 = 2000;
-    let rt = goro::Runtime::builder().workers(1).build().unwrap();
-    let (allocs, count) = rt
-        .run(|| {
-            let m = std::sync::Arc::new(goro::sync::Mutex::new(0u64));
-            let m2 = m.clone();
-            // One worker: each round, main holds the lock while the child
-            // tries it and parks; main's unlock lets it in.
-            let h = goro::go(move || {
-                for _ in 0..N {
-                    *m2.lock() += 1;
-                    goro::yield_now();
-                }
-            });
-            let round = || {
-                let g = m.lock();
-                goro::yield_now(); // the child parks on the lock
-                drop(g);
-                goro::yield_now(); // the child takes it, counts, lets go
-            };
-            for _ in 0..8 {
-                round(); // warm up: the queue's buffer, the registry
+    let (allocs, count) = on_one_worker(|| {
+        let m = std::sync::Arc::new(goro::sync::Mutex::new(0u64));
+        let m2 = m.clone();
+        // One worker: each round, main holds the lock while the child
+        // tries it and parks; main's unlock lets it in.
+        let h = goro::go(move || {
+            for _ in 0..N {
+                *m2.lock() += 1;
+                goro::yield_now();
             }
-            let before = ALLOCS.load(Ordering::SeqCst);
+        });
+        let round = || {
+            let g = m.lock();
+            goro::yield_now(); // the child parks on the lock
+            drop(g);
+            goro::yield_now(); // the child takes it, counts, lets go
+        };
+        for _ in 0..8 {
+            round(); // warm up: the queue's buffer, the registry
+        }
+        let (allocs, ()) = allocs_in(|| {
             for _ in 8..N {
                 round();
             }
-            let allocs = ALLOCS.load(Ordering::SeqCst) - before;
-            h.join().unwrap();
-            let count = *m.lock();
-            (allocs, count)
-        })
-        .unwrap();
+        });
+        h.join().unwrap();
+        let count = *m.lock();
+        (allocs, count)
+    });
     assert_eq!(count, N);
     // Nothing per park; a few stray ones (the monitor thread's) at most.
     assert!(allocs < N as usize / 10, "{allocs} allocations for {} parks on a contended mutex", N - 8);
