@@ -64,17 +64,13 @@ impl Slot {
     /// Grants the party what it waits for; returns whom to wake. The slot
     /// is the party's again (module note): do not touch it after.
     pub(crate) fn grant(&self) -> Waiter {
-        let w = self.waiter.clone();
-        self.runnable(&self.granted);
-        w
+        self.runnable(&self.granted)
     }
 
     /// Takes the party out of line to compete again; returns whom to wake.
     /// As with `grant`, the slot is not to be touched after.
     pub(crate) fn wake_to_retry(&self) -> Waiter {
-        let w = self.waiter.clone();
-        self.runnable(&self.retry);
-        w
+        self.runnable(&self.retry)
     }
 
     /// The party waits for nobody any more: its record says so at once
@@ -82,9 +78,13 @@ impl Slot {
     /// coroutine woken from another thread stays parked until its home
     /// applies the wake (coroutine.rs), and the partial-deadlock search
     /// must not read its old lock edge meanwhile. Then `flag` (`granted` or
-    /// `retry`) is raised: see [`publish`] for why in that order.
-    fn runnable(&self, flag: &AtomicBool) {
+    /// `retry`) is raised: see [`publish`] for why in that order. Returns
+    /// whom to wake, taken before the flag: the flag hands the slot back
+    /// to its party (module note).
+    fn runnable(&self, flag: &AtomicBool) -> Waiter {
+        let w = self.waiter.clone();
         publish(flag, || self.waiter.set_wait(WaitReason::None));
+        w
     }
 
     /// The waiting coroutine's id (0: a plain thread).
