@@ -273,14 +273,12 @@ struct Class {
     free: Vec<usize>,
     /// Reservations made so far (each doubles the last, invariant 6).
     reservations: u32,
-    /// The batch of slots being carved and where it ends (invariant 7).
+    /// The batch of slots being carved (invariant 7).
     batch: Option<Arc<GuardBatch>>,
-    batch_end: usize,
 }
 
 static CLASSES: [Mutex<Class>; NCLASSES] =
-    [const { Mutex::new(Class { next: 0, end: 0, free: Vec::new(), reservations: 0, batch: None, batch_end: 0 }) };
-        NCLASSES];
+    [const { Mutex::new(Class { next: 0, end: 0, free: Vec::new(), reservations: 0, batch: None }) }; NCLASSES];
 
 /// Slots whose guards one system call installs (invariant 7).
 const GUARD_BATCH: usize = 64;
@@ -307,6 +305,11 @@ static BATCHES_WORK: AtomicBool = AtomicBool::new(cfg!(goro_madv_guard));
 static GUARD_CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl GuardBatch {
+    /// Just past its last slot.
+    fn end(&self) -> usize {
+        self.first + self.count * self.slot_len
+    }
+
     fn installed(&self) -> bool {
         self.state.load(Ordering::Acquire) == BATCH_DONE
     }
@@ -527,17 +530,16 @@ fn carve(class: u32) -> io::Result<(usize, Option<PendingGuard>)> {
         c.end = p as usize + len;
         c.reservations += 1;
         // A batch never spans two reservations (invariant 7).
-        (c.batch, c.batch_end) = (None, 0);
+        c.batch = None;
     }
     let slot = c.next;
     c.next += slot_len;
     if !BATCHES_WORK.load(Ordering::Relaxed) {
         return Ok((slot, Some(PendingGuard { slot, batch: None })));
     }
-    if c.batch.is_none() || slot >= c.batch_end {
+    if c.batch.as_ref().is_none_or(|b| slot >= b.end()) {
         let count = GUARD_BATCH.min((c.end - slot) / slot_len);
         c.batch = Some(Arc::new(GuardBatch { first: slot, slot_len, count, state: AtomicU8::new(BATCH_PENDING) }));
-        c.batch_end = slot + count * slot_len;
     }
     let batch = c.batch.clone();
     drop(c);
