@@ -320,12 +320,11 @@ fn env_child() {
     println!("{e}");
 }
 
-/// The figures `windows_child` prints on its line starting with `key`:
-/// (stacks swapped out, windows). The child runs once for both tests that
-/// read it, alone in a process of its own: its stacks are carved fresh, one
-/// after another, and no other test swaps meanwhile (the counters are
-/// process-wide).
-fn windows_figures(key: &str) -> (u64, u64) {
+/// The figures `windows_child` prints on its line starting with `key`. The
+/// child runs once for all tests that read it, alone in a process of its
+/// own: its stacks are carved fresh, one after another, and no other test
+/// swaps meanwhile (the counters are process-wide).
+fn child_figures(key: &str) -> Vec<u64> {
     static OUT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let text = OUT.get_or_init(|| {
         let out = run_child_test("windows_child", &[]);
@@ -334,8 +333,13 @@ fn windows_figures(key: &str) -> (u64, u64) {
         text
     });
     let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no figures: {text}"));
-    let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
-    assert!(v[0] >= 900, "too few swaps to test anything: {line}");
+    line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect()
+}
+
+/// `windows_child`'s (stacks swapped out, windows) on its line `key`.
+fn windows_figures(key: &str) -> (u64, u64) {
+    let v = child_figures(key);
+    assert!(v[0] >= 900, "too few swaps to test anything: {v:?}");
     (v[0], v[1])
 }
 
@@ -363,10 +367,38 @@ fn windows_child() {
     const N: u64 = 1000;
     let rt = swap_rt(1, ms(10));
     rt.run(|| {
-        let intact = park_swap_release(N, |s| println!("windows {} {}", s.stack_swap_outs, s.stack_swap_windows));
+        let mut rss_parked = 0;
+        let intact = park_swap_release(N, |s| {
+            println!("windows {} {}", s.stack_swap_outs, s.stack_swap_windows);
+            rss_parked = vm_rss_kib();
+        });
         assert_eq!(intact, N, "frames damaged by a shared window");
         let s = goro::stats();
         println!("restores {} {}", s.stack_swap_outs, s.stack_restore_windows);
+        let (slots, calls) = goro::stack::__cold_give_backs();
+        println!("cold {slots} {calls} {}", vm_rss_kib().saturating_sub(rss_parked));
     })
     .unwrap();
+}
+
+/// This process's resident memory now, in KiB.
+fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn restored_stacks_go_back_cold_a_batch_at_a_time() {
+    let v = child_figures("cold ");
+    let (slots, calls, grew_kib) = (v[0], v[1], v[2]);
+    let line = format!("{v:?}");
+    // Every swapped stack came back for its coroutine's end, a page or two
+    // each; its slot then went back cold (stack invariant 8), all but the
+    // last batch's (at most 64 wait on the worker).
+    assert!(slots >= 1000 - 64, "{slots} slots went back cold of 1000 swapped stacks: {line}");
+    // One call per batch of 64 (one per slot before).
+    assert!(calls * 8 <= slots, "{calls} calls gave back {slots} slots: {line}");
+    // And the pages really went: 1000 restored pages kept would be 4000 KiB.
+    assert!(grew_kib < 1500, "resident memory grew by {grew_kib} KiB over the mass wake: {line}");
 }

@@ -115,8 +115,12 @@
 //     records are all RESTORING before it closes and turn RESIDENT only
 //     after it reopens, so a touch anywhere in it waits as in note 3. The
 //     markers come off each slot's own usable range, never the guards
-//     between. Records it could not claim (being edited, or restored by a
-//     fault meanwhile) go the one-by-one way.
+//     between, all of a run's in one `process_madvise` where the kernel
+//     takes it (`stack::advise_many`; one `madvise` per slot else).
+//     Records it could not claim (being edited, or restored by a fault
+//     meanwhile) go the one-by-one way. When such a coroutine ends, its
+//     slot goes back cold, a batch of slots at a time (`release`, and
+//     `stack` invariant 8).
 //
 // A closed window is a mapping split in three for its duration (at most one
 // per thread at a time): if `vm.max_map_count` refuses it, a swap-out is
@@ -162,6 +166,9 @@ const MIN_MARGIN: usize = 256;
 /// A parked stack using more than this is not swapped (it is deep: the copy
 /// would save little against its cost).
 const MAX_SAVED: usize = 3 * PAGE;
+/// What a freed slot whose stack was swapped out gives back: at least
+/// every page a saved copy can come back to.
+pub(crate) const COLD_BYTES: usize = MAX_SAVED;
 
 /// Swapping is on for some runtime of this process (and the kernel can).
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -319,6 +326,8 @@ fn for_each_run<T>(items: &[T], max_run: usize, adjacent: impl Fn(&T, &T) -> boo
 /// At most this many slots share a window: a party that touches one of
 /// them waits for the whole run's copies (a few microseconds each).
 const MAX_RUN: usize = 64;
+/// Whether `advise_many` takes `MADV_GUARD_REMOVE` here.
+static REMOVES_WORK: AtomicBool = AtomicBool::new(true);
 
 /// Some stack guard is a `PROT_NONE` protection rather than a marker (its
 /// `MADV_GUARD_INSTALL` failed and `install_guard` fell back): a window
@@ -547,15 +556,25 @@ fn restore_run(run: &[Swapped]) {
         unsafe { libc::sched_yield() };
     }
     RESTORE_WINDOWS.fetch_add(1, Ordering::Relaxed);
+    // Each slot's own usable range (not the guards between the slots: they
+    // keep their markers), in one call where the kernel allows it.
+    let ranges: [libc::iovec; MAX_RUN] = std::array::from_fn(|i| {
+        let s = &run[i.min(run.len() - 1)];
+        libc::iovec { iov_base: s.usable as *mut libc::c_void, iov_len: s.top - s.usable }
+    });
+    // SAFETY: see below, for all of them at once.
+    let removed =
+        run.len() > 1 && unsafe { super::advise_many(&ranges[..run.len()], MADV_GUARD_REMOVE, &REMOVES_WORK) };
     for s in run {
         let (len, buf) = (s.rec.len.load(Ordering::Relaxed) as usize, s.rec.buf.load(Ordering::Relaxed));
-        // SAFETY: the slot's own usable range (not the guards between the
-        // slots: they keep their markers), closed, its record RESTORING
+        // SAFETY: the slot's own usable range, closed, its record RESTORING
         // (ours); removing the markers makes it fresh zero-fill memory that
         // nobody can touch until the window opens. Below the live bytes the
         // markers cover the dead stack (note 6): zero-fill is all it ever
-        // held that counts.
-        if unsafe { libc::madvise(s.usable as *mut libc::c_void, s.top - s.usable, MADV_GUARD_REMOVE) } != 0 {
+        // held that counts. (Removing them twice, after a batch that failed
+        // part way, changes nothing.)
+        if !removed && unsafe { libc::madvise(s.usable as *mut libc::c_void, s.top - s.usable, MADV_GUARD_REMOVE) } != 0
+        {
             fatal(b"goro: cannot restore a swapped stack (MADV_GUARD_REMOVE failed)\n");
         }
         // `buf` holds the `len` saved bytes (freed only once RESIDENT,
@@ -589,15 +608,17 @@ fn free_copy(rec: &SlotRecord) {
 /// entry, put the slot back to plain resident memory. (A swapped stack
 /// is restored before its coroutine runs again, and a coroutine's stack is
 /// freed only after it ran to its end, or after `force_unwind` ran on it,
-/// which faults it back; this only frees the copy.)
-pub(crate) fn release(slot: usize) {
+/// which faults it back; this only frees the copy.) True if the stack was
+/// ever swapped out since its slot was last freed: the caller then gives
+/// back the slot's top `COLD_BYTES` before reusing it.
+pub(crate) fn release(slot: usize) -> bool {
     if !enabled() {
-        return;
+        return false;
     }
-    let Some(loc) = overflow::locate(slot) else { return };
-    let Some(rec) = overflow::record_if_any(&loc) else { return };
+    let Some(loc) = overflow::locate(slot) else { return false };
+    let Some(rec) = overflow::record_if_any(&loc) else { return false };
     if !rec.was_out.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
     let top = loc.slot + loc.slot_len;
     restore_or_wait(rec, loc.slot + GUARD_SIZE, top);
@@ -606,11 +627,9 @@ pub(crate) fn release(slot: usize) {
     // A stack that was swapped out belonged to a long-parked coroutine:
     // its slot goes back cold, so a mass wake-up of parked coroutines
     // (each restored, run and finished) does not leave a page each behind
-    // in the free lists.
-    let lo = top - MAX_SAVED;
-    // SAFETY: the top pages of this slot's usable range (MAX_SAVED is far
-    // below any stack size); the stack is being freed, its bytes are dead.
-    unsafe { libc::madvise(lo as *mut libc::c_void, MAX_SAVED, libc::MADV_DONTNEED) };
+    // in the free lists. The caller gives back its top `COLD_BYTES`, a
+    // batch of slots at a time (`stack` invariant 8).
+    true
 }
 
 /// Makes the record RESIDENT: restores the bytes if it is OUT, waits if
