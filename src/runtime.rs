@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use crossbeam_deque::{Injector, Worker};
 use parking_lot::Mutex;
 
-use crate::coroutine::{self, CoRef, F_CANCEL, F_MAIN};
+use crate::coroutine::{self, CoRef, F_CANCEL, F_CANCEL_WAKE, F_MAIN};
 use crate::diag::report::DeadlockReport;
 use crate::park::{self, Waiter};
 use crate::sched::{idle, Config, ExternalWait, Outcome, Session, Shared, Slab, WorkerShared};
@@ -673,7 +673,7 @@ impl Runtime {
                 break;
             }
             for co in shared.all_coroutines() {
-                co.set_flag(F_CANCEL);
+                co.set_flag(F_CANCEL | F_CANCEL_WAKE);
                 co.wake();
             }
             shared.wake_all();

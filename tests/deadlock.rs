@@ -651,3 +651,114 @@ fn a_long_lock_queue_is_grouped() {
     );
     assert!(text.contains("coroutines \"reader\" [RwLock.read (rwlock#"), "{text}");
 }
+
+#[test]
+fn a_cancelled_lock_waiter_whose_wake_is_pending_is_no_deadlock() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // Main holds a mutex, cancels a coroutine queued on it, and joins it.
+    // The cancel wakes it, but its worker is held by a spinning coroutine
+    // for a while, so it stays parked with its old record ("waits for the
+    // holder, main") meanwhile: main -> join -> it -> lock -> main looks
+    // like a cycle for several searches, yet it unwinds as soon as its
+    // worker is free. No deadlock may be reported (the Panic policy would
+    // make main's join panic with the report).
+    let rt =
+        Runtime::builder().workers(2).on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic).build().unwrap();
+    let r = rt.run(|| {
+        let main_thread = std::thread::current().id();
+        let m = std::sync::Arc::new(Mutex::new(0u32));
+        let g = m.lock();
+        // A waiter homed on the other worker: spawn bursts (a thief takes
+        // half of a backlog) until one of them starts there.
+        let chosen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+        let waiter = 'search: loop {
+            let mut hs: Vec<_> = (0..16)
+                .map(|i| {
+                    let (m, chosen) = (m.clone(), chosen.clone());
+                    goro::go(move || {
+                        if std::thread::current().id() == main_thread {
+                            // Busy a while, so that the burst is a backlog.
+                            let end = std::time::Instant::now() + Duration::from_millis(1);
+                            while std::time::Instant::now() < end {
+                                std::hint::spin_loop();
+                            }
+                            return false;
+                        }
+                        if chosen.compare_exchange(usize::MAX, i, SeqCst, SeqCst).is_err() {
+                            return false;
+                        }
+                        // Holds this worker from when the waiter parks until
+                        // 400 ms have passed: the cancel's wake waits that
+                        // long to be applied.
+                        goro::go(|| {
+                            let end = std::time::Instant::now() + Duration::from_millis(400);
+                            while std::time::Instant::now() < end {
+                                std::hint::spin_loop();
+                            }
+                        });
+                        *m.lock() += 1;
+                        true
+                    })
+                })
+                .collect();
+            goro::time::sleep(Duration::from_millis(30));
+            let i = chosen.load(SeqCst);
+            if i != usize::MAX {
+                break 'search hs.swap_remove(i);
+            }
+            for h in hs {
+                assert_eq!(h.join().ok(), Some(false));
+            }
+        };
+        // Parked on the mutex by now (its spinner runs), then cancelled.
+        goro::time::sleep(Duration::from_millis(20));
+        waiter.cancel();
+        let joined = waiter.join();
+        drop(g);
+        let err = joined.expect_err("the cancelled waiter cannot have got the lock");
+        assert!(err.is::<goro::Cancelled>(), "the waiter ended otherwise than by its cancellation");
+        let got = *m.lock();
+        got
+    });
+    assert_eq!(r.unwrap(), 0);
+}
+
+#[test]
+fn a_cancelled_coroutine_that_deadlocks_while_unwinding_is_reported() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    // The other side of the test above: once the cancelled coroutine runs
+    // and parks again while unwinding (here a destructor waits for a mutex
+    // main holds while main joins it), its wait is real, and so is the cycle.
+    struct LockOnDrop(std::sync::Arc<Mutex<()>>);
+    impl Drop for LockOnDrop {
+        fn drop(&mut self) {
+            let _g = self.0.lock();
+        }
+    }
+    let rt =
+        Runtime::builder().workers(2).on_partial_deadlock(goro::diag::PartialDeadlockPolicy::Panic).build().unwrap();
+    let text = rt
+        .run(|| {
+            let m = std::sync::Arc::new(Mutex::new(()));
+            let (_tx, rx) = chan::<()>(0);
+            let m2 = m.clone();
+            let h = goro::Builder::new()
+                .name("unwinder")
+                .spawn(move || {
+                    let _d = LockOnDrop(m2);
+                    let _ = rx.recv();
+                })
+                .unwrap();
+            goro::time::sleep(Duration::from_millis(20));
+            let g = m.lock();
+            h.cancel();
+            let r = catch_unwind(AssertUnwindSafe(|| h.join()));
+            drop(g);
+            match r {
+                Err(p) => panic_text(p),
+                Ok(_) => "joined".into(),
+            }
+        })
+        .unwrap();
+    assert!(text.contains("partial deadlock") && text.contains("\"unwinder\""), "{text}");
+}

@@ -121,7 +121,7 @@ impl<T> JoinHandle<T> {
         if self.co.is_done() || self.co.has_flag(F_CANCEL) {
             return;
         }
-        self.co.flags.fetch_or(F_CANCEL, Ordering::SeqCst);
+        self.co.flags.fetch_or(F_CANCEL | F_CANCEL_WAKE, Ordering::SeqCst);
         // Pairs with the fence after the home is set in the worker's
         // `start_co` (Dekker): either we see the home, or the worker sees
         // the flag at the first resume, and the body never runs.

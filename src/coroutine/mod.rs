@@ -200,6 +200,11 @@ pub(crate) const F_MAIN: u8 = 2; // the main coroutine of a `run`
 pub(crate) const F_WARNED: u8 = 4; // the long-run warning was printed
 pub(crate) const F_PARTIAL: u8 = 8; // found in a partial deadlock (handled)
 pub(crate) const F_PARTIAL_PANIC: u8 = 16; // its blocked call must panic with the report
+/// Cancelled (woken to unwind) while parked, and not resumed since: its wait
+/// record is stale, so the partial-deadlock search leaves it out (a wake
+/// from another thread waits for its home to apply it, which may take a
+/// while). Cleared at its next park while unwinding (`park_current`).
+pub(crate) const F_CANCEL_WAKE: u8 = 32;
 
 /// The panic payload a cancelled coroutine unwinds with; `join` of a
 /// coroutine cancelled at shutdown returns `Err` holding it.
@@ -445,6 +450,10 @@ impl CoInner {
         self.flags.fetch_or(f, Ordering::AcqRel);
     }
 
+    pub(crate) fn clear_flag(&self, f: u8) {
+        self.flags.fetch_and(!f, Ordering::AcqRel);
+    }
+
     /// Where its last park was called from (see `wait_at`).
     pub(crate) fn wait_site(&self) -> Option<&'static Location<'static>> {
         let p = self.wait_at.load(Ordering::Relaxed);
@@ -493,8 +502,15 @@ pub(crate) fn park_current(reason: Option<&WaitReason>, deadline: Option<std::ti
     // it cannot change while the coroutine is suspended, so it also decides
     // after the switch.
     let unwinding = unwinding_now(co);
-    if co.has_flag(F_CANCEL) && !unwinding {
-        cancel_unwind(co);
+    if co.has_flag(F_CANCEL) {
+        if !unwinding {
+            cancel_unwind(co);
+        }
+        // It parks again while unwinding (a destructor waits): this wait
+        // is real, and its record with it (see F_CANCEL_WAKE).
+        if co.has_flag(F_CANCEL_WAKE) {
+            co.clear_flag(F_CANCEL_WAKE);
+        }
     }
     // Only this (home) thread writes `state`, so a plain store consumes the
     // token (a wake that came first).

@@ -29,7 +29,11 @@
 //! (false negatives only). A record can be stale only between a grant and
 //! the wake that follows the unlock (the grantee is still parked for a
 //! moment), so a cycle is acted on only when seen on two consecutive passes
-//! with every member parked.
+//! with every member parked; and between a cancel and the moment its home
+//! resumes the cancelled coroutine to unwind, which may be long (its worker
+//! held by another coroutine), so such a coroutine is no node at all
+//! (`F_CANCEL_WAKE`, set by the cancel, cleared when it parks again while
+//! unwinding, a real wait then).
 //!
 //! When: a cycle can only form when some party parks on a join or a lock,
 //! or a lock rewrites a waiter's record; each bumps `OWNER_EPOCH`. The
@@ -60,7 +64,7 @@ pub(crate) const SEARCH_EVERY: std::time::Duration = std::time::Duration::from_m
 /// confirmed and reported by one of them only.
 static CHECKING: StdMutex<()> = StdMutex::new(());
 
-use crate::coroutine::{CoRef, F_PARTIAL, PARKED};
+use crate::coroutine::{CoRef, F_CANCEL_WAKE, F_PARTIAL, PARKED};
 use crate::sched::Shared;
 
 /// The coroutines a wait waits for: its wait-for edges.
@@ -79,7 +83,9 @@ pub(crate) fn find_cycles(rt: &Shared) -> Vec<Vec<CoRef>> {
     let mut index: HashMap<u64, usize> = HashMap::new();
     let mut nodes: Vec<(&CoRef, Vec<u64>)> = Vec::new();
     for c in &all {
-        if c.state.load(Ordering::Acquire) != PARKED || c.has_flag(F_PARTIAL) {
+        // A cancelled one whose wake is pending will unwind, whatever its
+        // stale record says (F_CANCEL_WAKE).
+        if c.state.load(Ordering::Acquire) != PARKED || c.has_flag(F_PARTIAL | F_CANCEL_WAKE) {
             continue;
         }
         let out = edges(&c.wait.get());
