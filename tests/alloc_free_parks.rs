@@ -109,6 +109,41 @@ fn a_warm_spawn_allocates_only_its_control_block() {
     assert!(allocs <= N + N / 10, "{allocs} allocations for {N} spawns");
 }
 
+/// The first park on a fresh `goro::sync::Mutex` allocates nothing: its
+/// queue is a list through the waiting parties' own slots (a `VecDeque`
+/// queue allocated its buffer on each lock's first contended park).
+#[test]
+fn parking_on_fresh_mutexes_allocates_nothing() {
+    const N: usize = 2000;
+    let (allocs, count) = on_one_worker(|| {
+        let locks: Vec<_> = (0..N).map(|_| std::sync::Arc::new(goro::sync::Mutex::new(0u64))).collect();
+        let (done_tx, done_rx) = goro::chan::<()>(1);
+        // The child takes each lock in turn; main holds them all and lets
+        // go of one at a time, so each of the child's parks is that
+        // mutex's first.
+        let (child_locks, child_done) = (locks.clone(), done_tx);
+        let h = goro::go(move || {
+            for m in &child_locks {
+                *m.lock() += 1;
+            }
+            drop(child_done);
+        });
+        let mut guards: Vec<_> = locks.iter().map(|m| m.lock()).collect();
+        guards.reverse();
+        let (allocs, ()) = allocs_in(|| {
+            while let Some(g) = guards.pop() {
+                goro::yield_now(); // the child parks on this fresh lock
+                drop(g); // and takes it, then parks on the next one
+            }
+        });
+        assert!(done_rx.recv().is_err());
+        h.join().unwrap();
+        (allocs, locks.iter().map(|m| *m.lock()).sum::<u64>())
+    });
+    assert_eq!(count, N as u64);
+    assert!(allocs < N / 10, "{allocs} allocations for {N} first parks on fresh mutexes");
+}
+
 /// A park on a contended `goro::sync::Mutex` allocates nothing either: the
 /// waiting party's slot lives in its own frame (`sync/waitq.rs`), where an
 /// `Arc` per park used to.

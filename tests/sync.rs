@@ -307,3 +307,41 @@ fn mutex_contended_mixed_parties() {
     }
     assert_eq!(*m.lock(), 2 * 20_000 + 16 * 5_000);
 }
+
+#[test]
+fn waiters_cancelled_anywhere_in_the_queue_leave_the_rest_in_order() {
+    // Eight parties queue on a semaphore in a known order; the first, two
+    // in the middle and the last are cancelled (each leaves the queue from
+    // where it is); the others then get permits in their queue order.
+    let rt = rt(1);
+    let order = rt
+        .run(|| {
+            let sem = Arc::new(Semaphore::new(0));
+            let (tx, rx) = goro::chan::<usize>(8);
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let (sem, tx) = (sem.clone(), tx.clone());
+                    let h = goro::go(move || {
+                        let _p = sem.acquire();
+                        tx.send(i).unwrap();
+                    });
+                    goro::yield_now(); // it queues before the next one starts
+                    h
+                })
+                .collect();
+            for i in [0, 3, 5, 7] {
+                hs[i].cancel();
+            }
+            goro::yield_now(); // the cancelled ones unwind and leave
+            sem.add_permits(1); // passed on by each party as it finishes
+            let order: Vec<usize> = (0..4).map(|_| rx.recv().unwrap()).collect();
+            for (i, h) in hs.into_iter().enumerate() {
+                let r = h.join();
+                assert_eq!(r.is_err(), [0, 3, 5, 7].contains(&i), "party {i}");
+            }
+            assert_eq!(sem.available_permits(), 1);
+            order
+        })
+        .unwrap();
+    assert_eq!(order, vec![1, 2, 4, 6]);
+}

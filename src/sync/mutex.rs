@@ -221,8 +221,8 @@ impl<T: ?Sized> Mutex<T> {
                 Left::Granted => self.release_locked(st).into_iter().collect(),
                 Left::Retried => self.wake_next_if_free(st).into_iter().collect(),
                 Left::Queued(at) => {
-                    if let Some(next) = st.1.get(at) {
-                        let wait_for = match at.checked_sub(1).and_then(|i| st.1.get(i)) {
+                    if let Some(next) = st.1.behind(&at) {
+                        let wait_for = match st.1.ahead(&at) {
                             Some(ahead) => LockWait::behind(ahead.coroutine_id()),
                             // It was first: its successor now waits for the holder.
                             None => self.first_in_line(),

@@ -89,7 +89,7 @@ impl Once {
                     let mut g = self.0.queue.lock();
                     // Release: waiters see what the initializer wrote.
                     self.0.state.store(DONE, Ordering::Release);
-                    let wake: Vec<_> = g.1.drain(..).map(|s| s.grant()).collect();
+                    let wake: Vec<_> = g.1.drain().map(|s| s.grant()).collect();
                     drop(g);
                     for w in wake {
                         w.wake();

@@ -353,7 +353,7 @@ impl<T: ?Sized> RwLock<T> {
         match left {
             Left::Granted => self.release(st, slot.want, slot.coroutine_id()),
             Left::Queued(at) => {
-                if let (Some(next), Some(ahead)) = (st.1.get(at), at.checked_sub(1).and_then(|i| st.1.get(i))) {
+                if let (Some(next), Some(ahead)) = (st.1.behind(&at), st.1.ahead(&at)) {
                     next.set_wait(self.reason(next.want, LockWait::behind(ahead.coroutine_id())));
                 }
                 // A writer that leaves the front may unblock readers behind it;

@@ -74,7 +74,7 @@ impl WaitGroup {
         if c != 0 {
             return;
         }
-        let wake: Vec<_> = g.1.drain(..).map(|s| s.grant()).collect();
+        let wake: Vec<_> = g.1.drain().map(|s| s.grant()).collect();
         drop(g);
         for w in wake {
             w.wake();

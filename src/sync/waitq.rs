@@ -22,8 +22,11 @@
 //! the party's again, since it may return at once without parking.
 //!
 //! Where slots live: in the waiting party's own `wait_ex` frame, never on
-//! the heap (a park allocates nothing, as on a channel). The queue holds
-//! [`SlotRef`]s, pointers to those frames. A slot stays alive while it is
+//! the heap (a park allocates nothing, as on a channel). The queue is a
+//! doubly linked list through the slots themselves ([`Queue`]; its links
+//! are touched only under the queue lock), so a party that leaves from
+//! anywhere in it (cancellation) does so in O(1), as on a channel; popped
+//! slots are handed out as [`SlotRef`]s. A slot stays alive while it is
 //! queued, and after a granter popped it until the granter raises its flag:
 //! the party leaves `wait_ex` only once it sees its flag raised, or after
 //! its `Leave` took the slot out of the queue under the lock. So a granter
@@ -38,7 +41,7 @@
 //! record's own spin lock (`ReasonCell`); no lock is held across a park or
 //! a wake.
 
-use std::collections::VecDeque;
+use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
@@ -58,7 +61,27 @@ pub(crate) struct Slot {
     retry: AtomicBool,
     /// What it wants (a reader or a writer, a number of permits).
     pub(crate) want: usize,
+    /// Its place in its queue: touched only under the queue lock.
+    links: UnsafeCell<Links>,
 }
+
+/// A slot's neighbours in its queue, and whether it is in one.
+struct Links {
+    prev: *const Slot,
+    next: *const Slot,
+    queued: bool,
+}
+
+impl Links {
+    const NONE: Links = Links { prev: std::ptr::null(), next: std::ptr::null(), queued: false };
+}
+
+// SAFETY: the flags are atomics and the waiter and record are thread-safe;
+// `links` is read and written only by holders of the queue lock (`Queue`'s
+// methods take the queue, which lives under that lock).
+unsafe impl Sync for Slot {}
+// SAFETY: as above; a slot never leaves its party's frame.
+unsafe impl Send for Slot {}
 
 impl Slot {
     /// Grants the party what it waits for; returns whom to wake. The slot
@@ -136,16 +159,157 @@ impl std::ops::Deref for SlotRef {
     }
 }
 
-/// The parked parties of one lock, first in line first.
-pub(crate) type Queue = VecDeque<SlotRef>;
+/// The parked parties of one lock, first in line first: an intrusive
+/// doubly linked list through the slots' `links` (the slots stay put in
+/// their parties' frames while queued), so a party that leaves from the
+/// middle (cancellation) does so in O(1), and queueing allocates nothing.
+/// Lives under its owner's lock, with the state it guards.
+pub(crate) struct Queue {
+    head: *const Slot,
+    tail: *const Slot,
+    len: usize,
+    /// Bumped by every change: a [`Place`] is good only until the next.
+    edits: u64,
+}
+
+// SAFETY: the queue holds pointers to slots, which are `Sync`, and is only
+// touched under its owner's lock (a `Mutex<(S, Queue)>`).
+unsafe impl Send for Queue {}
+
+/// Where a party that left from the middle of a queue was: its neighbours
+/// then, readable from the queue until the queue next changes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place {
+    ahead: *const Slot,
+    behind: *const Slot,
+    edits: u64,
+}
+
+impl Queue {
+    pub(crate) const fn new() -> Queue {
+        Queue { head: std::ptr::null(), tail: std::ptr::null(), len: 0, edits: 0 }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// # Safety
+    ///
+    /// `p` is null or a slot of this queue (queued, so alive: module note).
+    unsafe fn get(&self, p: *const Slot) -> Option<&Slot> {
+        // SAFETY: the contract; the borrow of the queue keeps it from
+        // changing (and so the slot from leaving) while the result lives.
+        unsafe { p.as_ref() }
+    }
+
+    fn links(&mut self, p: *const Slot) -> &mut Links {
+        // SAFETY: `p` is a slot of this queue or being linked into it by the
+        // caller, alive (module note); links are ours under the queue lock,
+        // which `&mut self` stands for, and no other reference to them lives.
+        unsafe { &mut *(*p).links.get() }
+    }
+
+    pub(crate) fn front(&self) -> Option<&Slot> {
+        // SAFETY: the head is null or queued.
+        unsafe { self.get(self.head) }
+    }
+
+    pub(crate) fn back(&self) -> Option<&Slot> {
+        // SAFETY: the tail is null or queued.
+        unsafe { self.get(self.tail) }
+    }
+
+    pub(crate) fn push_back(&mut self, s: SlotRef) {
+        let p = s.0.as_ptr() as *const Slot;
+        let tail = self.tail;
+        *self.links(p) = Links { prev: tail, next: std::ptr::null(), queued: true };
+        if tail.is_null() {
+            self.head = p;
+        } else {
+            self.links(tail).next = p;
+        }
+        self.tail = p;
+        self.len += 1;
+        self.edits += 1;
+    }
+
+    pub(crate) fn push_front(&mut self, s: SlotRef) {
+        let p = s.0.as_ptr() as *const Slot;
+        let head = self.head;
+        *self.links(p) = Links { prev: std::ptr::null(), next: head, queued: true };
+        if head.is_null() {
+            self.tail = p;
+        } else {
+            self.links(head).prev = p;
+        }
+        self.head = p;
+        self.len += 1;
+        self.edits += 1;
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<SlotRef> {
+        let p = NonNull::new(self.head as *mut Slot)?;
+        self.unlink(p.as_ptr());
+        Some(SlotRef(p))
+    }
+
+    /// Pops every slot, first in line first.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = SlotRef> + '_ {
+        std::iter::from_fn(move || self.pop_front())
+    }
+
+    /// Takes `slot` out if it is queued here: where it was, or `None`.
+    fn remove(&mut self, slot: &Slot) -> Option<Place> {
+        let p = slot as *const Slot;
+        if !self.links(p).queued {
+            return None;
+        }
+        let (ahead, behind) = self.unlink(p);
+        Some(Place { ahead, behind, edits: self.edits })
+    }
+
+    /// Unlinks queued slot `p`; returns its neighbours.
+    fn unlink(&mut self, p: *const Slot) -> (*const Slot, *const Slot) {
+        let Links { prev, next, .. } = std::mem::replace(self.links(p), Links::NONE);
+        if prev.is_null() {
+            self.head = next;
+        } else {
+            self.links(prev).next = next;
+        }
+        if next.is_null() {
+            self.tail = prev;
+        } else {
+            self.links(next).prev = prev;
+        }
+        self.len -= 1;
+        self.edits += 1;
+        (prev, next)
+    }
+
+    /// The party that was just ahead of the one that left at `at`.
+    pub(crate) fn ahead(&self, at: &Place) -> Option<&Slot> {
+        assert_eq!(at.edits, self.edits, "goro bug: a stale queue place");
+        // SAFETY: the queue has not changed since `at` was taken, so its
+        // neighbours are still queued here.
+        unsafe { self.get(at.ahead) }
+    }
+
+    /// The party that was just behind the one that left at `at`.
+    pub(crate) fn behind(&self, at: &Place) -> Option<&Slot> {
+        assert_eq!(at.edits, self.edits, "goro bug: a stale queue place");
+        // SAFETY: as in `ahead`.
+        unsafe { self.get(at.behind) }
+    }
+}
 
 /// How a party left the queue early.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Left {
     /// It had been granted: the owner must pass the grant on.
     Granted,
-    /// It was still queued, at this index (now taken by its successor).
-    Queued(usize),
+    /// It was still queued, there (its neighbours now neighbour each other).
+    Queued(Place),
     /// It had been woken to retry (out of the queue, owning nothing): the
     /// owner must pass the wake on.
     Retried,
@@ -169,7 +333,7 @@ pub(crate) struct WaitQueue<S> {
 
 impl<S> WaitQueue<S> {
     pub(crate) const fn new(state: S) -> Self {
-        WaitQueue { inner: Mutex::new((state, VecDeque::new())) }
+        WaitQueue { inner: Mutex::new((state, Queue::new())) }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, (S, Queue)> {
@@ -206,8 +370,13 @@ impl<S> WaitQueue<S> {
         // `Leave` below, dropped before `slot`, takes it out of the queue on
         // an unwind. Nothing between the push and `leave` can unwind (a
         // failed push unwinds before it links anything).
-        let slot =
-            Slot { waiter: Waiter::current(), granted: AtomicBool::new(false), retry: AtomicBool::new(false), want };
+        let slot = Slot {
+            waiter: Waiter::current(),
+            granted: AtomicBool::new(false),
+            retry: AtomicBool::new(false),
+            want,
+            links: UnsafeCell::new(Links::NONE),
+        };
         slot.set_wait(reason);
         let entry = SlotRef(NonNull::from(&slot));
         if front {
@@ -228,11 +397,8 @@ impl<S> WaitQueue<S> {
                     return;
                 }
                 let mut g = self.q.inner.lock();
-                let left = match g.1.iter().position(|s| std::ptr::eq(s.0.as_ptr(), self.slot)) {
-                    Some(pos) => {
-                        g.1.remove(pos);
-                        Left::Queued(pos)
-                    }
+                let left = match g.1.remove(self.slot) {
+                    Some(at) => Left::Queued(at),
                     None if self.slot.granted.load(Ordering::Acquire) => Left::Granted,
                     None if self.slot.retry.load(Ordering::Acquire) => Left::Retried,
                     None => return,
