@@ -452,15 +452,14 @@ impl LocalCache {
     /// Gives back the top `swap::COLD_BYTES` of every slot in `cold`, then
     /// recycles them (invariant 8).
     fn flush_cold(&mut self) {
-        let cold = std::mem::take(&mut self.cold);
-        let range = |&(entry, ci): &(usize, usize)| {
-            let top = (entry & !PROBE_BITS) + GUARD_SIZE + (1 << (ci + MIN_CLASS as usize));
-            libc::iovec { iov_base: (top - swap::COLD_BYTES) as *mut libc::c_void, iov_len: swap::COLD_BYTES }
-        };
-        if cold.is_empty() {
+        if self.cold.is_empty() {
             return;
         }
-        let ranges: Vec<libc::iovec> = cold.iter().map(range).collect();
+        let cold = std::mem::take(&mut self.cold);
+        let ranges: Vec<libc::iovec> = cold
+            .iter()
+            .map(|&(entry, ci)| cold_range((entry & !PROBE_BITS) + GUARD_SIZE + (1 << (ci + MIN_CLASS as usize))))
+            .collect();
         COLD_SLOTS.fetch_add(ranges.len() as u64, Ordering::Relaxed);
         COLD_CALLS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the top pages of freed slots of ours: nothing runs on them
@@ -468,15 +467,31 @@ impl LocalCache {
         // returns; their bytes are dead.
         if !unsafe { advise_many(&ranges, libc::MADV_DONTNEED, &COLD_BATCHES_WORK) } {
             for r in &ranges {
-                COLD_CALLS.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: as above, one range at a time.
-                unsafe { libc::madvise(r.iov_base, r.iov_len, libc::MADV_DONTNEED) };
+                unsafe { give_back(r) };
             }
         }
         for (entry, ci) in cold {
             self.recycle(entry, ci);
         }
     }
+}
+
+/// The top pages of the slot whose stack top is `top` that a freed slot
+/// gives back cold (invariant 8).
+fn cold_range(top: usize) -> libc::iovec {
+    libc::iovec { iov_base: (top - swap::COLD_BYTES) as *mut libc::c_void, iov_len: swap::COLD_BYTES }
+}
+
+/// `madvise(MADV_DONTNEED)` over `r`, one system call.
+///
+/// # Safety
+///
+/// `r` is ours and its bytes are dead.
+unsafe fn give_back(r: &libc::iovec) {
+    COLD_CALLS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { libc::madvise(r.iov_base, r.iov_len, libc::MADV_DONTNEED) };
 }
 
 impl Drop for LocalCache {
@@ -770,12 +785,8 @@ impl Drop for Stack {
             // This thread's cache is gone (thread exit): one slot, alone.
             if cold {
                 COLD_SLOTS.fetch_add(1, Ordering::Relaxed);
-                COLD_CALLS.fetch_add(1, Ordering::Relaxed);
-                let top = self.top();
                 // SAFETY: as in `LocalCache::flush_cold`, for this slot.
-                unsafe {
-                    libc::madvise((top - swap::COLD_BYTES) as *mut libc::c_void, swap::COLD_BYTES, libc::MADV_DONTNEED)
-                };
+                unsafe { give_back(&cold_range(self.top())) };
             }
             CLASSES[ci].lock().free.push(entry);
         }
