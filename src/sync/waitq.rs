@@ -26,7 +26,10 @@
 //! doubly linked list through the slots themselves ([`Queue`]; its links
 //! are touched only under the queue lock), so a party that leaves from
 //! anywhere in it (cancellation) does so in O(1), as on a channel; popped
-//! slots are handed out as [`SlotRef`]s. A slot stays alive while it is
+//! slots are handed out as [`SlotRef`]s. (With stack swapping on, linking
+//! or unlinking next to a slot whose stack is swapped out brings that stack
+//! back through the fault handler, as a grant does: unlike a channel's,
+//! these queues do not edit saved copies.) A slot stays alive while it is
 //! queued, and after a granter popped it until the granter raises its flag:
 //! the party leaves `wait_ex` only once it sees its flag raised, or after
 //! its `Leave` took the slot out of the queue under the lock. So a granter
