@@ -376,7 +376,7 @@ fn windows_child() {
         let s = goro::stats();
         println!("restores {} {}", s.stack_swap_outs, s.stack_restore_windows);
         let (slots, calls) = goro::stack::__cold_give_backs();
-        println!("cold {slots} {calls} {}", vm_rss_kib().saturating_sub(rss_parked));
+        println!("cold {slots} {calls} {} {}", vm_rss_kib().saturating_sub(rss_parked), s.stack_swap_outs);
     })
     .unwrap();
 }
@@ -391,12 +391,14 @@ fn vm_rss_kib() -> u64 {
 #[test]
 fn restored_stacks_go_back_cold_a_batch_at_a_time() {
     let v = child_figures("cold ");
-    let (slots, calls, grew_kib) = (v[0], v[1], v[2]);
+    let (slots, calls, grew_kib, outs) = (v[0], v[1], v[2], v[3]);
     let line = format!("{v:?}");
-    // Every swapped stack came back for its coroutine's end, a page or two
-    // each; its slot then went back cold (stack invariant 8), all but the
-    // last batch's (at most 64 wait on the worker).
-    assert!(slots >= 1000 - 64, "{slots} slots went back cold of 1000 swapped stacks: {line}");
+    // Every swapped stack (each swapped once here: it parks once) came back
+    // for its coroutine's end, a page or two each; its slot then went back
+    // cold (stack invariant 8), all but the last batch's (at most 64 wait
+    // on the worker).
+    assert!(outs >= 900, "too few swaps to test anything: {line}");
+    assert!(slots + 64 >= outs, "{slots} slots went back cold of {outs} swapped stacks: {line}");
     // One call per batch of 64 (one per slot before).
     assert!(calls * 8 <= slots, "{calls} calls gave back {slots} slots: {line}");
     // And the pages really went: 1000 restored pages kept would be 4000 KiB.

@@ -558,13 +558,8 @@ fn restore_run(run: &[Swapped]) {
     RESTORE_WINDOWS.fetch_add(1, Ordering::Relaxed);
     // Each slot's own usable range (not the guards between the slots: they
     // keep their markers), in one call where the kernel allows it.
-    let ranges: [libc::iovec; MAX_RUN] = std::array::from_fn(|i| {
-        let s = &run[i.min(run.len() - 1)];
-        libc::iovec { iov_base: s.usable as *mut libc::c_void, iov_len: s.top - s.usable }
-    });
     // SAFETY: see below, for all of them at once.
-    let removed =
-        run.len() > 1 && unsafe { super::advise_many(&ranges[..run.len()], MADV_GUARD_REMOVE, &REMOVES_WORK) };
+    let removed = run.len() > 1 && unsafe { remove_markers(run) };
     for s in run {
         let (len, buf) = (s.rec.len.load(Ordering::Relaxed) as usize, s.rec.buf.load(Ordering::Relaxed));
         // SAFETY: the slot's own usable range, closed, its record RESTORING
@@ -587,6 +582,26 @@ fn restore_run(run: &[Swapped]) {
     for s in run {
         s.rec.state.store(RESIDENT, Ordering::Release);
     }
+}
+
+/// `MADV_GUARD_REMOVE` over the usable range of every slot of `run`, in one
+/// `process_madvise`; false if that did not cover them all. Out of line, and
+/// only for runs of several slots: a fault handler's restore (one slot) may
+/// run on a plain thread's small alternate signal stack (std's, a few KiB),
+/// where this array (1 KiB, more in an unoptimised build) overflowed it.
+///
+/// # Safety
+///
+/// As for `restore_run`'s per-slot removal: the run is ours to restore and
+/// inside a closed window.
+#[inline(never)]
+unsafe fn remove_markers(run: &[Swapped]) -> bool {
+    let mut ranges = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_RUN];
+    for (r, s) in ranges.iter_mut().zip(run) {
+        *r = libc::iovec { iov_base: s.usable as *mut libc::c_void, iov_len: s.top - s.usable };
+    }
+    // SAFETY: the caller's contract, for each range.
+    unsafe { super::advise_many(&ranges[..run.len()], MADV_GUARD_REMOVE, &REMOVES_WORK) }
 }
 
 fn free_copy(rec: &SlotRecord) {
