@@ -332,3 +332,36 @@ fn first_sleep_of_a_fresh_runtime_is_on_time() {
         .unwrap();
     assert!(best >= ms(50) && best < ms(58), "first sleep(50ms) took {best:?}");
 }
+
+#[test]
+fn timers_due_together_wake_their_coroutines_in_deadline_order() {
+    // One worker, held by main until all three deadlines have passed: the
+    // worker then fires them in one pass, and the coroutines must run in
+    // deadline order (each fired wake used to take the "run next" place,
+    // pushing the one before back: the last deadline ran first).
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o2 = order.clone();
+    rt(1)
+        .run(move || {
+            let t0 = Instant::now();
+            let hs: Vec<_> = [10u64, 20, 30]
+                .into_iter()
+                .map(|d| {
+                    let o = o2.clone();
+                    goro::go(move || {
+                        sleep(ms(d).saturating_sub(t0.elapsed()));
+                        o.lock().unwrap().push(d);
+                    })
+                })
+                .collect();
+            goro::yield_now(); // all three start and arm their timers
+            while t0.elapsed() < ms(50) {
+                std::hint::spin_loop(); // the worker is held: all come due
+            }
+            for h in hs {
+                h.join().unwrap();
+            }
+        })
+        .unwrap();
+    assert_eq!(*order.lock().unwrap(), vec![10, 20, 30]);
+}
