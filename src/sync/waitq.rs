@@ -224,29 +224,27 @@ impl Queue {
     }
 
     pub(crate) fn push_back(&mut self, s: SlotRef) {
-        let p = s.0.as_ptr() as *const Slot;
-        let tail = self.tail;
-        *self.links(p) = Links { prev: tail, next: std::ptr::null(), queued: true };
-        if tail.is_null() {
-            self.head = p;
-        } else {
-            self.links(tail).next = p;
-        }
-        self.tail = p;
-        self.len += 1;
-        self.edits += 1;
+        self.link(s, self.tail, std::ptr::null());
     }
 
     pub(crate) fn push_front(&mut self, s: SlotRef) {
+        self.link(s, std::ptr::null(), self.head);
+    }
+
+    /// Links `s` between neighbours `prev` and `next` (null: an end).
+    fn link(&mut self, s: SlotRef, prev: *const Slot, next: *const Slot) {
         let p = s.0.as_ptr() as *const Slot;
-        let head = self.head;
-        *self.links(p) = Links { prev: std::ptr::null(), next: head, queued: true };
-        if head.is_null() {
+        *self.links(p) = Links { prev, next, queued: true };
+        if prev.is_null() {
+            self.head = p;
+        } else {
+            self.links(prev).next = p;
+        }
+        if next.is_null() {
             self.tail = p;
         } else {
-            self.links(head).prev = p;
+            self.links(next).prev = p;
         }
-        self.head = p;
         self.len += 1;
         self.edits += 1;
     }
