@@ -77,6 +77,9 @@
 //! whose every receiver is dropped is freed at once (an abandoned `after` in a
 //! select costs nothing).
 //!
+//! Coroutines on one worker whose timers come due together (the worker was
+//! busy past several deadlines) run in deadline order.
+//!
 //! ```
 //! use std::time::Duration;
 //! use goro::time;
