@@ -235,18 +235,28 @@ impl Queue {
     fn link(&mut self, s: SlotRef, prev: *const Slot, next: *const Slot) {
         let p = s.0.as_ptr() as *const Slot;
         *self.links(p) = Links { prev, next, queued: true };
-        if prev.is_null() {
-            self.head = p;
-        } else {
-            self.links(prev).next = p;
-        }
-        if next.is_null() {
-            self.tail = p;
-        } else {
-            self.links(next).prev = p;
-        }
+        self.set_next(prev, p);
+        self.set_prev(next, p);
         self.len += 1;
         self.edits += 1;
+    }
+
+    /// Makes `to` follow `prev` (null `prev`: the head).
+    fn set_next(&mut self, prev: *const Slot, to: *const Slot) {
+        if prev.is_null() {
+            self.head = to;
+        } else {
+            self.links(prev).next = to;
+        }
+    }
+
+    /// Makes `to` precede `next` (null `next`: the tail).
+    fn set_prev(&mut self, next: *const Slot, to: *const Slot) {
+        if next.is_null() {
+            self.tail = to;
+        } else {
+            self.links(next).prev = to;
+        }
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<SlotRef> {
@@ -273,16 +283,8 @@ impl Queue {
     /// Unlinks queued slot `p`; returns its neighbours.
     fn unlink(&mut self, p: *const Slot) -> (*const Slot, *const Slot) {
         let Links { prev, next, .. } = std::mem::replace(self.links(p), Links::NONE);
-        if prev.is_null() {
-            self.head = next;
-        } else {
-            self.links(prev).next = next;
-        }
-        if next.is_null() {
-            self.tail = prev;
-        } else {
-            self.links(next).prev = prev;
-        }
+        self.set_next(prev, next);
+        self.set_prev(next, prev);
         self.len -= 1;
         self.edits += 1;
         (prev, next)
