@@ -186,6 +186,7 @@ mod chan;
 pub mod context;
 mod coroutine;
 pub mod diag;
+mod list;
 mod loom;
 pub mod net;
 mod park;

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 /// module of a strictly lower layer, and the modules of `CORE` may name each
 /// other. Keep in sync with ARCHITECTURE.md ("Layers").
 const LAYERS: &[(&str, u32)] = &[
-    // 0: names no other goro module (sharded counters).
+    // 0: names no other goro module (sharded counters, intrusive lists).
     ("shard", 0),
+    ("list", 0),
     // 1: leaves: name only `shard`.
     ("loom", 1),
     ("wait", 1),

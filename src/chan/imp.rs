@@ -37,7 +37,8 @@
 //!     receiver leaving), exactly as an op is claimed (invariants 3, 4, 6),
 //!     with no value moved. A select's own queued receive never claims its
 //!     own observer.
-//!  8. `sendq` and `recvq` are intrusive lists ([`Queue`]): each op carries
+//!  8. `sendq` and `recvq` are intrusive lists ([`Queue`], on
+//!     `crate::list`, which the `goro::sync` queues share): each op carries
 //!     its own links, and those links, like the queue's ends, are read and
 //!     written only under the channel's lock, through `on_stack` (an op's
 //!     neighbours live in other parked parties' frames, perhaps swapped
@@ -67,6 +68,7 @@ use std::time::Instant;
 
 use super::err::*;
 use super::lock::{ChanMutex, ChanMutexGuard};
+use crate::list::{Links, List, Node};
 use crate::loom::atomic as model;
 use crate::park::{self, Wakeup};
 use crate::wait::WaitReason;
@@ -238,20 +240,9 @@ pub(crate) struct Op<T> {
     slot: UnsafeCell<Option<T>>,
     /// Its place in its channel's `sendq` or `recvq` (a [`Queue`]):
     /// touched only under that channel's lock (invariant 8).
-    links: UnsafeCell<Links<T>>,
-}
-
-/// An op's neighbours in its queue, and whether it is in one: the real
-/// addresses of the ops (never those of a saved stack copy, which
-/// `on_stack` gives only for the access at hand).
-struct Links<T> {
-    prev: *const Op<T>,
-    next: *const Op<T>,
-    queued: bool,
-}
-
-impl<T> Links<T> {
-    const NONE: Links<T> = Links { prev: std::ptr::null(), next: std::ptr::null(), queued: false };
+    /// The neighbours are the real addresses of the ops, never those of a
+    /// saved stack copy, which `on_stack` gives only for the access at hand.
+    links: UnsafeCell<Links<Op<T>>>,
 }
 
 // SAFETY: `slot` is accessed by one party at a time (module invariant 4);
@@ -928,8 +919,7 @@ pub(crate) fn dequeue_locked<T>(g: &mut Inner<T>, op: &Op<T>, send: bool) {
 /// server's connections and its `quit`) paid O(n) per wake-up, O(n^2) in
 /// all (`workloads quit 100000`: 12.2 s; see the module invariant).
 pub(crate) struct Queue<T> {
-    head: *const Op<T>,
-    tail: *const Op<T>,
+    list: List<Op<T>>,
 }
 
 // SAFETY: a `Queue` holds pointers to ops, each an `OpPtr` in all but name
@@ -939,71 +929,46 @@ unsafe impl<T: Send> Send for Queue<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for Queue<T> {}
 
-/// The links of the queued op at `p`, wherever they are now (`on_stack`).
-///
-/// # Safety
-///
-/// `p` is an op in a queue whose channel lock the caller holds (or the
-/// caller's own op, about to be queued there): nobody else touches its
-/// links (invariant 8), and its owner keeps it alive (invariant 6). The
-/// reference is used before the next call and before the lock's release.
-#[inline(always)]
-unsafe fn links<'a, T>(p: *const Op<T>) -> &'a mut Links<T> {
-    // SAFETY: the contract above.
-    unsafe { &mut *(*on_stack(p as *mut Op<T>)).links.get() }
+// SAFETY: one `Links` per op, in the op; reached wherever the op is now
+// (`on_stack`: in its stack's saved copy while that stack is swapped out).
+unsafe impl<T> Node for Op<T> {
+    #[inline(always)]
+    unsafe fn links<'a>(p: *const Op<T>) -> &'a mut Links<Op<T>> {
+        // SAFETY: `Node::links`'s contract: `p` is an op in a queue whose
+        // channel lock the caller holds (or the caller's own op, about to be
+        // queued there): nobody else touches its links (invariant 8), and its
+        // owner keeps it alive (invariant 6).
+        unsafe { &mut *(*on_stack(p as *mut Op<T>)).links.get() }
+    }
 }
 
+// Every `unsafe` call below is `List`'s, whose contract (`Node::links`'s)
+// holds for a queue: its ops are alive while queued (invariant 6), and the
+// caller holds the channel lock (`&mut self` of the locked `Inner`).
 impl<T> Queue<T> {
     pub(crate) const fn new() -> Queue<T> {
-        Queue { head: std::ptr::null(), tail: std::ptr::null() }
+        Queue { list: List::new() }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_null()
+        self.list.is_empty()
     }
 
     /// Queues `op` last. The caller holds the channel lock.
     #[inline]
     pub(crate) fn push_back(&mut self, op: OpPtr<T>) {
-        let p = op.0.as_ptr() as *const Op<T>;
-        // SAFETY: (all three) `links`'s contract: `p` is the caller's op
-        // (`OpPtr::new`'s contract keeps it in place and alive), `tail` a
-        // queued one, and we hold the lock.
-        let l = unsafe { links(p) };
-        debug_assert!(!l.queued, "goro bug: an op queued twice");
-        *l = Links { prev: self.tail, next: std::ptr::null(), queued: true };
-        if self.tail.is_null() {
-            self.head = p;
-        } else {
-            // SAFETY: as above.
-            unsafe { links(self.tail) }.next = p;
-        }
-        self.tail = p;
+        // SAFETY: see the `impl`; `op` is the caller's, in no queue
+        // (`OpPtr::new`'s contract keeps it in place and alive).
+        unsafe { self.list.push_back(op.0.as_ptr()) }
     }
 
     /// Takes the first op off the queue.
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<OpPtr<T>> {
-        let p = self.head;
-        if p.is_null() {
-            return None;
-        }
-        // SAFETY: `p` and its successor are queued here and we hold the
-        // lock (`links`'s contract).
-        let l = unsafe { links(p) };
-        let next = l.next;
-        *l = Links::NONE;
-        self.head = next;
-        if next.is_null() {
-            self.tail = std::ptr::null();
-        } else {
-            // SAFETY: as above.
-            unsafe { links(next) }.prev = std::ptr::null();
-        }
-        // SAFETY: queued by `push_back` from an `OpPtr`, whose contract
-        // (invariant 6) still holds: the owner removes it only under the
-        // lock we hold.
-        Some(OpPtr(unsafe { NonNull::new_unchecked(p as *mut Op<T>) }))
+        // SAFETY: see the `impl`. The op was queued by `push_back` from an
+        // `OpPtr`, whose contract (invariant 6) still holds: the owner
+        // removes it only under the lock we hold.
+        unsafe { self.list.pop_front() }.map(OpPtr)
     }
 
     /// Pops every op, front to back, one per `next` (so a caller may end
@@ -1016,44 +981,22 @@ impl<T> Queue<T> {
     /// (a winner or a close popped it already).
     #[inline]
     pub(crate) fn remove(&mut self, op: &Op<T>) {
-        let p = op as *const Op<T>;
-        // SAFETY: `op` is the caller's own (alive), queued here if at all,
-        // its neighbours too, and we hold the lock (`links`'s contract).
-        let l = unsafe { links(p) };
-        if !l.queued {
-            return;
-        }
-        let Links { prev, next, .. } = std::mem::replace(l, Links::NONE);
-        // An op queued elsewhere (a caller passing the wrong queue) would
-        // corrupt this one: its ends must be ours.
-        debug_assert!(!prev.is_null() || self.head == p, "goro bug: an op removed from a queue it is not in");
-        debug_assert!(!next.is_null() || self.tail == p, "goro bug: an op removed from a queue it is not in");
-        if prev.is_null() {
-            self.head = next;
-        } else {
-            // SAFETY: as above.
-            unsafe { links(prev) }.next = next;
-        }
-        if next.is_null() {
-            self.tail = prev;
-        } else {
-            // SAFETY: as above.
-            unsafe { links(next) }.prev = prev;
-        }
+        // SAFETY: see the `impl`; `op` is the caller's own (alive), queued
+        // here if at all.
+        unsafe { self.list.remove(op) };
     }
 
     /// Whether some queued op satisfies `f` (front to back).
     pub(crate) fn any(&self, mut f: impl FnMut(&Op<T>) -> bool) -> bool {
-        let mut p = self.head;
+        let mut p = self.list.head();
         while !p.is_null() {
             // SAFETY: queued here, the caller holds the lock (invariant 6).
             let op = unsafe { &*on_stack(p as *mut Op<T>) };
             if f(op) {
                 return true;
             }
-            // SAFETY: as for `links`: read through the same `on_stack`
-            // address as `op`, before the next one.
-            p = unsafe { &*op.links.get() }.next;
+            // SAFETY: as above (`Node::links`'s contract).
+            p = unsafe { List::next(p) };
         }
         false
     }

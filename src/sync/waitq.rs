@@ -23,8 +23,8 @@
 //!
 //! Where slots live: in the waiting party's own `wait_ex` frame, never on
 //! the heap (a park allocates nothing, as on a channel). The queue is a
-//! doubly linked list through the slots themselves ([`Queue`]; its links
-//! are touched only under the queue lock), so a party that leaves from
+//! doubly linked list through the slots themselves ([`Queue`], on
+//! `crate::list`; its links are touched only under the queue lock), so a party that leaves from
 //! anywhere in it (cancellation) does so in O(1), as on a channel; popped
 //! slots are handed out as [`SlotRef`]s. (With stack swapping on, linking
 //! or unlinking next to a slot whose stack is swapped out brings that stack
@@ -50,6 +50,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::list::{Links, List, Node};
 use crate::wait::WaitReason;
 // The flags' atomics: std's, or loom's in the model checker's build
 // (`waitq_loom.rs` checks `publish`).
@@ -65,18 +66,7 @@ pub(crate) struct Slot {
     /// What it wants (a reader or a writer, a number of permits).
     pub(crate) want: usize,
     /// Its place in its queue: touched only under the queue lock.
-    links: UnsafeCell<Links>,
-}
-
-/// A slot's neighbours in its queue, and whether it is in one.
-struct Links {
-    prev: *const Slot,
-    next: *const Slot,
-    queued: bool,
-}
-
-impl Links {
-    const NONE: Links = Links { prev: std::ptr::null(), next: std::ptr::null(), queued: false };
+    links: UnsafeCell<Links<Slot>>,
 }
 
 // SAFETY: the flags are atomics and the waiter and record are thread-safe;
@@ -85,6 +75,15 @@ impl Links {
 unsafe impl Sync for Slot {}
 // SAFETY: as above; a slot never leaves its party's frame.
 unsafe impl Send for Slot {}
+
+// SAFETY: one `Links` per slot, in the slot.
+unsafe impl Node for Slot {
+    unsafe fn links<'a>(p: *const Slot) -> &'a mut Links<Slot> {
+        // SAFETY: `Node::links`'s contract: `p` is alive and its links are
+        // ours under the queue lock, with no other reference to them.
+        unsafe { &mut *(*p).links.get() }
+    }
+}
 
 impl Slot {
     /// Grants the party what it waits for; returns whom to wake. The slot
@@ -168,9 +167,7 @@ impl std::ops::Deref for SlotRef {
 /// middle (cancellation) does so in O(1), and queueing allocates nothing.
 /// Lives under its owner's lock, with the state it guards.
 pub(crate) struct Queue {
-    head: *const Slot,
-    tail: *const Slot,
-    len: usize,
+    list: List<Slot>,
     /// Bumped by every change: a [`Place`] is good only until the next.
     edits: u64,
 }
@@ -188,13 +185,16 @@ pub(crate) struct Place {
     edits: u64,
 }
 
+// Every `unsafe` call below is `List`'s, whose contract (`Node::links`'s)
+// holds for a queue: its slots are queued, so alive (module note), and
+// `&mut self` stands for the queue lock.
 impl Queue {
     pub(crate) const fn new() -> Queue {
-        Queue { head: std::ptr::null(), tail: std::ptr::null(), len: 0, edits: 0 }
+        Queue { list: List::new(), edits: 0 }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.list.is_empty()
     }
 
     /// # Safety
@@ -206,62 +206,32 @@ impl Queue {
         unsafe { p.as_ref() }
     }
 
-    fn links(&mut self, p: *const Slot) -> &mut Links {
-        // SAFETY: `p` is a slot of this queue or being linked into it by the
-        // caller, alive (module note); links are ours under the queue lock,
-        // which `&mut self` stands for, and no other reference to them lives.
-        unsafe { &mut *(*p).links.get() }
-    }
-
     pub(crate) fn front(&self) -> Option<&Slot> {
         // SAFETY: the head is null or queued.
-        unsafe { self.get(self.head) }
+        unsafe { self.get(self.list.head()) }
     }
 
     pub(crate) fn back(&self) -> Option<&Slot> {
         // SAFETY: the tail is null or queued.
-        unsafe { self.get(self.tail) }
+        unsafe { self.get(self.list.tail()) }
     }
 
     pub(crate) fn push_back(&mut self, s: SlotRef) {
-        self.link(s, self.tail, std::ptr::null());
-    }
-
-    pub(crate) fn push_front(&mut self, s: SlotRef) {
-        self.link(s, std::ptr::null(), self.head);
-    }
-
-    /// Links `s` between neighbours `prev` and `next` (null: an end).
-    fn link(&mut self, s: SlotRef, prev: *const Slot, next: *const Slot) {
-        let p = s.0.as_ptr() as *const Slot;
-        *self.links(p) = Links { prev, next, queued: true };
-        self.set_next(prev, p);
-        self.set_prev(next, p);
-        self.len += 1;
+        // SAFETY: see the `impl`; `s` is a new party's slot, in no queue.
+        unsafe { self.list.push_back(s.0.as_ptr()) };
         self.edits += 1;
     }
 
-    /// Makes `to` follow `prev` (null `prev`: the head).
-    fn set_next(&mut self, prev: *const Slot, to: *const Slot) {
-        if prev.is_null() {
-            self.head = to;
-        } else {
-            self.links(prev).next = to;
-        }
-    }
-
-    /// Makes `to` precede `next` (null `next`: the tail).
-    fn set_prev(&mut self, next: *const Slot, to: *const Slot) {
-        if next.is_null() {
-            self.tail = to;
-        } else {
-            self.links(next).prev = to;
-        }
+    pub(crate) fn push_front(&mut self, s: SlotRef) {
+        // SAFETY: as in `push_back`.
+        unsafe { self.list.push_front(s.0.as_ptr()) };
+        self.edits += 1;
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<SlotRef> {
-        let p = NonNull::new(self.head as *mut Slot)?;
-        self.unlink(p.as_ptr());
+        // SAFETY: see the `impl`.
+        let p = unsafe { self.list.pop_front() }?;
+        self.edits += 1;
         Some(SlotRef(p))
     }
 
@@ -272,22 +242,11 @@ impl Queue {
 
     /// Takes `slot` out if it is queued here: where it was, or `None`.
     fn remove(&mut self, slot: &Slot) -> Option<Place> {
-        let p = slot as *const Slot;
-        if !self.links(p).queued {
-            return None;
-        }
-        let (ahead, behind) = self.unlink(p);
-        Some(Place { ahead, behind, edits: self.edits })
-    }
-
-    /// Unlinks queued slot `p`; returns its neighbours.
-    fn unlink(&mut self, p: *const Slot) -> (*const Slot, *const Slot) {
-        let Links { prev, next, .. } = std::mem::replace(self.links(p), Links::NONE);
-        self.set_next(prev, next);
-        self.set_prev(next, prev);
-        self.len -= 1;
+        // SAFETY: see the `impl`; `slot` is the caller's own, queued here or
+        // nowhere.
+        let (ahead, behind) = unsafe { self.list.remove(slot) }?;
         self.edits += 1;
-        (prev, next)
+        Some(Place { ahead, behind, edits: self.edits })
     }
 
     /// The party that was just ahead of the one that left at `at`.
@@ -372,7 +331,7 @@ impl<S> WaitQueue<S> {
         // In this frame, which outlives its queue entry (module note): the
         // `Leave` below, dropped before `slot`, takes it out of the queue on
         // an unwind. Nothing between the push and `leave` can unwind (a
-        // failed push unwinds before it links anything).
+        // push only links the slot: it allocates nothing, so cannot fail).
         let slot = Slot {
             waiter: Waiter::current(),
             granted: AtomicBool::new(false),
