@@ -49,7 +49,7 @@ use parking_lot::Mutex;
 use crate::coroutine::{self, CoRef, F_CANCEL, F_CANCEL_WAKE, F_MAIN};
 use crate::diag::report::DeadlockReport;
 use crate::park::{self, Waiter};
-use crate::sched::{idle, Config, ExternalWait, Outcome, Session, Shared, Slab, WorkerShared};
+use crate::sched::{idle, Config, ExternalWait, Lines, Outcome, Session, Shared, Slab, WorkerShared};
 use crate::wait::WaitReason;
 
 /// A goro runtime: worker threads, their queues, timers and poller.
@@ -438,6 +438,9 @@ impl RuntimeBuilder {
             ws.push(Arc::new(WorkerShared {
                 index,
                 rt: Arc::downgrade(&shared),
+                _owner: Lines,
+                _thieves: Lines,
+                _others: Lines,
                 inbox: Injector::new(),
                 stealer: d.stealer(),
                 parker: idle::Parker::default(),
@@ -452,6 +455,7 @@ impl RuntimeBuilder {
                 running: AtomicU64::new(0),
                 deque_epoch: AtomicU64::new(0),
                 load: AtomicU64::new(0),
+                io_waiting: AtomicUsize::new(0),
                 next_timer: AtomicU64::new(u64::MAX),
                 resumes: AtomicU64::new(0),
             }));

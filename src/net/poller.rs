@@ -283,8 +283,12 @@ struct Stripe(AtomicUsize);
 /// in the stripe of the worker it parked on. The decrement goes to the same
 /// stripe (the guard remembers it, even if the coroutine migrates), so
 /// every stripe stays a true count, never below zero: a reader that finds
-/// every stripe at zero found no waiter in any of them.
-struct Waiting(&'static Stripe);
+/// every stripe at zero found no waiter in any of them. It also counts the
+/// coroutine in its worker's `io_waiting`, which spawn placement reads.
+struct Waiting {
+    stripe: &'static Stripe,
+    _worker: crate::sched::IoWaiting,
+}
 impl Waiting {
     fn new(p: &'static Poller) -> Waiting {
         let i = crate::sched::with_worker(|w| w.shared.index).unwrap_or(0) % STRIPES;
@@ -293,12 +297,12 @@ impl Waiting {
         // sleep; either it sees us (our stripe is nonzero, and no stripe is
         // ever negative, so it polls), or we see it and it is woken below.
         s.0.fetch_add(1, Ordering::SeqCst);
-        Waiting(s)
+        Waiting { stripe: s, _worker: crate::sched::IoWaiting::new() }
     }
 }
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+        self.stripe.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

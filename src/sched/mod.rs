@@ -25,7 +25,9 @@
 //!   burst of spawns the victim starts at once stays together. Conversely a
 //!   saturated worker with an empty deque hands a new coroutine to a clearly
 //!   less loaded worker's inbox (`push_new`): pipelines grown one stage at a
-//!   time spread out that way.
+//!   time spread out that way. So does a worker serving many coroutines
+//!   parked on sockets (`io_waiting`), for one serving clearly fewer: an
+//!   accept loop's connections spread over the workers.
 //! * `ready` (local FIFO): started coroutines woken on this worker.
 //! * `inbox` (crossbeam `Injector`): wake requests from other threads for
 //!   coroutines homed here (the home applies them: `coroutine.rs`, park
@@ -116,21 +118,38 @@ pub(crate) struct Shared {
     pub(crate) partial_reports: Mutex<std::collections::HashMap<u64, std::sync::Arc<str>>>,
 }
 
-/// The part of a worker other threads may touch.
+/// Starts the next field of a `#[repr(C)]` struct on a fresh pair of cache
+/// lines (x86 fetches lines in adjacent pairs): fields written by different
+/// threads never share one.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Lines;
+
+/// The part of a worker other threads may touch, laid out by who writes it
+/// (`#[repr(C)]`, each group on cache lines of its own): the fields set at
+/// build, those the owner writes at every resume or spawn, the one thieves
+/// poll, those other threads write. Left to the compiler, one added field
+/// could move `deque_epoch` (polled by every thief) or the parker (written
+/// by every waker) onto the line of the owner's per-resume counters.
+#[repr(C)]
 pub(crate) struct WorkerShared {
+    // Set at build; read by every thread.
     pub(crate) index: usize,
     /// Weak: the worker threads hold the strong references, so dropping a
     /// `Runtime` frees it even while stray wakers still hold this worker.
     pub(crate) rt: Weak<Shared>,
-    /// Wake requests for coroutines homed here, from other threads, and
-    /// unstarted coroutines placed here (`WorkerLocal::pop_inbox`).
-    pub(crate) inbox: Injector<CoRef>,
     /// Steals unstarted coroutines from this worker's deque.
     pub(crate) stealer: Stealer<CoRef>,
-    pub(crate) parker: idle::Parker,
-    /// Started coroutines homed here (for diagnostics and cancellation).
-    pub(crate) registry: Mutex<Slab>,
     pub(crate) thread: OnceLock<std::thread::ThreadId>,
+
+    // Written by the owner at every resume, spawn, start, end or park on a
+    // socket; read by the monitor, lock spinners (`running`), spawn
+    // placement and diagnostics (`registry`).
+    pub(crate) _owner: Lines,
+    /// Id of the coroutine running now (0: none) and a resume counter, for
+    /// the monitor's long-run warning.
+    pub(crate) running: AtomicU64,
+    pub(crate) resumes: AtomicU64,
     /// Counters, written by the owner only (Relaxed: statistics).
     pub(crate) spawned: AtomicU64,
     pub(crate) steals: AtomicU64,
@@ -139,27 +158,41 @@ pub(crate) struct WorkerShared {
     /// (`push_new`): how often communication crosses threads.
     pub(crate) remote_wakes: AtomicU64,
     pub(crate) placed_away: AtomicU64,
-    /// Set by the monitor before it wakes this spare to take new work
-    /// (idle.rs rule 5; read by the spare when it wakes).
-    pub(crate) called: AtomicBool,
+    /// Coroutines homed here parked on a socket now (`IoWaiting`; written
+    /// by the owner only): how many connections this worker serves (spawn
+    /// placement, `WorkerLocal::io_lighter_worker`).
+    pub(crate) io_waiting: AtomicUsize,
     /// Pending timers in this worker's heap (deadlock detection).
     pub(crate) timers_pending: AtomicUsize,
-    /// Id of the coroutine running now (0: none) and a resume counter, for
-    /// the monitor's long-run warning.
-    pub(crate) running: AtomicU64,
-    pub(crate) resumes: AtomicU64,
-    /// Bumped each time the worker sees its deque empty after it was not:
-    /// a thief that sees the same value twice knows the deque held
-    /// coroutines without a break in between (`victim_backlogged`).
-    pub(crate) deque_epoch: AtomicU64,
-    /// Resumes in the monitor's last window: how loaded the worker is
-    /// (spawn placement, `WorkerLocal::push_new`).
-    pub(crate) load: AtomicU64,
     /// The earliest live timer of this worker's heap, in nanoseconds since
     /// `worker::clock_epoch()` (`u64::MAX`: none), published when a timer is
     /// armed and after timers fire, for the same warning: a due timer is
     /// work stuck behind the running coroutine.
     pub(crate) next_timer: AtomicU64,
+    /// Started coroutines homed here (for diagnostics and cancellation);
+    /// the owner locks it at each start and end.
+    pub(crate) registry: Mutex<Slab>,
+
+    // Written by the owner when its deque runs empty; polled by thieves.
+    pub(crate) _thieves: Lines,
+    /// Bumped each time the worker sees its deque empty after it was not:
+    /// a thief that sees the same value twice knows the deque held
+    /// coroutines without a break in between (`victim_backlogged`).
+    pub(crate) deque_epoch: AtomicU64,
+
+    // Written by other threads.
+    pub(crate) _others: Lines,
+    pub(crate) parker: idle::Parker,
+    /// Set by the monitor before it wakes this spare to take new work
+    /// (idle.rs rule 5; read by the spare when it wakes).
+    pub(crate) called: AtomicBool,
+    /// Resumes in the monitor's last window: how loaded the worker is
+    /// (spawn placement, `WorkerLocal::push_new`).
+    pub(crate) load: AtomicU64,
+    /// Wake requests for coroutines homed here, from other threads, and
+    /// unstarted coroutines placed here (`WorkerLocal::pop_inbox`). Its
+    /// ends are cache-padded of their own.
+    pub(crate) inbox: Injector<CoRef>,
 }
 
 /// A minimal slab.
@@ -428,6 +461,26 @@ impl Drop for ExternalWait {
     }
 }
 
+/// Counts the running coroutine in its worker's `io_waiting` for as long
+/// as it lives (`net`: across a wait for a socket). The coroutine never
+/// changes thread, so the decrement runs on the worker of the increment,
+/// its only writer.
+pub(crate) struct IoWaiting(bool);
+
+impl IoWaiting {
+    pub(crate) fn new() -> IoWaiting {
+        IoWaiting(with_worker(|w| worker::add(&w.shared.io_waiting, 1)).is_some())
+    }
+}
+
+impl Drop for IoWaiting {
+    fn drop(&mut self) {
+        if self.0 {
+            with_worker(|w| worker::add(&w.shared.io_waiting, usize::MAX));
+        }
+    }
+}
+
 /// A wake of a started coroutine from a thread other than its home
 /// (coroutine.rs): the request, this counted reference, goes to the home's
 /// inbox, and the home is woken if it sleeps.
@@ -436,4 +489,28 @@ pub(crate) fn request_wake(co: CoRef) {
     with_worker(|w| worker::bump(&w.shared.remote_wakes));
     home.inbox.push(co);
     home.parker.unpark_if_sleeping();
+}
+#[cfg(test)]
+mod tests {
+    /// The groups of `WorkerShared` sit on distinct pairs of cache lines.
+    #[test]
+    fn worker_fields_written_by_different_threads_share_no_line() {
+        use super::WorkerShared as W;
+        use std::mem::offset_of;
+        let block = |off: usize| off / 128;
+        let build = [offset_of!(W, index), offset_of!(W, rt), offset_of!(W, stealer), offset_of!(W, thread)];
+        let owner =
+            [offset_of!(W, running), offset_of!(W, resumes), offset_of!(W, io_waiting), offset_of!(W, registry)];
+        let thieves = [offset_of!(W, deque_epoch)];
+        let others = [offset_of!(W, parker), offset_of!(W, called), offset_of!(W, load)];
+        let groups = [&build[..], &owner[..], &thieves[..], &others[..]];
+        for (i, g) in groups.iter().enumerate() {
+            for (j, h) in groups.iter().enumerate().filter(|&(j, _)| j != i) {
+                for &a in g.iter() {
+                    assert!(h.iter().all(|&b| block(a) != block(b)), "groups {i} and {j} share a line pair");
+                }
+            }
+        }
+        assert_eq!(offset_of!(W, inbox) % 128, 0);
+    }
 }

@@ -604,7 +604,7 @@ impl WorkerLocal {
     /// pair, or a set spawned before a wait, stays on one worker.
     pub(crate) fn push_new(&self, co: CoRef) {
         bump(&self.shared.spawned);
-        if let Some(w) = self.lighter_worker() {
+        if let Some(w) = self.io_lighter_worker().or_else(|| self.lighter_worker()) {
             bump(&self.shared.placed_away);
             w.inbox.push(co);
             w.parker.unpark_if_sleeping();
@@ -656,6 +656,35 @@ impl WorkerLocal {
             return None;
         }
         Some(w)
+    }
+
+    /// Where a new coroutine should start instead of here when this worker
+    /// serves many connections: the primary with the fewest coroutines
+    /// parked on sockets or waiting to start, if this worker has clearly
+    /// more (over 5/4 of theirs, plus a margin).
+    ///
+    /// A server's accept loop spawns each connection's coroutine, which
+    /// starts on the loop's worker (nothing is left to steal: the loop
+    /// parks in `accept` and the new one runs at once), and then lives
+    /// there: every connection piled onto one worker while the others
+    /// idled (`echo` took 1.2-1.6 s instead of 0.8 when `main`'s clients
+    /// and the accept loop shared a worker; `tests/placement.rs`). A
+    /// program with no socket waits (`io_waiting` 0 here) pays one load.
+    fn io_lighter_worker(&self) -> Option<&Arc<WorkerShared>> {
+        const MANY: usize = 16;
+        let waiting = self.shared.io_waiting.load(Ordering::Relaxed);
+        if waiting < MANY {
+            return None;
+        }
+        let mine = waiting + self.deque.len();
+        let (w, theirs) = self
+            .rt
+            .workers()
+            .iter()
+            .filter(|w| w.index != self.shared.index && self.rt.idle.is_primary(w.index))
+            .map(|w| (w, w.io_waiting.load(Ordering::Relaxed) + w.stealer.len() + w.inbox.len()))
+            .min_by_key(|&(_, n)| n)?;
+        (theirs + theirs / 4 + MANY / 2 < mine).then_some(w)
     }
 
     /// Fires this worker's due timers. The coroutines they wake (sleepers,
@@ -1007,6 +1036,11 @@ fn fatal_queued_twice(co: &CoInner, state: u8) -> ! {
 #[inline]
 pub(crate) fn bump(c: &std::sync::atomic::AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// `bump` for a count that also goes down (`usize::MAX` adds -1).
+pub(crate) fn add(c: &std::sync::atomic::AtomicUsize, d: usize) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed);
 }
 
 fn steal_one<S: StealOne>(s: &S) -> Option<CoRef> {
