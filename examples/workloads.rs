@@ -361,6 +361,48 @@ fn proc_status(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Not a peer workload (goro only): `quit` with the dynamic `Select` and a
+/// send-readiness case. `n` coroutines each wait for their own channel or
+/// for room in one shared full channel (a producer waiting to hand off);
+/// each of 10 rounds sends one value to every coroutine, newest first.
+/// Every wake takes the coroutine's observer entry off the shared channel,
+/// which holds all `n` of them: O(1) each, so a round must cost O(n).
+/// Dropping the senders ends them. Result: the values received.
+fn observe(n: i64) -> i64 {
+    const ROUNDS: i64 = 10;
+    let (full_tx, _full_rx) = chan::<i64>(1);
+    full_tx.send(0).unwrap();
+    let (done_tx, done_rx) = chan::<i64>(n as usize);
+    let mut owns = Vec::new();
+    for _ in 0..n {
+        let (tx, rx) = chan::<i64>(0);
+        owns.push(tx);
+        let (full, done) = (full_tx.clone(), done_tx.clone());
+        go(move || {
+            let mut got = 0;
+            loop {
+                let mut sel = goro::Select::new();
+                let mine = sel.recv(&rx);
+                sel.send(&full);
+                let op = sel.select();
+                assert_eq!(op.index(), mine, "the shared channel never has room");
+                match op.recv(&rx) {
+                    Ok(v) => got += v,
+                    Err(_) => break,
+                }
+            }
+            done.send(got).unwrap();
+        });
+    }
+    for r in 0..ROUNDS {
+        for tx in owns.iter().rev() {
+            tx.send(r).unwrap();
+        }
+    }
+    drop(owns);
+    (0..n).map(|_| done_rx.recv().unwrap()).sum()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(w) = args.get(1).cloned() else {
@@ -379,6 +421,7 @@ fn main() {
         "echo" => 500,
         "deep" => 100_000,
         "quit" => 20_000,
+        "observe" => 20_000,
         _ => {
             eprintln!("unknown workload {w}");
             std::process::exit(2);
@@ -415,6 +458,7 @@ fn main() {
                 "echo" => (echo(n), n * 200 * 64),
                 "deep" => (go(move || deep(n)).join().unwrap(), n),
                 "quit" => (quit(n), n * 45),
+                "observe" => (observe(n), n * 45),
                 _ => unreachable!(),
             };
             ms2.store(t0.elapsed().as_micros() as u64, Ordering::SeqCst);

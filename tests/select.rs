@@ -416,6 +416,61 @@ fn dynamic_select_can_be_reused() {
     assert_eq!(got, [0, 1, 2, 3]);
 }
 
+/// Six selects observe one full channel; the first, a middle one and the
+/// last leave by their own channels, so their observer entries come off
+/// the channel's list from both ends and the middle. A freed slot then
+/// wakes exactly the other three, through their send cases.
+#[test]
+fn dynamic_select_observers_leave_from_anywhere_and_the_rest_are_woken() {
+    let _w = common::watchdog(30, "dynamic_select_observers_leave_from_anywhere_and_the_rest_are_woken");
+    goro::run(|| {
+        let (full_tx, full_rx) = chan::<usize>(1);
+        full_tx.send(99).unwrap();
+        let mut own = Vec::new();
+        let mut handles: Vec<Option<goro::JoinHandle<&str>>> = Vec::new();
+        for id in 0..6 {
+            let (tx, rx) = chan::<()>(0);
+            own.push(tx);
+            let full_tx = full_tx.clone();
+            handles.push(Some(goro::go(move || {
+                let mut sel = Select::new();
+                let mine = sel.recv(&rx);
+                let send = sel.send(&full_tx);
+                let op = sel.select();
+                if op.index() == mine {
+                    op.recv(&rx).unwrap();
+                    "own"
+                } else {
+                    assert_eq!(op.index(), send);
+                    op.send(&full_tx, id).unwrap();
+                    "send"
+                }
+            })));
+        }
+        let parked = || goro::coroutines().iter().filter(|c| c.state == goro::CoroutineState::Parked).count();
+        while parked() < 6 {
+            goro::time::sleep(Duration::from_millis(1));
+        }
+        for i in [0, 2, 5] {
+            own[i].send(()).unwrap();
+        }
+        for i in [0, 2, 5] {
+            assert_eq!(handles[i].take().unwrap().join().unwrap(), "own");
+        }
+        // One slot frees: every remaining observer is claimed; each then
+        // sends (the later ones wait for room as we drain).
+        let mut got = vec![full_rx.recv().unwrap()];
+        for _ in 0..3 {
+            got.push(full_rx.recv().unwrap());
+        }
+        got.sort();
+        assert_eq!(got, [1, 3, 4, 99]);
+        for i in [1, 3, 4] {
+            assert_eq!(handles[i].take().unwrap().join().unwrap(), "send");
+        }
+    });
+}
+
 // ---- A cancelled select drops a won value after releasing its locks.
 
 struct TouchOnDrop(goro::Sender<u8>);

@@ -89,8 +89,26 @@ impl<'a, T> DynRecv<'a> for RecvCase<'a, T> {
 /// fail at once). It queues no value, only an observer entry.
 struct SendReady<'a, T> {
     tx: &'a Sender<T>,
-    /// The selector and case it is queued for, while queued.
-    queued: Option<(*const Selector, usize)>,
+    /// Its entry in the channel's observers. In an `Arc` of its own: the
+    /// channel relinks it under its lock while this case is borrowed
+    /// mutably (a field here would be covered by that `&mut`).
+    obs: Arc<imp::Observer>,
+    /// Queued on the channel (taken off by `dequeue_locked` if a claimer
+    /// did not already).
+    queued: bool,
+}
+
+impl<'a, T> SendReady<'a, T> {
+    fn new(tx: &'a Sender<T>) -> Self {
+        SendReady { tx, obs: Arc::new(imp::Observer::new()), queued: false }
+    }
+}
+
+impl<T> Drop for SendReady<'_, T> {
+    fn drop(&mut self) {
+        // `select_cases` dequeues every case before it returns or unwinds.
+        debug_assert!(!self.queued, "goro bug: a send-readiness case dropped while queued");
+    }
 }
 
 impl<T> Case for SendReady<'_, T> {
@@ -111,21 +129,23 @@ impl<T> Case for SendReady<'_, T> {
     }
     unsafe fn enqueue_locked(&mut self, sel: &Selector, index: usize) -> Option<Vec<Wakeup>> {
         let c = &self.tx.chan;
-        // SAFETY: forwarded contract: locked; the select's selector outlives
-        // the entry (`select_cases` dequeues every case before returning).
-        unsafe { inner(c).observe(sel, index) };
-        self.queued = Some((sel as *const Selector, index));
+        // SAFETY: forwarded contract: locked; the observer (ours, in no
+        // list: a select queues each case once) and the select's selector
+        // outlive the entry (`select_cases` dequeues every case before
+        // returning, and this case lives as long as the select).
+        unsafe { inner(c).observe(&self.obs, sel, index) };
+        self.queued = true;
         None
     }
     unsafe fn dequeue_locked(&mut self) {
-        if let Some((sel, index)) = self.queued.take() {
-            // SAFETY: forwarded contract: locked. `sel` is the select's
-            // selector, alive for the whole select (it is still running).
-            unsafe { inner(&self.tx.chan).unobserve(&*sel, index) };
+        if std::mem::take(&mut self.queued) {
+            // SAFETY: forwarded contract: locked; queued here by
+            // `enqueue_locked`, if still queued.
+            unsafe { inner(&self.tx.chan).unobserve(&self.obs) };
         }
     }
     fn complete(&mut self, _closed: bool) {
-        self.queued = None;
+        self.queued = false;
     }
     fn describe(&self) -> SelectCase {
         SelectCase { chan: self.tx.chan.id, send: true }
@@ -143,7 +163,7 @@ impl<'a, T> DynSend<'a> for SendReady<'a, T> {
         self
     }
     fn fresh(&self) -> Box<dyn DynSend<'a> + 'a> {
-        Box::new(SendReady { tx: self.tx, queued: None })
+        Box::new(SendReady::new(self.tx))
     }
 }
 
@@ -209,7 +229,7 @@ impl<'a> Select<'a> {
     /// assert_eq!(rx.recv(), Ok(5));
     /// ```
     pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
-        self.cases.push(DynCase::Send(Box::new(SendReady { tx, queued: None })));
+        self.cases.push(DynCase::Send(Box::new(SendReady::new(tx))));
         self.cases.len() - 1
     }
 
