@@ -158,9 +158,9 @@ pub(crate) struct WorkerShared {
     /// (`push_new`): how often communication crosses threads.
     pub(crate) remote_wakes: AtomicU64,
     pub(crate) placed_away: AtomicU64,
-    /// Coroutines homed here parked on a socket now (`IoWaiting`; written
-    /// by the owner only): how many connections this worker serves (spawn
-    /// placement, `WorkerLocal::io_lighter_worker`).
+    /// Coroutines homed here parked on a socket now (`IoWaiting`): how
+    /// many connections this worker serves (spawn placement,
+    /// `WorkerLocal::io_lighter_worker`).
     pub(crate) io_waiting: AtomicUsize,
     /// Pending timers in this worker's heap (deadlock detection).
     pub(crate) timers_pending: AtomicUsize,
@@ -462,21 +462,25 @@ impl Drop for ExternalWait {
 }
 
 /// Counts the running coroutine in its worker's `io_waiting` for as long
-/// as it lives (`net`: across a wait for a socket). The coroutine never
-/// changes thread, so the decrement runs on the worker of the increment,
-/// its only writer.
-pub(crate) struct IoWaiting(bool);
+/// as it lives (`net`: across a wait for a socket). The decrement goes to
+/// the worker of the increment, atomically: a coroutine that migrates
+/// (`RuntimeBuilder::migrate_started`) may end its wait on another thread.
+/// An atomic add per wait that blocked, next to the park it precedes.
+pub(crate) struct IoWaiting(Option<Arc<WorkerShared>>);
 
 impl IoWaiting {
     pub(crate) fn new() -> IoWaiting {
-        IoWaiting(with_worker(|w| worker::add(&w.shared.io_waiting, 1)).is_some())
+        IoWaiting(with_worker(|w| {
+            w.shared.io_waiting.fetch_add(1, Ordering::Relaxed);
+            w.shared.clone()
+        }))
     }
 }
 
 impl Drop for IoWaiting {
     fn drop(&mut self) {
-        if self.0 {
-            with_worker(|w| worker::add(&w.shared.io_waiting, usize::MAX));
+        if let Some(w) = &self.0 {
+            w.io_waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

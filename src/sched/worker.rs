@@ -1038,11 +1038,6 @@ pub(crate) fn bump(c: &std::sync::atomic::AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
-/// `bump` for a count that also goes down (`usize::MAX` adds -1).
-pub(crate) fn add(c: &std::sync::atomic::AtomicUsize, d: usize) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed);
-}
-
 fn steal_one<S: StealOne>(s: &S) -> Option<CoRef> {
     // `is_empty` is plain loads; `steal` on an empty queue costs a SeqCst fence.
     if s.is_empty() {
