@@ -208,3 +208,62 @@ fn connection_coroutines_spread_over_the_workers() {
         CONNS / 4
     );
 }
+
+/// The same with 8 workers: connections accepted one at a time reach every
+/// primary (as many as the box has cores, up to 8) and no spare (spares
+/// take no placed work, idle.rs rule 5), and none serves over 3/4 of them.
+/// On a box with more than 4 cores this is the sampled path of
+/// `io_lighter_worker` (two primaries looked at per spawn; its unit tests
+/// cover the sampling itself).
+#[test]
+fn connection_coroutines_spread_over_many_workers() {
+    use std::collections::HashMap;
+    use std::io::{Read, Write};
+    const CONNS: usize = 96;
+    let _w = common::watchdog(60, "connection_coroutines_spread_over_many_workers");
+    if cores() < 2 {
+        eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
+        return;
+    }
+    let primaries = cores().min(8);
+    let rt = Runtime::builder().workers(8).build().unwrap();
+    let per_thread = rt
+        .run(|| {
+            let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = ln.local_addr().unwrap();
+            let threads = Arc::new(Mutex::new(HashMap::<std::thread::ThreadId, usize>::new()));
+            let t2 = threads.clone();
+            go(move || {
+                for conn in ln.incoming() {
+                    let conn = conn.unwrap();
+                    let t = t2.clone();
+                    go(move || {
+                        *t.lock().unwrap().entry(std::thread::current().id()).or_default() += 1;
+                        let _ = std::io::copy(&mut &conn, &mut &conn);
+                    });
+                }
+            });
+            let clients = goro::blocking(move || {
+                let mut conns = Vec::new();
+                for i in 0..CONNS {
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    c.write_all(&[i as u8]).unwrap();
+                    let mut b = [0u8];
+                    c.read_exact(&mut b).unwrap();
+                    conns.push(c);
+                }
+                conns
+            });
+            assert_eq!(clients.len(), CONNS);
+            let v: Vec<usize> = threads.lock().unwrap().values().copied().collect();
+            v
+        })
+        .unwrap();
+    assert_eq!(per_thread.iter().sum::<usize>(), CONNS, "{per_thread:?}");
+    let busiest = per_thread.iter().copied().max().unwrap_or(0);
+    assert!(
+        per_thread.len() == primaries && busiest <= CONNS * 3 / 4,
+        "connections per worker thread: {per_thread:?} ({primaries} primaries should each serve some, none over {})",
+        CONNS * 3 / 4
+    );
+}

@@ -659,9 +659,9 @@ impl WorkerLocal {
     }
 
     /// Where a new coroutine should start instead of here when this worker
-    /// serves many connections: the primary with the fewest coroutines
-    /// parked on sockets or waiting to start, if this worker has clearly
-    /// more (over 5/4 of theirs, plus a margin).
+    /// serves many connections: a primary with fewer coroutines parked on
+    /// sockets or waiting to start, if this worker has clearly more (over
+    /// 5/4 of theirs, plus a margin).
     ///
     /// A server's accept loop spawns each connection's coroutine, which
     /// starts on the loop's worker (nothing is left to steal: the loop
@@ -670,6 +670,11 @@ impl WorkerLocal {
     /// idled (`echo` took 1.2-1.6 s instead of 0.8 when `main`'s clients
     /// and the accept loop shared a worker; `tests/placement.rs`). A
     /// program with no socket waits (`io_waiting` 0 here) pays one load.
+    ///
+    /// Up to 4 primaries it compares them all; beyond, two picked at random
+    /// (the "power of two choices", which balances nearly as well): each
+    /// look reads three lines another core writes, and a 64-worker scan per
+    /// accepted connection would cost microseconds.
     fn io_lighter_worker(&self) -> Option<&Arc<WorkerShared>> {
         const MANY: usize = 16;
         let waiting = self.shared.io_waiting.load(Ordering::Relaxed);
@@ -677,14 +682,15 @@ impl WorkerLocal {
             return None;
         }
         let mine = waiting + self.deque.len();
-        let (w, theirs) = self
-            .rt
-            .workers()
-            .iter()
-            .filter(|w| w.index != self.shared.index && self.rt.idle.is_primary(w.index))
-            .map(|w| (w, w.io_waiting.load(Ordering::Relaxed) + w.stealer.len() + w.inbox.len()))
-            .min_by_key(|&(_, n)| n)?;
-        (theirs + theirs / 4 + MANY / 2 < mine).then_some(w)
+        // Only primaries (`0..primaries`, idle.rs rule 5) receive placed work.
+        let ws = self.rt.workers();
+        let n = self.rt.idle.primaries.min(ws.len());
+        let load = |i: usize| {
+            let w = &ws[i];
+            w.io_waiting.load(Ordering::Relaxed) + w.stealer.len() + w.inbox.len()
+        };
+        let (i, theirs) = lighter_of(n, self.shared.index, || self.next_rand(), load)?;
+        (theirs + theirs / 4 + MANY / 2 < mine).then_some(&ws[i])
     }
 
     /// Fires this worker's due timers. The coroutines they wake (sleepers,
@@ -1034,6 +1040,31 @@ fn fatal_queued_twice(co: &CoInner, state: u8) -> ! {
 /// Increments a counter only this worker writes: a plain load and store (no
 /// locked read-modify-write on the hot path). Readers only need a recent value.
 #[inline]
+/// Of workers `0..n` other than `me`, the one with the lowest `load` and
+/// that load: among all of them up to 4, else among two drawn with `rand`
+/// (`io_lighter_worker`).
+fn lighter_of(
+    n: usize,
+    me: usize,
+    mut rand: impl FnMut() -> u64,
+    load: impl Fn(usize) -> usize,
+) -> Option<(usize, usize)> {
+    const SCAN_ALL: usize = 4;
+    let tries = if n <= SCAN_ALL { n } else { 2 };
+    let mut best: Option<(usize, usize)> = None;
+    for k in 0..tries {
+        let i = if n <= SCAN_ALL { k } else { (rand() % n as u64) as usize };
+        if i == me {
+            continue;
+        }
+        let l = load(i);
+        if best.is_none_or(|(_, b)| l < b) {
+            best = Some((i, l));
+        }
+    }
+    best
+}
+
 pub(crate) fn bump(c: &std::sync::atomic::AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
@@ -1076,4 +1107,46 @@ impl StealOne for crossbeam_deque::Stealer<CoRef> {
 #[allow(dead_code)]
 fn _unused(_: u8) -> u8 {
     PARKED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lighter_of;
+
+    /// Up to 4 workers: the least loaded other one, exactly; never `me`.
+    #[test]
+    fn few_workers_are_all_compared() {
+        let loads = [5, 0, 7, 3];
+        assert_eq!(lighter_of(4, 1, || unreachable!(), |i| loads[i]), Some((3, 3)));
+        assert_eq!(lighter_of(4, 3, || unreachable!(), |i| loads[i]), Some((1, 0)));
+        assert_eq!(lighter_of(1, 0, || unreachable!(), |i| loads[i]), None);
+    }
+
+    /// Beyond 4: two draws, the lighter of them, never `me`; over many
+    /// calls a lone idle worker among 64 busy ones is found about as often
+    /// as two draws find it (1 - (63/64)^2, about 3 %), and whatever is
+    /// picked is never heavier than both draws.
+    #[test]
+    fn many_workers_are_sampled_two_at_a_time() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = || {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let load = |i: usize| if i == 17 { 0 } else { 100 + i };
+        let (mut found, mut calls) = (0, 0);
+        for _ in 0..20_000 {
+            if let Some((i, l)) = lighter_of(64, 5, &mut rand, load) {
+                calls += 1;
+                assert_ne!(i, 5);
+                assert_eq!(l, load(i));
+                found += usize::from(i == 17);
+            }
+        }
+        assert!(calls > 19_900, "{calls}");
+        let share = found as f64 / calls as f64;
+        assert!((0.02..0.045).contains(&share), "the idle worker was picked {share:.3} of the time");
+    }
 }
