@@ -1037,9 +1037,6 @@ fn fatal_queued_twice(co: &CoInner, state: u8) -> ! {
     std::process::abort()
 }
 
-/// Increments a counter only this worker writes: a plain load and store (no
-/// locked read-modify-write on the hot path). Readers only need a recent value.
-#[inline]
 /// Of workers `0..n` other than `me`, the one with the lowest `load` and
 /// that load: among all of them up to 4, else among two drawn with `rand`
 /// (`io_lighter_worker`).
@@ -1065,6 +1062,9 @@ fn lighter_of(
     best
 }
 
+/// Increments a counter only this worker writes: a plain load and store (no
+/// locked read-modify-write on the hot path). Readers only need a recent value.
+#[inline]
 pub(crate) fn bump(c: &std::sync::atomic::AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
@@ -1124,8 +1124,7 @@ mod tests {
 
     /// Beyond 4: two draws, the lighter of them, never `me`; over many
     /// calls a lone idle worker among 64 busy ones is found about as often
-    /// as two draws find it (1 - (63/64)^2, about 3 %), and whatever is
-    /// picked is never heavier than both draws.
+    /// as two draws find it (1 - (63/64)^2, about 3 %).
     #[test]
     fn many_workers_are_sampled_two_at_a_time() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
