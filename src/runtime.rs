@@ -451,6 +451,7 @@ impl RuntimeBuilder {
                 remote_wakes: AtomicU64::new(0),
                 placed_away: AtomicU64::new(0),
                 called: AtomicBool::new(false),
+                held: AtomicBool::new(false),
                 timers_pending: AtomicUsize::new(0),
                 running: AtomicU64::new(0),
                 deque_epoch: AtomicU64::new(0),

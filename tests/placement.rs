@@ -267,3 +267,88 @@ fn connection_coroutines_spread_over_many_workers() {
         CONNS * 3 / 4
     );
 }
+
+/// Placement never hands a new coroutine to a worker held by one coroutine
+/// (a blocking call made outside `goro::blocking`): only that worker may
+/// start it, so it would wait for the hold to end. Here a coroutine spins
+/// on the worker the accept loop is not on, until the client has had every
+/// echo; before placement skipped held workers, connections 17 and on went
+/// to the spinning worker's inbox, the client waited for an echo that could
+/// not come, and the spinner gave up after 3 s.
+#[test]
+fn connections_are_not_placed_on_a_worker_held_by_one_coroutine() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+    const CONNS: usize = 40;
+    let _w = common::watchdog(60, "connections_are_not_placed_on_a_worker_held_by_one_coroutine");
+    if cores() < 2 {
+        eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
+        return;
+    }
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let (served_while_held, echoed) = rt
+        .run(|| {
+            let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = ln.local_addr().unwrap();
+            let (acc_tx, acc_rx) = chan::<std::thread::ThreadId>(1);
+            go(move || {
+                acc_tx.send(std::thread::current().id()).unwrap();
+                for conn in ln.incoming() {
+                    let conn = conn.unwrap();
+                    go(move || {
+                        let _ = std::io::copy(&mut &conn, &mut &conn);
+                    });
+                }
+            });
+            let accept_thread = acc_rx.recv().unwrap();
+            let done = Arc::new(AtomicBool::new(false));
+            // The client, a plain thread: it starts once the spinner has
+            // held its worker long enough for the monitor to see it.
+            let d2 = done.clone();
+            let client = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let mut conns = Vec::new();
+                for i in 0..CONNS {
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    c.write_all(&[i as u8]).unwrap();
+                    let mut b = [0u8];
+                    c.read_exact(&mut b).unwrap();
+                    assert_eq!(b[0], i as u8);
+                    conns.push(c);
+                }
+                d2.store(true, Ordering::SeqCst);
+                conns.len()
+            });
+            // The spinner must hold the worker the accept loop is not on:
+            // spawned from the blocking pool (the runtime's injector, any
+            // worker may start it) until one starts there.
+            let (where_tx, where_rx) = chan::<bool>(64);
+            let spinner = loop {
+                let (d, tx) = (done.clone(), where_tx.clone());
+                let h = goro::blocking(move || {
+                    go(move || {
+                        if std::thread::current().id() == accept_thread {
+                            tx.send(false).unwrap();
+                            return false;
+                        }
+                        tx.send(true).unwrap();
+                        let t0 = Instant::now();
+                        while !d.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(3) {
+                            std::hint::spin_loop();
+                        }
+                        d.load(Ordering::SeqCst)
+                    })
+                });
+                if where_rx.recv().unwrap() {
+                    break h;
+                }
+            };
+            let served_while_held = spinner.join().unwrap();
+            let echoed = goro::blocking(move || client.join().unwrap());
+            (served_while_held, echoed)
+        })
+        .unwrap();
+    assert_eq!(echoed, CONNS);
+    assert!(served_while_held, "the client's echoes waited for the spinning worker to be free");
+}

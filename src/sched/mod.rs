@@ -189,6 +189,11 @@ pub(crate) struct WorkerShared {
     /// Resumes in the monitor's last window: how loaded the worker is
     /// (spawn placement, `WorkerLocal::push_new`).
     pub(crate) load: AtomicU64,
+    /// The monitor found one coroutine running here for a whole nap
+    /// without a break: spawn placement sends it nothing, since only this
+    /// worker could start what it is given (`WorkerLocal::lighter_worker`,
+    /// `io_lighter_worker`).
+    pub(crate) held: AtomicBool,
     /// Wake requests for coroutines homed here, from other threads, and
     /// unstarted coroutines placed here (`WorkerLocal::pop_inbox`). Its
     /// ends are cache-padded of their own.
@@ -506,7 +511,7 @@ mod tests {
         let owner =
             [offset_of!(W, running), offset_of!(W, resumes), offset_of!(W, io_waiting), offset_of!(W, registry)];
         let thieves = [offset_of!(W, deque_epoch)];
-        let others = [offset_of!(W, parker), offset_of!(W, called), offset_of!(W, load)];
+        let others = [offset_of!(W, parker), offset_of!(W, called), offset_of!(W, load), offset_of!(W, held)];
         let groups = [&build[..], &owner[..], &thieves[..], &others[..]];
         for (i, g) in groups.iter().enumerate() {
             for (j, h) in groups.iter().enumerate().filter(|&(j, _)| j != i) {

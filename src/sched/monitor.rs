@@ -2,7 +2,9 @@
 //
 // Owns: the long-run warning (once per coroutine that holds its worker for
 // more than 100 ms without parking while work waits behind it), the load
-// window (`WorkerShared::load`), the missed-wake backstop, and the cadence
+// window (`WorkerShared::load`), the held flags (`WorkerShared::held`: one
+// coroutine ran a whole nap; placement avoids such a worker), the
+// missed-wake backstop, and the cadence
 // of the watch (`Shared::watch`: the deadlock detector) and of the driver's
 // stale-poll backstop. It only reads what workers publish (atomics, the
 // registries under their locks): nothing on the resume path.
@@ -62,12 +64,17 @@ pub(crate) fn run(rt: Weak<Shared>) {
             let n = w.resumes.load(Ordering::Relaxed);
             w.load.store(n.wrapping_sub(last_resumes[i]), Ordering::Relaxed);
             last_resumes[i] = n;
+            let held = id != 0 && seen[i].0 == id && seen[i].1 == n;
+            // Written on a change only: placement reads it at spawns.
+            if w.held.load(Ordering::Relaxed) != held {
+                w.held.store(held, Ordering::Relaxed);
+            }
             if id == 0 {
                 seen[i] = (0, n, now);
                 continue;
             }
             busy = true;
-            if seen[i].0 != id || seen[i].1 != n {
+            if !held {
                 seen[i] = (id, n, now);
                 continue;
             }

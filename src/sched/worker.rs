@@ -645,8 +645,11 @@ impl WorkerLocal {
             .rt
             .workers()
             .iter()
-            // Only primaries receive placed work (idle.rs rule 5).
-            .filter(|w| w.index != self.shared.index && self.rt.idle.is_primary(w.index))
+            // Only primaries receive placed work (idle.rs rule 5), and none
+            // held by one coroutine (it could not start it).
+            .filter(|w| {
+                w.index != self.shared.index && self.rt.idle.is_primary(w.index) && !w.held.load(Ordering::Relaxed)
+            })
             .map(|w| (w, w.load.load(Ordering::Relaxed)))
             .min_by_key(|&(_, load)| load)?;
         if theirs * 10 >= mine * 9 {
@@ -685,9 +688,11 @@ impl WorkerLocal {
         // Only primaries (`0..primaries`, idle.rs rule 5) receive placed work.
         let ws = self.rt.workers();
         let n = self.rt.idle.primaries.min(ws.len());
+        // A worker held by one coroutine could not start it (`held`).
         let load = |i: usize| {
             let w = &ws[i];
-            w.io_waiting.load(Ordering::Relaxed) + w.stealer.len() + w.inbox.len()
+            let held = w.held.load(Ordering::Relaxed);
+            (!held).then(|| w.io_waiting.load(Ordering::Relaxed) + w.stealer.len() + w.inbox.len())
         };
         let (i, theirs) = lighter_of(n, self.shared.index, || self.next_rand(), load)?;
         (theirs + theirs / 4 + MANY / 2 < mine).then_some(&ws[i])
@@ -1039,12 +1044,12 @@ fn fatal_queued_twice(co: &CoInner, state: u8) -> ! {
 
 /// Of workers `0..n` other than `me`, the one with the lowest `load` and
 /// that load: among all of them up to 4, else among two drawn with `rand`
-/// (`io_lighter_worker`).
+/// (`io_lighter_worker`). A `load` of `None` rules a worker out.
 fn lighter_of(
     n: usize,
     me: usize,
     mut rand: impl FnMut() -> u64,
-    load: impl Fn(usize) -> usize,
+    load: impl Fn(usize) -> Option<usize>,
 ) -> Option<(usize, usize)> {
     const SCAN_ALL: usize = 4;
     let tries = if n <= SCAN_ALL { n } else { 2 };
@@ -1054,7 +1059,7 @@ fn lighter_of(
         if i == me {
             continue;
         }
-        let l = load(i);
+        let Some(l) = load(i) else { continue };
         if best.is_none_or(|(_, b)| l < b) {
             best = Some((i, l));
         }
@@ -1116,10 +1121,14 @@ mod tests {
     /// Up to 4 workers: the least loaded other one, exactly; never `me`.
     #[test]
     fn few_workers_are_all_compared() {
-        let loads = [5, 0, 7, 3];
+        let loads = [Some(5), Some(0), Some(7), Some(3)];
         assert_eq!(lighter_of(4, 1, || unreachable!(), |i| loads[i]), Some((3, 3)));
         assert_eq!(lighter_of(4, 3, || unreachable!(), |i| loads[i]), Some((1, 0)));
         assert_eq!(lighter_of(1, 0, || unreachable!(), |i| loads[i]), None);
+        // A held worker (`None`) is never picked, however light.
+        let loads = [Some(5), None, Some(7), None];
+        assert_eq!(lighter_of(4, 0, || unreachable!(), |i| loads[i]), Some((2, 7)));
+        assert_eq!(lighter_of(2, 0, || unreachable!(), |i| loads[i]), None);
     }
 
     /// Beyond 4: two draws, the lighter of them, never `me`; over many
@@ -1134,13 +1143,13 @@ mod tests {
             x ^= x >> 27;
             x.wrapping_mul(0x2545_F491_4F6C_DD1D)
         };
-        let load = |i: usize| if i == 17 { 0 } else { 100 + i };
+        let load = |i: usize| Some(if i == 17 { 0 } else { 100 + i });
         let (mut found, mut calls) = (0, 0);
         for _ in 0..20_000 {
             if let Some((i, l)) = lighter_of(64, 5, &mut rand, load) {
                 calls += 1;
                 assert_ne!(i, 5);
-                assert_eq!(l, load(i));
+                assert_eq!(Some(l), load(i));
                 found += usize::from(i == 17);
             }
         }
