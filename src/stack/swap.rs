@@ -689,13 +689,27 @@ unsafe fn free_copy_raw(buf: *mut u8, len: usize) {
 
 thread_local! {
     /// Stacks this thread uses in its lock section (notes 5, 7): (lo, top,
-    /// buf, record) of each copy it edits, (0, 0, 0, record) of each
-    /// resident stack it pinned; and how many. `const`, no destructor: readable from the
-    /// signal handler.
-    static EDITS: Cell<[(usize, usize, usize, usize); MAX_EDITS]> = const { Cell::new([(0, 0, 0, 0); MAX_EDITS]) };
+    /// buf, record) of each copy it edits (its live bytes `lo..top` are at
+    /// `buf`), (lo, top, 0, record) of each resident stack it pinned (its
+    /// usable range); and how many. `const`, no destructor: readable from
+    /// the signal handler.
+    static EDITS: Cell<[Edit; MAX_EDITS]> = const { Cell::new([(0, 0, 0, 0); MAX_EDITS]) };
     static NEDITS: Cell<usize> = const { Cell::new(0) };
 }
 const MAX_EDITS: usize = 8;
+type Edit = (usize, usize, usize, usize);
+
+/// Runs `f` on this thread's first `n` entries of `EDITS`, read in place
+/// (a `Cell` of the whole array would copy all of it at each read: a lock
+/// section redirects every access to a queued party, 14 per `pingpong`
+/// round trip).
+#[inline]
+fn with_edits<R>(n: usize, f: impl FnOnce(&[Cell<Edit>]) -> R) -> R {
+    EDITS.with(|e| {
+        let all: &Cell<[Edit]> = e;
+        f(&all.as_slice_of_cells()[..n])
+    })
+}
 
 /// Where a channel-lock holder should access the object at `addr` (of
 /// alignment at most `COPY_ALIGN`): `addr` itself, or, if `addr` lies in a
@@ -709,19 +723,29 @@ const MAX_EDITS: usize = 8;
 #[inline(never)]
 pub(crate) fn redirect(addr: usize) -> usize {
     let n = NEDITS.with(Cell::get);
-    let edits = EDITS.with(Cell::get);
-    for &(lo, top, buf, _) in &edits[..n] {
-        if addr >= lo && addr < top {
-            return buf + (addr - lo);
-        }
+    // A stack this section already uses (the usual case: a queue's links
+    // and a party's op are reached one access at a time): no lookup.
+    let hit = with_edits(n, |edits| {
+        edits.iter().find_map(|e| {
+            let (lo, top, buf, _) = e.get();
+            (addr >= lo && addr < top).then(|| if buf == 0 { addr } else { buf + (addr - lo) })
+        })
+    });
+    if let Some(at) = hit {
+        return at;
     }
     let Some(loc) = overflow::locate(addr) else { return addr };
     if addr < loc.slot + GUARD_SIZE {
         return addr;
     }
-    let Some(rec) = overflow::record_if_any(&loc) else { return addr };
+    // Made if its region has none yet: a stack reached here is always
+    // pinned or edited, even the first one swapped in its region. (Taken
+    // unpinned, a real address could meet a copy address of the same stack
+    // later in the section, if the region's first swap-out came between:
+    // note 7's abort.)
+    let Some(rec) = overflow::records(&loc).map(|r| &r[loc.index]) else { return addr };
     let me = rec as *const SlotRecord as usize;
-    if edits[..n].iter().any(|&(_, _, _, r)| r == me) {
+    if with_edits(n, |edits| edits.iter().any(|e| e.get().3 == me)) {
         // Ours already: pinned (resident), or a copy we edit (`addr` below
         // its live bytes: not an object of a parked party).
         return addr;
@@ -751,7 +775,7 @@ pub(crate) fn redirect(addr: usize) -> usize {
         // A user now (note 7): the phase, and an OUT record's copy, stay as
         // they are until `end_edits`.
         let (entry, at) = if w & PHASE == RESIDENT {
-            ((0, 0, 0, me), addr)
+            ((loc.slot + GUARD_SIZE, loc.slot + loc.slot_len, 0, me), addr)
         } else {
             EDITED.fetch_add(1, Ordering::Relaxed);
             let top = loc.slot + loc.slot_len;
@@ -759,11 +783,7 @@ pub(crate) fn redirect(addr: usize) -> usize {
             let buf = rec.buf.load(Ordering::Relaxed) as usize;
             ((lo, top, buf, me), if addr < lo { addr } else { buf + (addr - lo) })
         };
-        EDITS.with(|e| {
-            let mut v = e.get();
-            v[n] = entry;
-            e.set(v);
-        });
+        with_edits(n + 1, |edits| edits[n].set(entry));
         NEDITS.with(|c| c.set(n + 1));
         return at;
     }
@@ -778,12 +798,14 @@ pub(crate) fn end_edits() {
     if n == 0 {
         return;
     }
-    for &(_, _, _, rec) in &EDITS.with(Cell::get)[..n] {
-        // SAFETY: records are leaked, never freed (overflow.rs).
-        let rec = unsafe { &*(rec as *const SlotRecord) };
-        // Release: the next restorer (or swapper) sees our edits.
-        rec.state.fetch_sub(USER, Ordering::Release);
-    }
+    with_edits(n, |edits| {
+        for e in edits {
+            // SAFETY: records are leaked, never freed (overflow.rs).
+            let rec = unsafe { &*(e.get().3 as *const SlotRecord) };
+            // Release: the next restorer (or swapper) sees our edits.
+            rec.state.fetch_sub(USER, Ordering::Release);
+        }
+    });
     NEDITS.with(|c| c.set(0));
 }
 
@@ -791,7 +813,7 @@ pub(crate) fn end_edits() {
 /// on that stack by one of its users would wait for itself).
 fn editing(rec: &SlotRecord) -> bool {
     let n = NEDITS.try_with(Cell::get).unwrap_or(0);
-    n > 0 && EDITS.with(|e| e.get()[..n].iter().any(|&(_, _, _, r)| r == rec as *const SlotRecord as usize))
+    n > 0 && with_edits(n, |edits| edits.iter().any(|e| e.get().3 == rec as *const SlotRecord as usize))
 }
 
 fn fatal(msg: &[u8]) -> ! {
