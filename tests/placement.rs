@@ -147,6 +147,58 @@ fn spare_serves_a_blocked_primarys_queue_while_others_are_busy() {
     assert_eq!(quick_saw, 0, "the coroutine queued behind the blocked primary waited for it");
 }
 
+type PerThread = Arc<Mutex<std::collections::HashMap<std::thread::ThreadId, usize>>>;
+
+/// An echo server's accept loop, run by the calling coroutine: one
+/// coroutine per connection, each counted in `served` under the thread it
+/// runs on.
+fn accept_loop(ln: goro::net::TcpListener, served: PerThread) {
+    for conn in ln.incoming() {
+        let conn = conn.unwrap();
+        let served = served.clone();
+        go(move || {
+            *served.lock().unwrap().entry(std::thread::current().id()).or_default() += 1;
+            let _ = std::io::copy(&mut &conn, &mut &conn);
+        });
+    }
+}
+
+/// Connects `conns` clients one at a time (a plain thread's blocking
+/// calls) and waits for each one's echo, so each connection's coroutine
+/// has started and parked in its next read before the next connection
+/// arrives. Returns the open streams.
+fn sequential_clients(addr: std::net::SocketAddr, conns: usize) -> Vec<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    (0..conns)
+        .map(|i| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(&[i as u8]).unwrap();
+            let mut b = [0u8];
+            c.read_exact(&mut b).unwrap();
+            assert_eq!(b[0], i as u8);
+            c
+        })
+        .collect()
+}
+
+/// `conns` sequential connections to an echo server on a runtime of
+/// `workers`: how many each worker thread served.
+fn connections_per_thread(workers: usize, conns: usize) -> Vec<usize> {
+    let rt = Runtime::builder().workers(workers).build().unwrap();
+    rt.run(move || {
+        let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        let served = PerThread::default();
+        let s2 = served.clone();
+        go(move || accept_loop(ln, s2));
+        let clients = goro::blocking(move || sequential_clients(addr, conns));
+        assert_eq!(clients.len(), conns);
+        let v: Vec<usize> = served.lock().unwrap().values().copied().collect();
+        v
+    })
+    .unwrap()
+}
+
 /// A server's connection coroutines spread over the workers. The accept
 /// loop spawns each one, which starts at once on the loop's worker (the
 /// loop parks in `accept`, so nothing is ever left for a thief) and lives
@@ -156,51 +208,13 @@ fn spare_serves_a_blocked_primarys_queue_while_others_are_busy() {
 /// instead of 0.8).
 #[test]
 fn connection_coroutines_spread_over_the_workers() {
-    use std::collections::HashMap;
-    use std::io::{Read, Write};
     const CONNS: usize = 64;
     let _w = common::watchdog(60, "connection_coroutines_spread_over_the_workers");
     if cores() < 2 {
         eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
         return;
     }
-    let rt = Runtime::builder().workers(2).build().unwrap();
-    let per_thread = rt
-        .run(|| {
-            let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = ln.local_addr().unwrap();
-            let threads = Arc::new(Mutex::new(HashMap::<std::thread::ThreadId, usize>::new()));
-            let t2 = threads.clone();
-            go(move || {
-                for conn in ln.incoming() {
-                    let conn = conn.unwrap();
-                    let t = t2.clone();
-                    go(move || {
-                        *t.lock().unwrap().entry(std::thread::current().id()).or_default() += 1;
-                        let _ = std::io::copy(&mut &conn, &mut &conn);
-                    });
-                }
-            });
-            // A plain thread connects one client at a time and waits for its
-            // echo, so each connection's coroutine has started and parked in
-            // its next read before the next connection arrives.
-            let clients = goro::blocking(move || {
-                let mut conns = Vec::new();
-                for i in 0..CONNS {
-                    let mut c = std::net::TcpStream::connect(addr).unwrap();
-                    c.write_all(&[i as u8]).unwrap();
-                    let mut b = [0u8];
-                    c.read_exact(&mut b).unwrap();
-                    assert_eq!(b[0], i as u8);
-                    conns.push(c);
-                }
-                conns
-            });
-            assert_eq!(clients.len(), CONNS);
-            let v: Vec<usize> = threads.lock().unwrap().values().copied().collect();
-            v
-        })
-        .unwrap();
+    let per_thread = connections_per_thread(2, CONNS);
     assert_eq!(per_thread.iter().sum::<usize>(), CONNS, "{per_thread:?}");
     assert!(
         per_thread.len() == 2 && per_thread.iter().all(|&n| n >= CONNS / 4),
@@ -217,8 +231,6 @@ fn connection_coroutines_spread_over_the_workers() {
 /// cover the sampling itself).
 #[test]
 fn connection_coroutines_spread_over_many_workers() {
-    use std::collections::HashMap;
-    use std::io::{Read, Write};
     const CONNS: usize = 96;
     let _w = common::watchdog(60, "connection_coroutines_spread_over_many_workers");
     if cores() < 2 {
@@ -226,39 +238,7 @@ fn connection_coroutines_spread_over_many_workers() {
         return;
     }
     let primaries = cores().min(8);
-    let rt = Runtime::builder().workers(8).build().unwrap();
-    let per_thread = rt
-        .run(|| {
-            let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = ln.local_addr().unwrap();
-            let threads = Arc::new(Mutex::new(HashMap::<std::thread::ThreadId, usize>::new()));
-            let t2 = threads.clone();
-            go(move || {
-                for conn in ln.incoming() {
-                    let conn = conn.unwrap();
-                    let t = t2.clone();
-                    go(move || {
-                        *t.lock().unwrap().entry(std::thread::current().id()).or_default() += 1;
-                        let _ = std::io::copy(&mut &conn, &mut &conn);
-                    });
-                }
-            });
-            let clients = goro::blocking(move || {
-                let mut conns = Vec::new();
-                for i in 0..CONNS {
-                    let mut c = std::net::TcpStream::connect(addr).unwrap();
-                    c.write_all(&[i as u8]).unwrap();
-                    let mut b = [0u8];
-                    c.read_exact(&mut b).unwrap();
-                    conns.push(c);
-                }
-                conns
-            });
-            assert_eq!(clients.len(), CONNS);
-            let v: Vec<usize> = threads.lock().unwrap().values().copied().collect();
-            v
-        })
-        .unwrap();
+    let per_thread = connections_per_thread(8, CONNS);
     assert_eq!(per_thread.iter().sum::<usize>(), CONNS, "{per_thread:?}");
     let busiest = per_thread.iter().copied().max().unwrap_or(0);
     assert!(
@@ -277,7 +257,6 @@ fn connection_coroutines_spread_over_many_workers() {
 /// not come, and the spinner gave up after 3 s.
 #[test]
 fn connections_are_not_placed_on_a_worker_held_by_one_coroutine() {
-    use std::io::{Read, Write};
     use std::sync::atomic::AtomicBool;
     use std::time::Instant;
     const CONNS: usize = 40;
@@ -294,12 +273,7 @@ fn connections_are_not_placed_on_a_worker_held_by_one_coroutine() {
             let (acc_tx, acc_rx) = chan::<std::thread::ThreadId>(1);
             go(move || {
                 acc_tx.send(std::thread::current().id()).unwrap();
-                for conn in ln.incoming() {
-                    let conn = conn.unwrap();
-                    go(move || {
-                        let _ = std::io::copy(&mut &conn, &mut &conn);
-                    });
-                }
+                accept_loop(ln, PerThread::default());
             });
             let accept_thread = acc_rx.recv().unwrap();
             let done = Arc::new(AtomicBool::new(false));
@@ -308,15 +282,7 @@ fn connections_are_not_placed_on_a_worker_held_by_one_coroutine() {
             let d2 = done.clone();
             let client = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(300));
-                let mut conns = Vec::new();
-                for i in 0..CONNS {
-                    let mut c = std::net::TcpStream::connect(addr).unwrap();
-                    c.write_all(&[i as u8]).unwrap();
-                    let mut b = [0u8];
-                    c.read_exact(&mut b).unwrap();
-                    assert_eq!(b[0], i as u8);
-                    conns.push(c);
-                }
+                let conns = sequential_clients(addr, CONNS);
                 d2.store(true, Ordering::SeqCst);
                 conns.len()
             });
