@@ -293,8 +293,8 @@ impl RuntimeBuilder {
     /// operation that touches another party pins that party's stack for
     /// the length of its lock (so it cannot go out mid-hand-off): a
     /// same-worker channel round trip runs about twice the instructions
-    /// (`pingpong`: 2280 against 1080 per round trip) and takes 2-3 times
-    /// as long.
+    /// (`pingpong`: about 2 300 against 1 080 per round trip) and takes
+    /// about twice as long.
     ///
     /// ```
     /// use std::time::Duration;

@@ -722,6 +722,9 @@ fn with_edits<R>(n: usize, f: impl FnOnce(&[Cell<Edit>]) -> R) -> R {
 /// back. Callers check `enabled()` first.
 #[inline(never)]
 pub(crate) fn redirect(addr: usize) -> usize {
+    if on_own_stack(addr) {
+        return addr;
+    }
     let n = NEDITS.with(Cell::get);
     // A stack this section already uses (the usual case: a queue's links
     // and a party's op are reached one access at a time): no lookup.
@@ -787,6 +790,33 @@ pub(crate) fn redirect(addr: usize) -> usize {
         NEDITS.with(|c| c.set(n + 1));
         return at;
     }
+}
+
+thread_local! {
+    /// The usable range of the goro stack this thread last ran on (0, 0:
+    /// none, a plain thread's), for `on_own_stack`. `const`, no destructor.
+    static OWN: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Whether `addr` lies in the stack this thread is running on. That stack
+/// needs no pin: only a parked coroutine's stack is ever swapped out, and
+/// the caller, in a lock section, parks only after it ends. (The caller's
+/// own op is reached that way at every park: half the lookups of a
+/// hand-off.) The range is found again, once, after each switch to
+/// another stack: the one containing a local of this frame.
+#[inline]
+fn on_own_stack(addr: usize) -> bool {
+    let here = std::hint::black_box(0u8);
+    let sp = &here as *const u8 as usize;
+    let (mut lo, mut top) = OWN.with(Cell::get);
+    if sp < lo || sp >= top {
+        (lo, top) = match overflow::locate(sp) {
+            Some(l) if sp >= l.slot + GUARD_SIZE => (l.slot + GUARD_SIZE, l.slot + l.slot_len),
+            _ => (0, 0),
+        };
+        OWN.with(|c| c.set((lo, top)));
+    }
+    addr >= lo && addr < top
 }
 
 /// The channel lock is being released: this thread stops using every stack
