@@ -100,7 +100,10 @@
 //     touches only the objects of the channel whose lock it holds
 //     (chan/imp.rs invariant 6), and a select's shared selector only
 //     through atomics. So no lock holder waits for another, and none is
-//     ever left with two kinds of address for one stack.
+//     ever left with two kinds of address for one stack. The holder's own
+//     stack (the one it runs on: its own op) is neither pinned nor looked
+//     up (`on_own_stack`): only a parked coroutine's stack goes out, and
+//     the holder parks only after its section ends.
 //
 //  8. Restores share windows too. After a mass wake-up (a `close` that
 //     frees a million parked receivers) the coroutines queue on their
