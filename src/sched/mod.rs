@@ -158,9 +158,9 @@ pub(crate) struct WorkerShared {
     /// (`push_new`): how often communication crosses threads.
     pub(crate) remote_wakes: AtomicU64,
     pub(crate) placed_away: AtomicU64,
-    /// Coroutines homed here parked on a socket now (`IoWaiting`): how
-    /// many connections this worker serves (spawn placement,
-    /// `WorkerLocal::io_lighter_worker`).
+    /// Coroutines homed here parked on a socket now (`IoWaiting`; written
+    /// by the owner only): how many connections this worker serves (spawn
+    /// placement, `WorkerLocal::io_lighter_worker`).
     pub(crate) io_waiting: AtomicUsize,
     /// Pending timers in this worker's heap (deadlock detection).
     pub(crate) timers_pending: AtomicUsize,
@@ -467,25 +467,29 @@ impl Drop for ExternalWait {
 }
 
 /// Counts the running coroutine in its worker's `io_waiting` for as long
-/// as it lives (`net`: across a wait for a socket). The decrement goes to
-/// the worker of the increment, atomically: a coroutine that migrates
-/// (`RuntimeBuilder::migrate_started`) may end its wait on another thread.
-/// An atomic add per wait that blocked, next to the park it precedes.
-pub(crate) struct IoWaiting(Option<Arc<WorkerShared>>);
+/// as it lives (`net`: across a wait for a socket). A started coroutine
+/// never changes thread (the home-worker rule; `migrate_started` is a
+/// no-op), so the decrement runs on the worker of the increment, the
+/// count's only writer: a plain load and store each way, no locked
+/// instruction on the path of every blocking socket call.
+pub(crate) struct IoWaiting(Option<usize>);
 
 impl IoWaiting {
     pub(crate) fn new() -> IoWaiting {
         IoWaiting(with_worker(|w| {
-            w.shared.io_waiting.fetch_add(1, Ordering::Relaxed);
-            w.shared.clone()
+            worker::add(&w.shared.io_waiting, 1);
+            w.shared.index
         }))
     }
 }
 
 impl Drop for IoWaiting {
     fn drop(&mut self) {
-        if let Some(w) = &self.0 {
-            w.io_waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Some(counted_on) = self.0 {
+            with_worker(|w| {
+                debug_assert_eq!(w.shared.index, counted_on, "goro bug: a socket wait ended on another worker");
+                worker::add(&w.shared.io_waiting, usize::MAX);
+            });
         }
     }
 }

@@ -1067,6 +1067,13 @@ fn lighter_of(
     best
 }
 
+/// Adds `d` (`usize::MAX`: takes 1) to a count only this worker writes,
+/// as `bump` does.
+#[inline]
+pub(crate) fn add(c: &std::sync::atomic::AtomicUsize, d: usize) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed);
+}
+
 /// Increments a counter only this worker writes: a plain load and store (no
 /// locked read-modify-write on the hot path). Readers only need a recent value.
 #[inline]
