@@ -167,9 +167,9 @@ fn accept_loop(ln: goro::net::TcpListener, served: PerThread) {
 /// calls) and waits for each one's echo, so each connection's coroutine
 /// has started and parked in its next read before the next connection
 /// arrives. Returns the open streams.
-fn sequential_clients(addr: std::net::SocketAddr, conns: usize) -> Vec<std::net::TcpStream> {
+fn sequential_clients(addr: std::net::SocketAddr, conns: std::ops::Range<usize>) -> Vec<std::net::TcpStream> {
     use std::io::{Read, Write};
-    (0..conns)
+    conns
         .map(|i| {
             let mut c = std::net::TcpStream::connect(addr).unwrap();
             c.write_all(&[i as u8]).unwrap();
@@ -191,7 +191,7 @@ fn connections_per_thread(workers: usize, conns: usize) -> Vec<usize> {
         let served = PerThread::default();
         let s2 = served.clone();
         go(move || accept_loop(ln, s2));
-        let clients = goro::blocking(move || sequential_clients(addr, conns));
+        let clients = goro::blocking(move || sequential_clients(addr, 0..conns));
         assert_eq!(clients.len(), conns);
         let v: Vec<usize> = served.lock().unwrap().values().copied().collect();
         v
@@ -248,73 +248,106 @@ fn connection_coroutines_spread_over_many_workers() {
     );
 }
 
-/// Placement never hands a new coroutine to a worker held by one coroutine
-/// (a blocking call made outside `goro::blocking`): only that worker may
-/// start it, so it would wait for the hold to end. Here a coroutine spins
-/// on the worker the accept loop is not on, until the client has had every
-/// echo; before placement skipped held workers, connections 17 and on went
-/// to the spinning worker's inbox, the client waited for an echo that could
-/// not come, and the spinner gave up after 3 s.
-#[test]
-fn connections_are_not_placed_on_a_worker_held_by_one_coroutine() {
+/// A coroutine spins (a blocking call made outside `goro::blocking`) on the
+/// worker the accept loop is not on, until a plain client thread has had
+/// `CONNS` sequential echoes or 3 s have passed; whether the client
+/// finished first, and how many echoes it had. The spin starts at once
+/// (the client waits 300 ms, long enough for the monitor to see the hold)
+/// or, with `spin_after`, once the client has had that many echoes.
+fn echoes_beside_a_held_worker(spin_after: Option<usize>) -> (bool, usize) {
     use std::sync::atomic::AtomicBool;
     use std::time::Instant;
     const CONNS: usize = 40;
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    rt.run(move || {
+        let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        let (acc_tx, acc_rx) = chan::<std::thread::ThreadId>(1);
+        go(move || {
+            acc_tx.send(std::thread::current().id()).unwrap();
+            accept_loop(ln, PerThread::default());
+        });
+        let accept_thread = acc_rx.recv().unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let (go_tx, go_rx) = chan::<()>(1);
+        let d2 = done.clone();
+        let client = std::thread::spawn(move || {
+            let first = spin_after.unwrap_or(0);
+            if spin_after.is_none() {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let mut conns = sequential_clients(addr, 0..first);
+            go_tx.send(()).unwrap();
+            conns.extend(sequential_clients(addr, first..CONNS));
+            d2.store(true, Ordering::SeqCst);
+            conns.len()
+        });
+        // The spinner must hold the worker the accept loop is not on:
+        // spawned from the blocking pool (the runtime's injector, any
+        // worker may start it) until one starts there.
+        let (where_tx, where_rx) = chan::<bool>(64);
+        let spinner = loop {
+            let (d, tx, go_rx) = (done.clone(), where_tx.clone(), go_rx.clone());
+            let h = goro::blocking(move || {
+                go(move || {
+                    if std::thread::current().id() == accept_thread {
+                        tx.send(false).unwrap();
+                        return false;
+                    }
+                    tx.send(true).unwrap();
+                    if spin_after.is_some() {
+                        go_rx.recv().unwrap();
+                    }
+                    let t0 = Instant::now();
+                    while !d.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(3) {
+                        std::hint::spin_loop();
+                    }
+                    d.load(Ordering::SeqCst)
+                })
+            });
+            if where_rx.recv().unwrap() {
+                break h;
+            }
+        };
+        let served_while_held = spinner.join().unwrap();
+        let echoed = goro::blocking(move || client.join().unwrap());
+        (served_while_held, echoed)
+    })
+    .unwrap()
+}
+
+/// Placement never hands a new coroutine to a worker held by one coroutine
+/// (a blocking call made outside `goro::blocking`): only that worker may
+/// start it, so it would wait for the hold to end. Before placement skipped
+/// held workers, connections 17 and on went to the spinning worker's inbox,
+/// the client waited for an echo that could not come, and the spinner gave
+/// up after 3 s.
+#[test]
+fn connections_are_not_placed_on_a_worker_held_by_one_coroutine() {
     let _w = common::watchdog(60, "connections_are_not_placed_on_a_worker_held_by_one_coroutine");
     if cores() < 2 {
         eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
         return;
     }
-    let rt = Runtime::builder().workers(2).build().unwrap();
-    let (served_while_held, echoed) = rt
-        .run(|| {
-            let ln = goro::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = ln.local_addr().unwrap();
-            let (acc_tx, acc_rx) = chan::<std::thread::ThreadId>(1);
-            go(move || {
-                acc_tx.send(std::thread::current().id()).unwrap();
-                accept_loop(ln, PerThread::default());
-            });
-            let accept_thread = acc_rx.recv().unwrap();
-            let done = Arc::new(AtomicBool::new(false));
-            // The client, a plain thread: it starts once the spinner has
-            // held its worker long enough for the monitor to see it.
-            let d2 = done.clone();
-            let client = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                let conns = sequential_clients(addr, CONNS);
-                d2.store(true, Ordering::SeqCst);
-                conns.len()
-            });
-            // The spinner must hold the worker the accept loop is not on:
-            // spawned from the blocking pool (the runtime's injector, any
-            // worker may start it) until one starts there.
-            let (where_tx, where_rx) = chan::<bool>(64);
-            let spinner = loop {
-                let (d, tx) = (done.clone(), where_tx.clone());
-                let h = goro::blocking(move || {
-                    go(move || {
-                        if std::thread::current().id() == accept_thread {
-                            tx.send(false).unwrap();
-                            return false;
-                        }
-                        tx.send(true).unwrap();
-                        let t0 = Instant::now();
-                        while !d.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(3) {
-                            std::hint::spin_loop();
-                        }
-                        d.load(Ordering::SeqCst)
-                    })
-                });
-                if where_rx.recv().unwrap() {
-                    break h;
-                }
-            };
-            let served_while_held = spinner.join().unwrap();
-            let echoed = goro::blocking(move || client.join().unwrap());
-            (served_while_held, echoed)
-        })
-        .unwrap();
-    assert_eq!(echoed, CONNS);
+    let (served_while_held, echoed) = echoes_beside_a_held_worker(None);
+    assert_eq!(echoed, 40);
     assert!(served_while_held, "the client's echoes waited for the spinning worker to be free");
+}
+
+/// A coroutine placed on a worker just before its hold began (the monitor
+/// sees a hold only after a whole nap) is handed to another worker by the
+/// monitor: it has not started, so any worker may start it. Here the spin
+/// begins right after the 16th echo, so the next connection goes to the
+/// spinning worker; before the monitor moved such coroutines, it waited
+/// there until the spinner gave up after 3 s.
+#[test]
+fn a_coroutine_placed_just_before_a_hold_is_started_elsewhere() {
+    let _w = common::watchdog(60, "a_coroutine_placed_just_before_a_hold_is_started_elsewhere");
+    if cores() < 2 {
+        eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
+        return;
+    }
+    let (served_while_held, echoed) = echoes_beside_a_held_worker(Some(16));
+    assert_eq!(echoed, 40);
+    assert!(served_while_held, "a connection placed on the spinning worker waited for it to be free");
 }

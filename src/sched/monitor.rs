@@ -3,18 +3,20 @@
 // Owns: the long-run warning (once per coroutine that holds its worker for
 // more than 100 ms without parking while work waits behind it), the load
 // window (`WorkerShared::load`), the held flags (`WorkerShared::held`: one
-// coroutine ran a whole nap; placement avoids such a worker), the
-// missed-wake backstop, and the cadence
+// coroutine ran a whole nap; placement avoids such a worker, and the
+// unstarted coroutines already placed in its inbox move to the injector,
+// `rescue_unstarted`), the missed-wake backstop, and the cadence
 // of the watch (`Shared::watch`: the deadlock detector) and of the driver's
-// stale-poll backstop. It only reads what workers publish (atomics, the
-// registries under their locks): nothing on the resume path.
+// stale-poll backstop. It reads what workers publish (atomics, the
+// registries under their locks) and takes from no queue but a held
+// worker's inbox (its unstarted coroutines): nothing on the resume path.
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use super::{Shared, WorkerShared};
-use crate::coroutine::{F_WARNED, NOTIFIED, RUNNING};
+use crate::coroutine::{F_WARNED, NEW, NOTIFIED, RUNNING};
 
 /// The runtime's monitor (Go's `sysmon`): warns once per coroutine that holds
 /// its worker for more than 100 ms without parking, and searches for partial
@@ -82,6 +84,11 @@ pub(crate) fn run(rt: Weak<Shared>) {
             if rt.idle.is_primary(i) {
                 stuck_primaries += 1;
             }
+            // New coroutines placed in its inbox before it was seen held
+            // would wait for the hold to end: any worker may start them.
+            if !w.inbox.is_empty() && rescue_unstarted(w, &rt) {
+                work_waits = true;
+            }
             // New work waiting (its own queue, or spawns from outside): let
             // an idle primary take it (thieves then see the victim as
             // stuck), or, below, call a spare.
@@ -142,6 +149,49 @@ fn work_stuck_behind(w: &WorkerShared, running: u64, workers: usize, now: Instan
         return true;
     }
     w.registry.lock().iter().any(|c| c.id != running && matches!(c.state.load(Ordering::Relaxed), RUNNING | NOTIFIED))
+}
+
+/// Moves the unstarted coroutines of held worker `w`'s inbox (placed there
+/// by a spawner, `WorkerLocal::push_new`) to the runtime's injector, where
+/// any primary may take them; puts its wake requests (for coroutines homed
+/// there, which only it may run) back. Whether it moved any.
+///
+/// Safe against the worker popping its inbox at the same time (its hold
+/// just ended): each entry is taken once, by it or by us; a wake request
+/// that comes back behind newer ones is applied all the same (they are for
+/// different coroutines: one outstanding request per coroutine). An
+/// unstarted coroutine is `NEW` until whoever took it from a queue starts
+/// it, and nobody else holds it meanwhile.
+fn rescue_unstarted(w: &WorkerShared, rt: &Shared) -> bool {
+    let mut moved = false;
+    let mut back = Vec::new();
+    for _ in 0..w.inbox.len() {
+        let co = loop {
+            match w.inbox.steal() {
+                crossbeam_deque::Steal::Success(co) => break Some(co),
+                crossbeam_deque::Steal::Retry => continue,
+                crossbeam_deque::Steal::Empty => break None,
+            }
+        };
+        let Some(co) = co else { break };
+        if co.state.load(Ordering::Acquire) == NEW {
+            rt.injector.push(co);
+            moved = true;
+        } else {
+            back.push(co);
+        }
+    }
+    if !back.is_empty() {
+        for co in back {
+            w.inbox.push(co);
+        }
+        // As `request_wake` does: it may have gone to sleep meanwhile.
+        w.parker.unpark_if_sleeping();
+    }
+    if moved {
+        rt.notify_work();
+    }
+    moved
 }
 
 fn warn_long_run(w: &WorkerShared, id: u64, held: Duration) {

@@ -19,7 +19,9 @@
 //!     `runnext`, `ready` or `yielded`. The inbox holds wake requests from
 //!     other threads (a parked coroutine becomes runnable when its request
 //!     is popped, `CoInner::accept_inbound`) and unstarted coroutines placed
-//!     here by a saturated spawner (`push_new`).
+//!     here by a saturated spawner (`push_new`), which the monitor moves to
+//!     the injector if this worker is held by one coroutine
+//!     (`monitor::rescue_unstarted`).
 //!  2. No `RefCell` borrow is held across `resume`: the coroutine re-enters
 //!     this worker (spawn, wake) while it runs.
 //!  3. One queue entry per runnable coroutine: a queued coroutine is
