@@ -291,13 +291,13 @@ struct Waiting {
 }
 impl Waiting {
     fn new(p: &'static Poller) -> Waiting {
-        let i = crate::sched::with_worker(|w| w.shared.index).unwrap_or(0) % STRIPES;
-        let s = &p.waiting[i];
+        let worker = crate::sched::IoWaiting::new();
+        let s = &p.waiting[worker.worker().unwrap_or(0) % STRIPES];
         // SeqCst: pairs with the loads in `needed` of a worker about to
         // sleep; either it sees us (our stripe is nonzero, and no stripe is
         // ever negative, so it polls), or we see it and it is woken below.
         s.0.fetch_add(1, Ordering::SeqCst);
-        Waiting { stripe: s, _worker: crate::sched::IoWaiting::new() }
+        Waiting { stripe: s, _worker: worker }
     }
 }
 impl Drop for Waiting {

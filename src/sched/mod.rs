@@ -481,6 +481,11 @@ impl IoWaiting {
             w.shared.index
         }))
     }
+
+    /// The index of the worker it counts on (`None` off a worker).
+    pub(crate) fn worker(&self) -> Option<usize> {
+        self.0
+    }
 }
 
 impl Drop for IoWaiting {
