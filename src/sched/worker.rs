@@ -647,11 +647,7 @@ impl WorkerLocal {
             .rt
             .workers()
             .iter()
-            // Only primaries receive placed work (idle.rs rule 5), and none
-            // held by one coroutine (it could not start it).
-            .filter(|w| {
-                w.index != self.shared.index && self.rt.idle.is_primary(w.index) && !w.held.load(Ordering::Relaxed)
-            })
+            .filter(|w| self.may_place_on(w))
             .map(|w| (w, w.load.load(Ordering::Relaxed)))
             .min_by_key(|&(_, load)| load)?;
         if theirs * 10 >= mine * 9 {
@@ -661,6 +657,13 @@ impl WorkerLocal {
             return None;
         }
         Some(w)
+    }
+
+    /// Whether a new coroutine spawned here may be placed on `w` (both
+    /// placement rules): another worker, a primary (idle.rs rule 5), and not
+    /// held by one coroutine (`held`: it could not start it).
+    fn may_place_on(&self, w: &WorkerShared) -> bool {
+        w.index != self.shared.index && self.rt.idle.is_primary(w.index) && !w.held.load(Ordering::Relaxed)
     }
 
     /// Where a new coroutine should start instead of here when this worker
@@ -687,14 +690,12 @@ impl WorkerLocal {
             return None;
         }
         let mine = waiting + self.deque.len();
-        // Only primaries (`0..primaries`, idle.rs rule 5) receive placed work.
+        // Only primaries (`0..primaries`) may receive it: draw among them.
         let ws = self.rt.workers();
         let n = self.rt.idle.primaries.min(ws.len());
-        // A worker held by one coroutine could not start it (`held`).
         let load = |i: usize| {
             let w = &ws[i];
-            let held = w.held.load(Ordering::Relaxed);
-            (!held).then(|| w.io_waiting.load(Ordering::Relaxed) + w.stealer.len() + w.inbox.len())
+            self.may_place_on(w).then(|| w.io_waiting.load(Ordering::Relaxed) + w.stealer.len() + w.inbox.len())
         };
         let (i, theirs) = lighter_of(n, self.shared.index, || self.next_rand(), load)?;
         (theirs + theirs / 4 + MANY / 2 < mine).then_some(&ws[i])
