@@ -147,6 +147,17 @@ fn spare_serves_a_blocked_primarys_queue_while_others_are_busy() {
     assert_eq!(quick_saw, 0, "the coroutine queued behind the blocked primary waited for it");
 }
 
+/// Whether placed work can be checked here: with one core every worker
+/// but one is a spare, which takes no placed work (the test then says so
+/// and checks nothing).
+fn placed_work_checkable() -> bool {
+    let ok = cores() >= 2;
+    if !ok {
+        eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
+    }
+    ok
+}
+
 type PerThread = Arc<Mutex<std::collections::HashMap<std::thread::ThreadId, usize>>>;
 
 /// An echo server's accept loop, run by the calling coroutine: one
@@ -210,8 +221,7 @@ fn connections_per_thread(workers: usize, conns: usize) -> Vec<usize> {
 fn connection_coroutines_spread_over_the_workers() {
     const CONNS: usize = 64;
     let _w = common::watchdog(60, "connection_coroutines_spread_over_the_workers");
-    if cores() < 2 {
-        eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
+    if !placed_work_checkable() {
         return;
     }
     let per_thread = connections_per_thread(2, CONNS);
@@ -233,8 +243,7 @@ fn connection_coroutines_spread_over_the_workers() {
 fn connection_coroutines_spread_over_many_workers() {
     const CONNS: usize = 96;
     let _w = common::watchdog(60, "connection_coroutines_spread_over_many_workers");
-    if cores() < 2 {
-        eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
+    if !placed_work_checkable() {
         return;
     }
     let primaries = cores().min(8);
@@ -325,8 +334,7 @@ fn echoes_beside_a_held_worker(spin_after: Option<usize>) -> (bool, usize) {
 #[test]
 fn connections_are_not_placed_on_a_worker_held_by_one_coroutine() {
     let _w = common::watchdog(60, "connections_are_not_placed_on_a_worker_held_by_one_coroutine");
-    if cores() < 2 {
-        eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
+    if !placed_work_checkable() {
         return;
     }
     let (served_while_held, echoed) = echoes_beside_a_held_worker(None);
@@ -343,8 +351,7 @@ fn connections_are_not_placed_on_a_worker_held_by_one_coroutine() {
 #[test]
 fn a_coroutine_placed_just_before_a_hold_is_started_elsewhere() {
     let _w = common::watchdog(60, "a_coroutine_placed_just_before_a_hold_is_started_elsewhere");
-    if cores() < 2 {
-        eprintln!("one core: every worker but one is a spare, which takes no placed work; nothing to check");
+    if !placed_work_checkable() {
         return;
     }
     let (served_while_held, echoed) = echoes_beside_a_held_worker(Some(16));
