@@ -751,7 +751,7 @@ pub(crate) fn redirect(addr: usize) -> usize {
     // note 7's abort.)
     let Some(rec) = overflow::records(&loc).map(|r| &r[loc.index]) else { return addr };
     let me = rec as *const SlotRecord as usize;
-    if with_edits(n, |edits| edits.iter().any(|e| e.get().3 == me)) {
+    if uses(n, me) {
         // Ours already: pinned (resident), or a copy we edit (`addr` below
         // its live bytes: not an object of a parked party).
         return addr;
@@ -846,7 +846,13 @@ pub(crate) fn end_edits() {
 /// on that stack by one of its users would wait for itself).
 fn editing(rec: &SlotRecord) -> bool {
     let n = NEDITS.try_with(Cell::get).unwrap_or(0);
-    n > 0 && with_edits(n, |edits| edits.iter().any(|e| e.get().3 == rec as *const SlotRecord as usize))
+    n > 0 && uses(n, rec as *const SlotRecord as usize)
+}
+
+/// Whether one of this thread's first `n` edit entries is for the record at
+/// `rec` (pinned or edited in this lock section).
+fn uses(n: usize, rec: usize) -> bool {
+    with_edits(n, |edits| edits.iter().any(|e| e.get().3 == rec))
 }
 
 fn fatal(msg: &[u8]) -> ! {
