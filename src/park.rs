@@ -160,7 +160,7 @@ impl WaiterRef {
         match crate::sched::current_ptr() {
             Some(p) => {
                 // SAFETY: non-null: `current_ptr` filters out null, and is
-                // `Arc::as_ptr` of the running coroutine.
+                // `CoRef::as_ptr` of the running coroutine.
                 let p = unsafe { std::ptr::NonNull::new_unchecked(p as *mut _) };
                 WaiterRef { repr: RefRepr::Coroutine(p) }
             }
@@ -186,14 +186,14 @@ impl WaiterRef {
     pub(crate) fn to_waiter(&self) -> Waiter {
         match &self.repr {
             RefRepr::Coroutine(p) => {
-                // SAFETY: `p` came from `Arc::as_ptr` of a live `CoRef`, and
+                // SAFETY: `p` came from `CoRef::as_ptr` of a live `CoRef`, and
                 // the coroutine is still alive: this `WaiterRef` lives in its
                 // frame (or in a record it keeps until it returns), and a
                 // started coroutine is also held by its worker's registry
                 // until it finishes. So the count is >= 1 and we add one.
                 unsafe {
-                    std::sync::Arc::increment_strong_count(p.as_ptr() as *const crate::coroutine::CoInner);
-                    Waiter { repr: Repr::Coroutine(std::sync::Arc::from_raw(p.as_ptr() as *const _)) }
+                    crate::coroutine::CoRef::increment_strong_count(p.as_ptr() as *const crate::coroutine::CoInner);
+                    Waiter { repr: Repr::Coroutine(crate::coroutine::CoRef::from_raw(p.as_ptr() as *const _)) }
                 }
             }
             RefRepr::Thread(w) => w.clone(),
@@ -245,7 +245,7 @@ enum WakeRepr {
 ///
 /// # Safety
 ///
-/// `this` points to a started coroutine (`Arc::as_ptr` of a `CoRef`) that
+/// `this` points to a started coroutine (`CoRef::as_ptr` of a `CoRef`) that
 /// stays alive until the call returns, and `sched::runs_here` holds for it
 /// (this is its home thread).
 #[inline]
@@ -259,8 +259,8 @@ pub(crate) unsafe fn wake_home(this: *const crate::coroutine::CoInner) {
         PARKED => {
             co.state.store(RUNNING, Ordering::Relaxed);
             // SAFETY: we took it out of PARKED, so the parked count is ours;
-            // `this` came from `Arc::as_ptr`.
-            let co = unsafe { std::sync::Arc::from_raw(this) };
+            // `this` came from `CoRef::as_ptr`.
+            let co = unsafe { crate::coroutine::CoRef::from_raw(this) };
             crate::sched::worker::with_worker(move |w| w.push_woken_here(co))
                 .expect("goro bug: a home-thread wake off a worker thread");
         }

@@ -87,6 +87,7 @@
 //!     shutdown cancels every started coroutine on its home before the
 //!     runtime goes away.
 
+mod block;
 mod handle;
 
 pub use handle::{go, Builder, JoinHandle};
@@ -377,23 +378,24 @@ impl Drop for CoInner {
     }
 }
 
-/// A counted reference to a coroutine control block.
-pub(crate) type CoRef = Arc<CoInner>;
+pub(crate) use block::CoRef;
 
 impl CoInner {
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
+}
 
+impl CoRef {
     /// Wakes the coroutine, or leaves a token if it is not parked.
-    pub(crate) fn wake(self: &Arc<Self>) {
+    pub(crate) fn wake(&self) {
         if !self.wake_in_place() {
             sched::request_wake(self.clone());
         }
     }
 
     /// `wake`, consuming a reference (which a wake request then carries).
-    pub(crate) fn wake_owned(self: Arc<Self>) {
+    pub(crate) fn wake_owned(self) {
         if !self.wake_in_place() {
             sched::request_wake(self);
         }
@@ -403,10 +405,10 @@ impl CoInner {
     /// (plain stores). False if it must go to the home as a wake request
     /// (module doc).
     #[inline]
-    fn wake_in_place(self: &Arc<Self>) -> bool {
+    fn wake_in_place(&self) -> bool {
         if sched::runs_here(self) {
             // SAFETY: `self` keeps it alive for the call; `runs_here` holds.
-            unsafe { crate::park::wake_home(Arc::as_ptr(self)) };
+            unsafe { crate::park::wake_home(CoRef::as_ptr(self)) };
             true
         } else {
             false
@@ -416,7 +418,7 @@ impl CoInner {
     /// The home worker pops `self` from its inbox: an unstarted coroutine
     /// placed there, or a wake request for a started one (module doc),
     /// which it now applies. Returns the coroutine if it is to run now.
-    pub(crate) fn accept_inbound(self: Arc<Self>) -> Option<CoRef> {
+    pub(crate) fn accept_inbound(self) -> Option<CoRef> {
         // Relaxed: only this (home) thread writes `state` once started.
         match self.state.load(Ordering::Relaxed) {
             NEW => Some(self),
@@ -425,7 +427,7 @@ impl CoInner {
                 // SAFETY: taking it out of PARKED gives us the parked count;
                 // `self` (the request's count) keeps it alive, so this
                 // never drops the last one.
-                unsafe { Arc::decrement_strong_count(Arc::as_ptr(&self)) };
+                unsafe { CoRef::decrement_strong_count(CoRef::as_ptr(&self)) };
                 Some(self)
             }
             RUNNING => {
@@ -436,7 +438,9 @@ impl CoInner {
             _ => None,
         }
     }
+}
 
+impl CoInner {
     pub(crate) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) == DONE
     }
@@ -922,7 +926,7 @@ where
         None => Code::Body(Coroutine::with_stack(stack, entry)),
         Some(guard) => Code::Start(Start { stack, guard, entry: Box::new(entry) }),
     };
-    let co = Arc::new(CoInner {
+    let co = CoRef::new(CoInner {
         id: sched::next_coroutine_id(),
         name: name.map(String::into_boxed_str),
         spawned_at: loc,

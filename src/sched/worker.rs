@@ -803,7 +803,7 @@ impl WorkerLocal {
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);
         let code = co.code.get();
-        self.current.set(Arc::as_ptr(&co));
+        self.current.set(CoRef::as_ptr(&co));
         self.current_arc.set(Some(co));
         // SAFETY: coroutine.rs invariant 1: we hold its queue entry (or are
         // its home), so no other thread touches its code; the code is a
