@@ -6,9 +6,9 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use goro::{chan, go, Receiver, Runtime, Sender};
 
@@ -357,4 +357,45 @@ fn a_coroutine_placed_just_before_a_hold_is_started_elsewhere() {
     let (served_while_held, echoed) = echoes_beside_a_held_worker(Some(16));
     assert_eq!(echoed, 40);
     assert!(served_while_held, "a connection placed on the spinning worker waited for it to be free");
+}
+
+/// A loop that spawns for a while without parking holds its worker; what it
+/// has queued is a growing backlog, and another worker starts some of it
+/// while the loop still runs (thieves see the loop's spawns as activity and
+/// wait `BACKLOG`, 3 ms, not the 20 ms they give a worker whose thread
+/// seems descheduled).
+#[test]
+fn a_spawn_loop_shares_its_backlog_while_it_runs() {
+    if !placed_work_checkable() {
+        return;
+    }
+    let rt = goro::Runtime::builder().workers(2).build().unwrap();
+    let (elsewhere, spawned) = rt
+        .run(|| {
+            let me = std::thread::current().id();
+            let elsewhere = Arc::new(AtomicBool::new(false));
+            let start = Instant::now();
+            let mut spawned = 0usize;
+            let mut handles = Vec::new();
+            // 15 ms of spawning, or until a spawned one started elsewhere.
+            while start.elapsed() < Duration::from_millis(15) && !elsewhere.load(Ordering::Relaxed) {
+                let elsewhere = elsewhere.clone();
+                handles.push(go(move || {
+                    if std::thread::current().id() != me {
+                        elsewhere.store(true, Ordering::Relaxed);
+                    }
+                }));
+                spawned += 1;
+            }
+            let seen = elsewhere.load(Ordering::Relaxed);
+            for h in handles {
+                h.join().unwrap();
+            }
+            (seen, spawned)
+        })
+        .unwrap();
+    assert!(
+        elsewhere,
+        "none of the {spawned} coroutines spawned in 15 ms started on the other worker while the loop ran"
+    );
 }
