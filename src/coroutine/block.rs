@@ -93,13 +93,21 @@ unsafe impl Send for CoRef {}
 unsafe impl Sync for CoRef {}
 
 impl CoRef {
-    /// A new block holding `inner`, counted once.
+    /// A new block holding `inner`, counted once. Inlined, and the fields
+    /// written one by one: the spawner's `CoInner` is then copied into the
+    /// block once, where a call and a `Block` built on the stack copied it
+    /// twice (`callgrind`, skynet 100 000: 245 M -> 237 M instructions).
+    #[inline(always)]
     pub(crate) fn new(inner: CoInner) -> CoRef {
         let ptr = alloc();
         // SAFETY: `alloc` returns a free block, now ours alone (invariant
         // 1): properly aligned memory for one `Block`, not read as a `Free`
         // any more.
-        unsafe { ptr.as_ptr().write(Block { count: AtomicUsize::new(1), inner }) };
+        unsafe {
+            let b = ptr.as_ptr();
+            (&raw mut (*b).count).write(AtomicUsize::new(1));
+            (&raw mut (*b).inner).write(inner);
+        }
         CoRef { ptr, _owns: PhantomData }
     }
 
