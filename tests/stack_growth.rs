@@ -153,6 +153,41 @@ fn child_bodies() {
             std::thread::Builder::new().name("plain".into()).spawn(|| boom(0)).unwrap().join().ok();
             unreachable!("the overflow must abort");
         }
+        Ok("probe_batch") => {
+            // Alone in this process: nothing else frees stacks meanwhile.
+            let rt = goro::Runtime::builder().workers(1).build().unwrap();
+            let (probes, reclaims) = rt
+                .run(|| {
+                    const N: usize = 640;
+                    let before = (goro::stack::__probe_calls(), goro::stack::__deep_reclaims());
+                    // All alive at once, so each runs on a fresh slot, and
+                    // ten batches of 64 end: one deep stack, the rest
+                    // parked until the close.
+                    let deep = goro::go(|| {
+                        let mut pad = [1u8; 96 * 1024];
+                        std::hint::black_box(&mut pad);
+                        pad[5] = 2;
+                        std::hint::black_box(&pad);
+                    });
+                    let (tx, rx) = goro::chan::<()>(0);
+                    let hs: Vec<_> = (1..N)
+                        .map(|_| {
+                            let rx = rx.clone();
+                            goro::go(move || {
+                                let _ = rx.recv();
+                            })
+                        })
+                        .collect();
+                    deep.join().unwrap();
+                    tx.close();
+                    for h in hs {
+                        h.join().unwrap();
+                    }
+                    (goro::stack::__probe_calls() - before.0, goro::stack::__deep_reclaims() - before.1)
+                })
+                .unwrap();
+            println!("probes {probes} reclaims {reclaims}");
+        }
         Ok("reclaim") => {
             // Alone in this process: nothing else frees stacks meanwhile.
             let rt = goro::Runtime::builder().workers(1).build().unwrap();
@@ -250,6 +285,24 @@ fn crossing_one_boundary_many_times() {
     });
     assert_eq!(v.0, (0..100_000u64).map(|i| (i % 8) * (i % 8 + 1) / 2).sum::<u64>());
     assert_eq!(v.1, 0);
+}
+
+/// 640 coroutines end on slots never probed: one `mincore` per run of
+/// neighbouring slots of each batch of 64, not one per slot (invariant 4 of
+/// `stack/mod.rs`), and a deep one among them still gives its pages back.
+#[test]
+fn fresh_slots_are_probed_a_batch_at_a_time() {
+    let out = run_child("probe_batch");
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "status {:?}, stderr: {err}", out.status);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("probes "))
+        .unwrap_or_else(|| panic!("stdout: {stdout}, stderr: {err}"))
+        .1;
+    let nums: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert!(nums[0] <= 640 / 8, "{} mincore calls to probe 640 freed slots", nums[0]);
+    assert_eq!(nums[1], 1, "deep stacks given back: {line}");
 }
 
 #[test]

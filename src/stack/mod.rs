@@ -39,7 +39,15 @@
 //     is resident, asked with `mincore` (a stack that never reached it left
 //     it unmapped). Not read: reading an unmapped page is a page fault that
 //     maps the zero page, about as dear as the stack's own first fault, and
-//     a million short-lived coroutines paid it once each.
+//     a million short-lived coroutines paid it once each. Nor one `mincore`
+//     per slot: each call takes the mmap lock and a page for its result,
+//     and that was half the time a million coroutines took to end. A
+//     thread gathers its freed never-probed slots (`LocalCache::unprobed`,
+//     at most `PROBE_BATCH` of them and `PROBE_BYTES` of stack, none
+//     handed out meanwhile) and asks
+//     about all of them with a `mincore` per run of neighbouring slots
+//     (`PROBE_SPAN`), before it needs a slot it has not got. After that
+//     first time a slot's probe page is mapped and a read tells.
 //  5. Reservations are never unmapped (slots are recycled), so a guard
 //     address stays a guard for the life of the process; the overflow
 //     handler relies on that.
@@ -214,6 +222,8 @@ const CACHE: usize = 256;
 static IN_USE: crate::shard::Counter = crate::shard::Counter::new();
 static RESERVED: AtomicU64 = AtomicU64::new(0);
 static DEEP_RECLAIMS: AtomicU64 = AtomicU64::new(0);
+/// `mincore` calls made to probe freed slots (invariant 4).
+static PROBE_CALLS: AtomicU64 = AtomicU64::new(0);
 /// Slots given back cold, and the system calls that did it (invariant 8).
 static COLD_SLOTS: AtomicU64 = AtomicU64::new(0);
 static COLD_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -275,6 +285,13 @@ pub fn __cold_give_backs() -> (u64, u64) {
 #[doc(hidden)]
 pub fn __deep_reclaims() -> u64 {
     DEEP_RECLAIMS.load(Ordering::Relaxed)
+}
+
+/// Testing hook, not API: `mincore` calls made so far to probe freed slots
+/// that had never been probed (invariant 4).
+#[doc(hidden)]
+pub fn __probe_calls() -> u64 {
+    PROBE_CALLS.load(Ordering::Relaxed)
 }
 
 /// What `join` returns (as the panic payload) for a coroutine that did not
@@ -422,7 +439,7 @@ pub(super) unsafe fn advise_many(ranges: &[libc::iovec], advice: libc::c_int, wo
 
 thread_local! {
     static LOCAL: RefCell<LocalCache> =
-        const { RefCell::new(LocalCache { free: [const { Vec::new() }; NCLASSES], cold: Vec::new() }) };
+        const { RefCell::new(LocalCache { free: [const { Vec::new() }; NCLASSES], cold: Vec::new(), unprobed: Vec::new(), unprobed_bytes: 0, residency: Vec::new() }) };
 }
 
 struct LocalCache {
@@ -430,7 +447,41 @@ struct LocalCache {
     /// Freed slots whose top pages go back to the kernel before they are
     /// reused (invariant 8): (free-list entry, class index).
     cold: Vec<(usize, usize)>,
+    /// Freed slots never probed yet (invariant 4), probed a batch at a
+    /// time, and their usable bytes.
+    unprobed: Vec<Unprobed>,
+    unprobed_bytes: usize,
+    /// `mincore`'s answer for one run of them (`PROBE_SPAN / PAGE` bytes,
+    /// allocated once: a drop may run on a nearly full stack).
+    residency: Vec<u8>,
 }
+
+/// A freed slot whose stack has not been probed yet (invariant 4).
+struct Unprobed {
+    slot: usize,
+    /// Its class index.
+    ci: usize,
+    /// Its usable top.
+    top: usize,
+    /// It goes back cold after the probe (invariant 8).
+    cold: bool,
+}
+
+impl Unprobed {
+    fn probe_page(&self) -> usize {
+        self.top - KEEP - PAGE
+    }
+}
+
+/// Never-probed freed slots a thread gathers before it probes them all
+/// (invariant 4), and the most stack they may span: a deep stack waits
+/// there with its pages, so big stacks go in small batches (64 default
+/// slots, two of 8 MiB).
+const PROBE_BATCH: usize = 64;
+const PROBE_BYTES: usize = 16 << 20;
+/// The most address space one `mincore` of a probe batch covers (one byte
+/// of answer per page): 16 MiB, some fifty default slots.
+const PROBE_SPAN: usize = 16 << 20;
 
 /// Slots a thread gathers before it gives their top pages back in one
 /// system call (invariant 8).
@@ -446,6 +497,58 @@ impl LocalCache {
             self.free[ci].push(entry);
         } else {
             CLASSES[ci].lock().free.push(entry);
+        }
+    }
+
+    /// Probes every slot in `unprobed` (invariant 4): one `mincore` per run
+    /// of slots whose probe pages lie within `PROBE_SPAN`, then gives a deep
+    /// one's lower pages back, and recycles them all (cold ones through
+    /// `cold`).
+    fn flush_unprobed(&mut self) {
+        if self.unprobed.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.unprobed);
+        self.unprobed_bytes = 0;
+        batch.sort_unstable_by_key(|u| u.slot);
+        self.residency.resize(PROBE_SPAN / PAGE, 0);
+        let mut i = 0;
+        while i < batch.len() {
+            let lo = batch[i].probe_page();
+            let mut j = i + 1;
+            while j < batch.len() && batch[j].probe_page() + PAGE - lo <= PROBE_SPAN {
+                j += 1;
+            }
+            let len = batch[j - 1].probe_page() + PAGE - lo;
+            PROBE_CALLS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `lo` is page aligned; `mincore` only reads the page
+            // tables and writes one byte per page of `len` (at most
+            // `PROBE_SPAN / PAGE`, the buffer's length). A range that is
+            // not all mapped (it spans two reservations) fails with
+            // `ENOMEM`, and each slot is then asked alone.
+            let r = unsafe { libc::mincore(lo as *mut libc::c_void, len, self.residency.as_mut_ptr()) };
+            for u in &batch[i..j] {
+                let deep = if r == 0 {
+                    self.residency[(u.probe_page() - lo) / PAGE] & 1 != 0
+                } else {
+                    probe_resident(u.probe_page())
+                };
+                if deep {
+                    // SAFETY: a freed slot of ours: its bytes are dead.
+                    unsafe { give_back_deep(u.slot, u.top) };
+                }
+                // Probed: its probe page is read from now on.
+                let entry = u.slot | PROBE_SEEN;
+                if u.cold {
+                    self.cold.push((entry, u.ci));
+                } else {
+                    self.recycle(entry, u.ci);
+                }
+            }
+            i = j;
+        }
+        if self.cold.len() >= COLD_BATCH {
+            self.flush_cold();
         }
     }
 
@@ -494,8 +597,35 @@ unsafe fn give_back(r: &libc::iovec) {
     unsafe { libc::madvise(r.iov_base, r.iov_len, libc::MADV_DONTNEED) };
 }
 
+/// Whether the page at `probe` (page aligned, inside a mapped slot of
+/// ours) is resident: one `mincore`. An error (none is expected) counts as
+/// resident, so the memory is given back anyway.
+fn probe_resident(probe: usize) -> bool {
+    let mut resident = 0u8;
+    PROBE_CALLS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: `mincore` only reads the page tables and writes one byte (one
+    // page) into `resident`.
+    let r = unsafe { libc::mincore(probe as *mut libc::c_void, PAGE, &mut resident) };
+    r != 0 || resident & 1 != 0
+}
+
+/// Gives back everything of the slot at `slot` (usable top `top`) below
+/// its kept top (invariant 4).
+///
+/// # Safety
+///
+/// The slot is ours and freed: its bytes are dead.
+unsafe fn give_back_deep(slot: usize, top: usize) {
+    let lo = slot + GUARD_SIZE;
+    // SAFETY: the caller's contract; `lo..top - KEEP` is inside the slot's
+    // usable range, mapped.
+    unsafe { libc::madvise(lo as *mut libc::c_void, top - KEEP - lo, libc::MADV_DONTNEED) };
+    DEEP_RECLAIMS.fetch_add(1, Ordering::Relaxed);
+}
+
 impl Drop for LocalCache {
     fn drop(&mut self) {
+        self.flush_unprobed();
         self.flush_cold();
         for (c, v) in self.free.iter_mut().enumerate() {
             if !v.is_empty() {
@@ -575,7 +705,18 @@ impl Stack {
     pub(crate) fn new(size: usize) -> io::Result<(Stack, Option<PendingGuard>)> {
         let class = class_of(size)?;
         let ci = (class - MIN_CLASS) as usize;
-        let cached = LOCAL.try_with(|l| l.borrow_mut().free[ci].pop()).ok().flatten();
+        let cached = LOCAL
+            .try_with(|l| {
+                let mut l = l.borrow_mut();
+                if l.free[ci].is_empty() && !l.unprobed.is_empty() {
+                    // Freed slots waiting for their probe come before a
+                    // fresh one (invariant 4).
+                    l.flush_unprobed();
+                }
+                l.free[ci].pop()
+            })
+            .ok()
+            .flatten();
         let (entry, guard) = match cached {
             Some(s) => (s, None),
             None => carve(class)?,
@@ -729,18 +870,28 @@ impl Drop for Stack {
             return;
         }
         let size = self.size();
+        let ci = (self.class - MIN_CLASS) as usize;
+        if size > KEEP && self.probe == PROBE_FRESH {
+            // Invariant 4: probed with its thread's next batch.
+            let u = Unprobed { slot: self.slot, ci, top: self.top(), cold };
+            let gathered = LOCAL.try_with(|l| {
+                let mut l = l.borrow_mut();
+                l.unprobed.push(u);
+                l.unprobed_bytes += size;
+                if l.unprobed.len() >= PROBE_BATCH || l.unprobed_bytes >= PROBE_BYTES {
+                    l.flush_unprobed();
+                }
+            });
+            if gathered.is_ok() {
+                return;
+            }
+        }
         if size > KEEP {
             // Invariant 4: did the stack reach the page just below the kept top?
             let probe = self.top() - KEEP - PAGE;
             let deep = if self.probe == PROBE_FRESH {
-                let mut resident = 0u8;
-                // SAFETY: `probe` is page aligned and inside this slot's
-                // usable range (size > KEEP), which is mapped; `mincore` only
-                // reads the page tables and writes one byte (one page) into
-                // `resident`.
-                let r = unsafe { libc::mincore(probe as *mut libc::c_void, PAGE, &mut resident) };
-                // On an error (none is expected) give the memory back anyway.
-                r != 0 || resident & 1 != 0
+                // Only when this thread's cache is gone (thread exit).
+                probe_resident(probe)
             } else {
                 // The stack grows down into the probe page from its top: any
                 // nonzero word among its top 64 means the stack got there.
@@ -761,14 +912,10 @@ impl Drop for Stack {
                 (false, _) => PROBE_MAPPED,
             };
             if deep {
-                let lo = self.slot + GUARD_SIZE;
-                // SAFETY: our own usable range below the kept top; its
-                // contents are dead.
-                unsafe { libc::madvise(lo as *mut libc::c_void, self.top() - KEEP - lo, libc::MADV_DONTNEED) };
-                DEEP_RECLAIMS.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: our own slot, freed: its contents are dead.
+                unsafe { give_back_deep(self.slot, self.top()) };
             }
         }
-        let ci = (self.class - MIN_CLASS) as usize;
         let entry = self.slot | self.probe;
         let recycled = LOCAL.try_with(|l| {
             let mut l = l.borrow_mut();
