@@ -156,7 +156,7 @@ fn child_bodies() {
         Ok("probe_batch") => {
             // Alone in this process: nothing else frees stacks meanwhile.
             let rt = goro::Runtime::builder().workers(1).build().unwrap();
-            let (probes, reclaims) = rt
+            let (batched, big) = rt
                 .run(|| {
                     const N: usize = 640;
                     let before = (goro::stack::__probe_calls(), goro::stack::__deep_reclaims());
@@ -183,10 +183,26 @@ fn child_bodies() {
                     for h in hs {
                         h.join().unwrap();
                     }
-                    (goro::stack::__probe_calls() - before.0, goro::stack::__deep_reclaims() - before.1)
+                    let batched = (goro::stack::__probe_calls() - before.0, goro::stack::__deep_reclaims() - before.1);
+                    // A big stack is probed alone, as it ends: a deep one
+                    // gives its pages back at once.
+                    let before = goro::stack::__deep_reclaims();
+                    goro::Builder::new()
+                        .stack_size(4 << 20)
+                        .spawn(|| {
+                            let mut pad = [1u8; 96 * 1024];
+                            std::hint::black_box(&mut pad);
+                            pad[5] = 2;
+                            std::hint::black_box(&pad);
+                        })
+                        .unwrap()
+                        .join()
+                        .unwrap();
+                    (batched, goro::stack::__deep_reclaims() - before)
                 })
                 .unwrap();
-            println!("probes {probes} reclaims {reclaims}");
+            let (probes, reclaims) = batched;
+            println!("probes {probes} reclaims {reclaims} big {big}");
         }
         Ok("reclaim") => {
             // Alone in this process: nothing else frees stacks meanwhile.
@@ -289,7 +305,8 @@ fn crossing_one_boundary_many_times() {
 
 /// 640 coroutines end on slots never probed: one `mincore` per run of
 /// neighbouring slots of each batch of 64, not one per slot (invariant 4 of
-/// `stack/mod.rs`), and a deep one among them still gives its pages back.
+/// `stack/mod.rs`), and a deep one among them still gives its pages back;
+/// a big stack (over 1 MiB) is probed alone, at once.
 #[test]
 fn fresh_slots_are_probed_a_batch_at_a_time() {
     let out = run_child("probe_batch");
@@ -303,6 +320,7 @@ fn fresh_slots_are_probed_a_batch_at_a_time() {
     let nums: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
     assert!(nums[0] <= 640 / 8, "{} mincore calls to probe 640 freed slots", nums[0]);
     assert_eq!(nums[1], 1, "deep stacks given back: {line}");
+    assert_eq!(nums[2], 1, "a big deep stack given back as it ended: {line}");
 }
 
 #[test]

@@ -42,9 +42,9 @@
 //     a million short-lived coroutines paid it once each. Nor one `mincore`
 //     per slot: each call takes the mmap lock and a page for its result,
 //     and that was half the time a million coroutines took to end. A
-//     thread gathers its freed never-probed slots (`LocalCache::unprobed`,
-//     at most `PROBE_BATCH` of them and `PROBE_BYTES` of stack, none
-//     handed out meanwhile) and asks
+//     thread gathers its freed never-probed slots of up to
+//     `PROBE_BATCH_MAX` (`LocalCache::unprobed`, at most `PROBE_BATCH` of
+//     them and `PROBE_BYTES` of stack, none handed out meanwhile) and asks
 //     about all of them with a `mincore` per run of neighbouring slots
 //     (`PROBE_SPAN`), before it needs a slot it has not got. After that
 //     first time a slot's probe page is mapped and a read tells.
@@ -475,10 +475,12 @@ impl Unprobed {
 
 /// Never-probed freed slots a thread gathers before it probes them all
 /// (invariant 4), and the most stack they may span: a deep stack waits
-/// there with its pages, so big stacks go in small batches (64 default
-/// slots, two of 8 MiB).
+/// there with its pages (64 default slots make 16 MiB). Stacks over
+/// `PROBE_BATCH_MAX` (a run's 8 MiB main stack, say) are probed alone at
+/// once: few, and each could hold much.
 const PROBE_BATCH: usize = 64;
 const PROBE_BYTES: usize = 16 << 20;
+const PROBE_BATCH_MAX: usize = 1 << 20;
 /// The most address space one `mincore` of a probe batch covers (one byte
 /// of answer per page): 16 MiB, some fifty default slots.
 const PROBE_SPAN: usize = 16 << 20;
@@ -871,7 +873,7 @@ impl Drop for Stack {
         }
         let size = self.size();
         let ci = (self.class - MIN_CLASS) as usize;
-        if size > KEEP && self.probe == PROBE_FRESH {
+        if size > KEEP && size <= PROBE_BATCH_MAX && self.probe == PROBE_FRESH {
             // Invariant 4: probed with its thread's next batch.
             let u = Unprobed { slot: self.slot, ci, top: self.top(), cold };
             let gathered = LOCAL.try_with(|l| {
@@ -890,7 +892,7 @@ impl Drop for Stack {
             // Invariant 4: did the stack reach the page just below the kept top?
             let probe = self.top() - KEEP - PAGE;
             let deep = if self.probe == PROBE_FRESH {
-                // Only when this thread's cache is gone (thread exit).
+                // A big stack, or this thread's cache is gone (thread exit).
                 probe_resident(probe)
             } else {
                 // The stack grows down into the probe page from its top: any
