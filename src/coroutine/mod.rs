@@ -90,6 +90,7 @@
 mod block;
 mod handle;
 
+pub(crate) use block::CoRef;
 pub use handle::{go, Builder, JoinHandle};
 
 use std::any::Any;
@@ -377,8 +378,6 @@ impl Drop for CoInner {
         }
     }
 }
-
-pub(crate) use block::CoRef;
 
 impl CoInner {
     pub(crate) fn id(&self) -> u64 {
