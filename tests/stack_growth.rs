@@ -163,12 +163,7 @@ fn child_bodies() {
                     // All alive at once, so each runs on a fresh slot, and
                     // ten batches of 64 end: one deep stack, the rest
                     // parked until the close.
-                    let deep = goro::go(|| {
-                        let mut pad = [1u8; 96 * 1024];
-                        std::hint::black_box(&mut pad);
-                        pad[5] = 2;
-                        std::hint::black_box(&pad);
-                    });
+                    let deep = goro::go(go_deep);
                     let (tx, rx) = goro::chan::<()>(0);
                     let hs: Vec<_> = (1..N)
                         .map(|_| {
@@ -187,17 +182,7 @@ fn child_bodies() {
                     // A big stack is probed alone, as it ends: a deep one
                     // gives its pages back at once.
                     let before = goro::stack::__deep_reclaims();
-                    goro::Builder::new()
-                        .stack_size(4 << 20)
-                        .spawn(|| {
-                            let mut pad = [1u8; 96 * 1024];
-                            std::hint::black_box(&mut pad);
-                            pad[5] = 2;
-                            std::hint::black_box(&pad);
-                        })
-                        .unwrap()
-                        .join()
-                        .unwrap();
+                    goro::Builder::new().stack_size(4 << 20).spawn(go_deep).unwrap().join().unwrap();
                     (batched, goro::stack::__deep_reclaims() - before)
                 })
                 .unwrap();
@@ -214,20 +199,7 @@ fn child_bodies() {
                         shallow();
                     }
                     let after_shallow = goro::stack::__deep_reclaims();
-                    goro::Builder::new()
-                        .stack_size(256 * 1024)
-                        .spawn(|| {
-                            // By reference: `black_box([..])` by value
-                            // copies the array twice more in a debug
-                            // build, past the 256 KiB stack.
-                            let mut pad = [1u8; 96 * 1024];
-                            std::hint::black_box(&mut pad);
-                            pad[5] = 2;
-                            std::hint::black_box(&pad);
-                        })
-                        .unwrap()
-                        .join()
-                        .unwrap();
+                    goro::Builder::new().stack_size(256 * 1024).spawn(go_deep).unwrap().join().unwrap();
                     let after_deep = goro::stack::__deep_reclaims();
                     // The next coroutine reuses that slot (LIFO): its deep
                     // pages were given back, so it is shallow again.
@@ -241,6 +213,16 @@ fn child_bodies() {
         }
         _ => {}
     }
+}
+
+/// Writes 96 KiB of stack, past the kept top of a freed slot (`KEEP`, 32
+/// KiB), so the slot counts as deep. By reference: `black_box([..])` by
+/// value copies the array twice more in a debug build, past a 256 KiB stack.
+fn go_deep() {
+    let mut pad = [1u8; 96 * 1024];
+    std::hint::black_box(&mut pad);
+    pad[5] = 2;
+    std::hint::black_box(&pad);
 }
 
 fn run_child(which: &str) -> std::process::Output {
