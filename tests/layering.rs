@@ -269,6 +269,7 @@ const HIDDEN: &[(&str, &str)] = &[
     ("stack/mod.rs", "__unguarded_slots"),
     ("stack/mod.rs", "__deep_reclaims"),
     ("stack/mod.rs", "__probe_calls"),
+    ("stack/mod.rs", "__probe_pages"),
     ("stack/mod.rs", "__guard_install_calls"),
     ("stack/mod.rs", "__guard_batches_work"),
     ("stack/mod.rs", "__cold_give_backs"),

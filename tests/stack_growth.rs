@@ -189,6 +189,45 @@ fn child_bodies() {
             let (probes, reclaims) = batched;
             println!("probes {probes} reclaims {reclaims} big {big}");
         }
+        Ok("probe_sparse") => {
+            // Alone in this process: nothing else frees stacks meanwhile.
+            let rt = goro::Runtime::builder().workers(1).build().unwrap();
+            let (calls, pages) = rt
+                .run(|| {
+                    const N: usize = 640;
+                    // All alive at once on fresh neighbouring slots; then
+                    // every tenth ends: one batch of 64 slots, ten slots
+                    // (800 pages) apart.
+                    let (txs, hs): (Vec<_>, Vec<_>) = (0..N)
+                        .map(|_| {
+                            let (tx, rx) = goro::chan::<()>(0);
+                            (tx, goro::go(move || rx.recv().is_err()))
+                        })
+                        .unzip();
+                    let before = (goro::stack::__probe_calls(), goro::stack::__probe_pages());
+                    let mut rest = Vec::new();
+                    for (i, (tx, h)) in txs.into_iter().zip(hs).enumerate() {
+                        if i % 10 == 0 {
+                            tx.close();
+                            assert!(h.join().unwrap());
+                        } else {
+                            rest.push((tx, h));
+                        }
+                    }
+                    // The 65th slot's free flushes the batch of 64.
+                    let (tx, h) = rest.pop().unwrap();
+                    tx.close();
+                    assert!(h.join().unwrap());
+                    let probed = (goro::stack::__probe_calls() - before.0, goro::stack::__probe_pages() - before.1);
+                    for (tx, h) in rest {
+                        tx.close();
+                        assert!(h.join().unwrap());
+                    }
+                    probed
+                })
+                .unwrap();
+            println!("sparse calls {calls} pages {pages}");
+        }
         Ok("reclaim") => {
             // Alone in this process: nothing else frees stacks meanwhile.
             let rt = goro::Runtime::builder().workers(1).build().unwrap();
@@ -303,6 +342,25 @@ fn fresh_slots_are_probed_a_batch_at_a_time() {
     assert!(nums[0] <= 640 / 8, "{} mincore calls to probe 640 freed slots", nums[0]);
     assert_eq!(nums[1], 1, "deep stacks given back: {line}");
     assert_eq!(nums[2], 1, "a big deep stack given back as it ended: {line}");
+}
+
+/// 64 slots freed ten slots apart are asked about one by one, not with
+/// calls spanning the 800 pages between them (invariant 4's `PROBE_GAP`):
+/// the walk across the gaps cost the `timers` workload more than the calls.
+#[test]
+fn slots_freed_far_apart_are_probed_without_walking_the_gaps() {
+    let out = run_child("probe_sparse");
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "status {:?}, stderr: {err}", out.status);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("sparse calls "))
+        .unwrap_or_else(|| panic!("stdout: {stdout}, stderr: {err}"))
+        .1;
+    let nums: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let (calls, pages) = (nums[0], nums[1]);
+    assert!(pages <= 4 * 64, "{pages} pages walked to probe 64 slots 800 pages apart ({calls} calls)");
+    assert!(calls >= 64, "64 slots freed, {calls} mincore calls asked about them");
 }
 
 #[test]
