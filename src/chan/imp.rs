@@ -711,7 +711,14 @@ impl<T> Chan<T> {
 
     /// `try_send_locked`, filling `wake` in place (see `Wake::wake_now`).
     /// `Ok(discarded)` on success.
-    #[inline]
+    ///
+    /// Always inlined, as `try_recv_into`: with two callers each, LLVM
+    /// kept them out of line, and the call cost a prologue and epilogue of
+    /// some 35 instructions and the result moved through memory; inlined
+    /// into `send` and `recv`, a pingpong round trip takes 938 instructions
+    /// instead of 1 080, the sieve 35 % fewer, mpmc 24 % fewer
+    /// (`GORO_WORKERS=1 valgrind --tool=callgrind`), for 2.6 % more code.
+    #[inline(always)]
     fn try_send_into(&self, g: &mut Inner<T>, v: T, wake: &mut Wake) -> Result<Option<T>, TrySendError<T>> {
         if g.closed || g.no_receivers {
             return Err(TrySendError::Closed(v));
@@ -748,7 +755,8 @@ impl<T> Chan<T> {
     }
 
     /// `try_recv_locked`, filling `wake` in place (see `Wake::wake_now`).
-    #[inline]
+    /// Always inlined (see `try_send_into`).
+    #[inline(always)]
     fn try_recv_into(&self, g: &mut Inner<T>, wake: &mut Wake) -> Result<T, TryRecvError> {
         if let Some(v) = g.buf.pop_front() {
             // A slot freed: move a blocked sender's value in (invariant 2).
