@@ -270,20 +270,38 @@ impl<T> OpPtr<T> {
         OpPtr(NonNull::from(op))
     }
 
-    fn sel_ptr(&self) -> *const Selector {
-        let op: &Op<T> = self;
-        op.sel() as *const Selector
+    /// Claims this queued op for its own case, with `bits` (`CLOSED_BIT`
+    /// or 0) added (invariant 3): `Some` if the caller won it. Looks up
+    /// where the op lies once (`on_stack`) for the claim and the whole
+    /// completion: under one lock section a stack has one kind of address
+    /// (`stack/swap.rs` note 7), so the answer holds until the lock is
+    /// released. (Looked up at every access, a hand-off asked five times
+    /// whether stacks swap, 5 % of a pingpong round trip.)
+    ///
+    /// The caller holds the channel lock of the queue the op came from.
+    #[inline(always)]
+    fn claim_for(self, bits: usize) -> Option<Won<T>> {
+        let p = on_stack(self.0.as_ptr()) as *const Op<T>;
+        // SAFETY: as in `deref`: invariant 6 keeps the op alive while it is
+        // queued or being completed, and we hold the channel lock.
+        let op = unsafe { &*p };
+        op.claim(op.case | bits).then_some(Won(p))
     }
+}
 
-    /// Completes an op whose selector CAS the caller just won: puts the
-    /// waker in `party`, lets `move_value` move the value through the slot,
-    /// then makes the final `done` store, the last touch of the op
-    /// (invariant 6). Returns `move_value`'s result; `party` is whom to wake
-    /// once the lock is dropped.
+/// An op whose claim the caller just won, at the address `claim_for`
+/// looked up; used within that lock section only.
+struct Won<T>(*const Op<T>);
+
+impl<T> Won<T> {
+    /// Completes the op: puts the waker in `party`, lets `move_value` move
+    /// the value through the slot, then makes the final `done` store, the
+    /// last touch of the op (invariant 6). Returns `move_value`'s result;
+    /// `party` is whom to wake once the lock is dropped.
     ///
     /// # Safety
     ///
-    /// The caller won this op's selector CAS and holds the channel lock, so
+    /// The caller still holds the channel lock it claimed the op under, so
     /// `move_value` may use the op's slot (invariant 4).
     ///
     /// Inlined into the hand-off, and the waker written straight into its
@@ -293,10 +311,15 @@ impl<T> OpPtr<T> {
     /// `perf annotate` put at a fifth of a pingpong hand-off's samples.
     #[inline(always)]
     unsafe fn complete<R>(self, party: &mut Option<Wakeup>, move_value: impl FnOnce(&Op<T>) -> R) -> R {
-        *party = Some(self.sel().waker());
-        let r = move_value(&self);
-        // SAFETY: won (contract); nothing touches the op after this store.
-        unsafe { Selector::finish(self.sel_ptr()) };
+        // SAFETY: alive until `finish` below (invariant 6, the contract).
+        let op = unsafe { &*self.0 };
+        let sel = op.sel();
+        *party = Some(sel.waker());
+        let sel: *const Selector = sel;
+        let r = move_value(op);
+        // SAFETY: won; nothing touches the op after this store (`op` is not
+        // used again).
+        unsafe { Selector::finish(sel) };
         r
     }
 }
@@ -724,7 +747,7 @@ impl<T> Chan<T> {
             return Err(TrySendError::Closed(v));
         }
         while let Some(r) = g.recvq.pop_front() {
-            if r.claim(r.case) {
+            if let Some(r) = r.claim_for(0) {
                 // SAFETY: we won r's selector just above and hold the lock
                 // (both `complete`'s contract and `put`'s).
                 unsafe { r.complete(&mut wake.party, |r| r.put(v)) };
@@ -761,7 +784,7 @@ impl<T> Chan<T> {
         if let Some(v) = g.buf.pop_front() {
             // A slot freed: move a blocked sender's value in (invariant 2).
             while let Some(s) = g.sendq.pop_front() {
-                if s.claim(s.case) {
+                if let Some(s) = s.claim_for(0) {
                     // SAFETY: won just above, lock held (`complete`, `take`).
                     let sv = unsafe { s.complete(&mut wake.party, |s| s.take()) };
                     g.buf.push_back(sv.expect("goro bug: a queued sender without a value"));
@@ -772,7 +795,7 @@ impl<T> Chan<T> {
             return Ok(v);
         }
         while let Some(s) = g.sendq.pop_front() {
-            if s.claim(s.case) {
+            if let Some(s) = s.claim_for(0) {
                 // SAFETY: won just above, lock held (`complete`, `take`).
                 let v = unsafe { s.complete(&mut wake.party, |s| s.take()) };
                 return Ok(v.expect("goro bug: a queued sender without a value"));
@@ -968,7 +991,7 @@ impl<T> Chan<T> {
 fn fail_ops<T>(ops: impl Iterator<Item = OpPtr<T>>) -> Vec<Wakeup> {
     let mut wake = Vec::new();
     for op in ops {
-        if op.claim(op.case | CLOSED_BIT) {
+        if let Some(op) = op.claim_for(CLOSED_BIT) {
             let mut w = None;
             // SAFETY: won just above; the caller holds the lock. The value
             // stays in the slot: a failed sender takes it back.

@@ -8,7 +8,7 @@
 //!
 //! Each harness party mirrors a real path, named at its step:
 //!  * a winner: `try_send_locked`/`try_recv_locked` (lock, `Op::claim`,
-//!    `OpPtr::complete`: move the value, then `Selector::finish` last);
+//!    `Won::complete`: move the value, then `Selector::finish` last);
 //!  * a closer: `fail_ops` (claim with `CLOSED_BIT`, `complete` moving
 //!    nothing);
 //!  * the owner of a single op: `Chan::recv` + `Selector::wait` +
@@ -51,7 +51,7 @@ impl OpCell {
         // SAFETY: (model) a read; loom checks it against `free`.
         assert!(self.alive.with(|p| unsafe { *p }), "op touched after it was freed");
     }
-    /// `OpPtr::complete`'s move of the value (a sender's `put`).
+    /// `Won::complete`'s move of the value (a sender's `put`).
     fn put(&self, v: u32) {
         // SAFETY: (model) invariant 4 says the winner alone.
         self.slot.with_mut(|p| unsafe { *p = Some(v) });
