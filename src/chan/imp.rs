@@ -57,7 +57,10 @@
 //! calls): that cost ring 40 % and pingpong 30 % of their time. Keep rare
 //! work out of line (`#[cold]`) so the inlined copy stays small, and pass
 //! the wait reason and the `Wake` by address: copies of them between stack
-//! slots failed store forwarding.
+//! slots failed store forwarding. The hand-off itself (`try_send_into`,
+//! `try_recv_into`) is inlined into `send` and `recv` too, looks up where a
+//! queued op lies once (`OpPtr::claim_for`), and calls the waker only when
+//! there is somebody to wake (`Wake::wake_any`).
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
