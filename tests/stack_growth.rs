@@ -264,6 +264,20 @@ fn go_deep() {
     std::hint::black_box(&pad);
 }
 
+/// Runs child `which`, which must succeed, and returns the numbers on its
+/// stdout line after `prefix`.
+fn child_numbers(which: &str, prefix: &str) -> Vec<u64> {
+    let out = run_child(which);
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "status {:?}, stderr: {err}", out.status);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once(prefix))
+        .unwrap_or_else(|| panic!("stdout: {stdout}, stderr: {err}"))
+        .1;
+    line.split(' ').filter_map(|w| w.parse().ok()).collect()
+}
+
 fn run_child(which: &str) -> std::process::Output {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_bodies", "--nocapture", "--test-threads=1"])
@@ -330,18 +344,10 @@ fn crossing_one_boundary_many_times() {
 /// a big stack (over 1 MiB) is probed alone, at once.
 #[test]
 fn fresh_slots_are_probed_a_batch_at_a_time() {
-    let out = run_child("probe_batch");
-    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "status {:?}, stderr: {err}", out.status);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("probes "))
-        .unwrap_or_else(|| panic!("stdout: {stdout}, stderr: {err}"))
-        .1;
-    let nums: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let nums = child_numbers("probe_batch", "probes ");
     assert!(nums[0] <= 640 / 8, "{} mincore calls to probe 640 freed slots", nums[0]);
-    assert_eq!(nums[1], 1, "deep stacks given back: {line}");
-    assert_eq!(nums[2], 1, "a big deep stack given back as it ended: {line}");
+    assert_eq!(nums[1], 1, "deep stacks given back (calls, deep, big): {nums:?}");
+    assert_eq!(nums[2], 1, "a big deep stack given back as it ended (calls, deep, big): {nums:?}");
 }
 
 /// 64 slots freed ten slots apart are asked about one by one, not with
@@ -349,15 +355,7 @@ fn fresh_slots_are_probed_a_batch_at_a_time() {
 /// the walk across the gaps cost the `timers` workload more than the calls.
 #[test]
 fn slots_freed_far_apart_are_probed_without_walking_the_gaps() {
-    let out = run_child("probe_sparse");
-    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "status {:?}, stderr: {err}", out.status);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("sparse calls "))
-        .unwrap_or_else(|| panic!("stdout: {stdout}, stderr: {err}"))
-        .1;
-    let nums: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let nums = child_numbers("probe_sparse", "sparse calls ");
     let (calls, pages) = (nums[0], nums[1]);
     assert!(pages <= 4 * 64, "{pages} pages walked to probe 64 slots 800 pages apart ({calls} calls)");
     assert!(calls >= 64, "64 slots freed, {calls} mincore calls asked about them");
