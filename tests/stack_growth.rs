@@ -228,6 +228,24 @@ fn child_bodies() {
                 .unwrap();
             println!("sparse calls {calls} pages {pages}");
         }
+        Ok("deferred") => {
+            // Alone in this process: nothing else frees stacks meanwhile.
+            let rt = goro::Runtime::builder().workers(1).build().unwrap();
+            let (at_return, after_idle) = rt
+                .run(|| {
+                    let before = goro::stack::__deep_reclaims();
+                    // Some 24 MiB of recursion through 1 MiB segments, then
+                    // back: the joiner runs next on this worker, before it
+                    // idles.
+                    assert_eq!(goro::go(|| segments_deep(24 * 1024)).join().unwrap(), 24 * 1024);
+                    let at_return = goro::stack::__deep_reclaims() - before;
+                    // The worker has nothing to do while this sleeps.
+                    goro::time::sleep(std::time::Duration::from_millis(20));
+                    (at_return, goro::stack::__deep_reclaims() - before)
+                })
+                .unwrap();
+            println!("deferred {at_return} {after_idle}");
+        }
         Ok("reclaim") => {
             // Alone in this process: nothing else frees stacks meanwhile.
             let rt = goro::Runtime::builder().workers(1).build().unwrap();
@@ -252,6 +270,16 @@ fn child_bodies() {
         }
         _ => {}
     }
+}
+
+/// Recurses `n` levels of a 1 KiB frame through 1 MiB segments.
+fn segments_deep(n: u64) -> u64 {
+    let mut pad = [1u8; 1024];
+    std::hint::black_box(&mut pad);
+    if n == 0 {
+        return 0;
+    }
+    goro::stack::maybe_grow(64 * 1024, 1 << 20, || segments_deep(n - 1)) + pad[7] as u64
 }
 
 /// Writes 96 KiB of stack, past the kept top of a freed slot (`KEEP`, 32
@@ -359,6 +387,17 @@ fn slots_freed_far_apart_are_probed_without_walking_the_gaps() {
     let (calls, pages) = (nums[0], nums[1]);
     assert!(pages <= 4 * 64, "{pages} pages walked to probe 64 slots 800 pages apart ({calls} calls)");
     assert!(calls >= 64, "64 slots freed, {calls} mincore calls asked about them");
+}
+
+/// A recursion through some twenty 1 MiB segments gives their pages back
+/// when its worker runs out of work, not on its way out (invariant 4 of
+/// `stack/mod.rs`, `flush_idle`): what runs next does not wait for it.
+#[test]
+fn deep_segments_are_given_back_when_the_worker_idles() {
+    let nums = child_numbers("deferred", "deferred ");
+    let (at_return, after_idle) = (nums[0], nums[1]);
+    assert_eq!(at_return, 0, "deep stacks given back before the worker idled: {at_return}");
+    assert!(after_idle >= 16, "deep stacks given back once the worker idled: {after_idle}");
 }
 
 #[test]

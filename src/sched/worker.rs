@@ -240,6 +240,9 @@ impl WorkerLocal {
             if self.rt.shutdown.load(Ordering::Acquire) {
                 return;
             }
+            // Out of work: freed stacks' deferred give-back (stack
+            // invariant 4), off the path of what runs next.
+            crate::stack::flush_idle();
             self.sleep();
         }
     }
