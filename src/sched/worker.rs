@@ -799,9 +799,13 @@ impl WorkerLocal {
         if co.unwinding.get() {
             self.suspended_unwinding.set(self.suspended_unwinding.get() - 1);
         }
-        if let Some(s) = co.swapped.take() {
-            back_off(&co);
-            self.swap_in(s);
+        // Only this worker's sweep swaps its coroutines out, and it sweeps
+        // only with `swap_after` set: skip the take (a store) otherwise.
+        if self.swap_after.is_some() {
+            if let Some(s) = co.swapped.take() {
+                back_off(&co);
+                self.swap_in(s);
+            }
         }
         self.shared.running.store(co.id, Ordering::Relaxed);
         bump(&self.shared.resumes);

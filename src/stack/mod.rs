@@ -690,7 +690,11 @@ pub(crate) struct Stack {
     /// How the next free asks whether the stack went deep (invariant 4):
     /// `PROBE_FRESH`, `PROBE_SEEN` or `PROBE_MAPPED`. Kept across reuse in
     /// the low bits of the free lists' entries (slots are page aligned).
-    probe: usize,
+    /// A byte, so that `top` fits in the control block's budget.
+    probe: u8,
+    /// The usable top, `slot + GUARD_SIZE + size()`: corosensei asks for it
+    /// (`base`) at every resume.
+    top: usize,
 }
 
 /// A slot never freed yet: its probe page is unmapped unless the stack
@@ -756,7 +760,8 @@ impl Stack {
         IN_USE.add(1);
         let guarded = guard.is_none();
         let (slot, probe) = (entry & !PROBE_BITS, entry & PROBE_BITS);
-        Ok((Stack { slot, class, guarded, probe }, guard))
+        let top = slot + GUARD_SIZE + (1 << class);
+        Ok((Stack { slot, class, guarded, probe: probe as u8, top }, guard))
     }
 
     /// A stack whose guard is installed before it is returned. If that
@@ -775,7 +780,7 @@ impl Stack {
     }
 
     fn top(&self) -> usize {
-        self.slot + GUARD_SIZE + self.size()
+        self.top
     }
 }
 
@@ -903,7 +908,7 @@ impl Drop for Stack {
         }
         let size = self.size();
         let ci = (self.class - MIN_CLASS) as usize;
-        if size > KEEP && size <= PROBE_BATCH_MAX && self.probe == PROBE_FRESH {
+        if size > KEEP && size <= PROBE_BATCH_MAX && usize::from(self.probe) == PROBE_FRESH {
             // Invariant 4: probed with its thread's next batch.
             let u = Unprobed { slot: self.slot, ci, top: self.top(), cold };
             let gathered = LOCAL.try_with(|l| {
@@ -921,7 +926,7 @@ impl Drop for Stack {
         if size > KEEP {
             // Invariant 4: did the stack reach the page just below the kept top?
             let probe = self.top() - KEEP - PAGE;
-            let deep = if self.probe == PROBE_FRESH {
+            let deep = if usize::from(self.probe) == PROBE_FRESH {
                 // A big stack, or this thread's cache is gone (thread exit).
                 probe_resident(probe)
             } else {
@@ -937,18 +942,19 @@ impl Drop for Stack {
                     w != 0
                 })
             };
-            self.probe = match (deep, self.probe) {
+            let probe = match (deep, usize::from(self.probe)) {
                 // Given back below: unmapped again, so read it (once) next time.
                 (true, _) => PROBE_SEEN,
                 (false, PROBE_FRESH) => PROBE_SEEN,
                 (false, _) => PROBE_MAPPED,
             };
+            self.probe = probe as u8;
             if deep {
                 // SAFETY: our own slot, freed: its contents are dead.
                 unsafe { give_back_deep(self.slot, self.top()) };
             }
         }
-        let entry = self.slot | self.probe;
+        let entry = self.slot | usize::from(self.probe);
         let recycled = LOCAL.try_with(|l| {
             let mut l = l.borrow_mut();
             if cold {
