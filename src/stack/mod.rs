@@ -942,13 +942,13 @@ impl Drop for Stack {
                     w != 0
                 })
             };
-            let probe = match (deep, usize::from(self.probe)) {
+            let next = match (deep, usize::from(self.probe)) {
                 // Given back below: unmapped again, so read it (once) next time.
                 (true, _) => PROBE_SEEN,
                 (false, PROBE_FRESH) => PROBE_SEEN,
                 (false, _) => PROBE_MAPPED,
             };
-            self.probe = probe as u8;
+            self.probe = next as u8;
             if deep {
                 // SAFETY: our own slot, freed: its contents are dead.
                 unsafe { give_back_deep(self.slot, self.top()) };
