@@ -159,7 +159,7 @@ fn child_bodies() {
             let (batched, big) = rt
                 .run(|| {
                     const N: usize = 640;
-                    let before = (goro::stack::__probe_calls(), goro::stack::__deep_reclaims());
+                    let before = (goro::stack::__probes().0, goro::stack::__deep_reclaims());
                     // All alive at once, so each runs on a fresh slot, and
                     // ten batches of 64 end: one deep stack, the rest
                     // parked until the close.
@@ -178,7 +178,7 @@ fn child_bodies() {
                     for h in hs {
                         h.join().unwrap();
                     }
-                    let batched = (goro::stack::__probe_calls() - before.0, goro::stack::__deep_reclaims() - before.1);
+                    let batched = (goro::stack::__probes().0 - before.0, goro::stack::__deep_reclaims() - before.1);
                     // A big stack is probed alone, as it ends: a deep one
                     // gives its pages back at once.
                     let before = goro::stack::__deep_reclaims();
@@ -204,7 +204,7 @@ fn child_bodies() {
                             (tx, goro::go(move || rx.recv().is_err()))
                         })
                         .unzip();
-                    let before = (goro::stack::__probe_calls(), goro::stack::__probe_pages());
+                    let before = goro::stack::__probes();
                     let mut rest = Vec::new();
                     for (i, (tx, h)) in txs.into_iter().zip(hs).enumerate() {
                         if i % 10 == 0 {
@@ -218,7 +218,8 @@ fn child_bodies() {
                     let (tx, h) = rest.pop().unwrap();
                     tx.close();
                     assert!(h.join().unwrap());
-                    let probed = (goro::stack::__probe_calls() - before.0, goro::stack::__probe_pages() - before.1);
+                    let after = goro::stack::__probes();
+                    let probed = (after.0 - before.0, after.1 - before.1);
                     for (tx, h) in rest {
                         tx.close();
                         assert!(h.join().unwrap());

@@ -294,18 +294,12 @@ pub fn __deep_reclaims() -> u64 {
     DEEP_RECLAIMS.load(Ordering::Relaxed)
 }
 
-/// Testing hook, not API: `mincore` calls made so far to probe freed slots
-/// that had never been probed (invariant 4).
+/// Testing hook, not API: (calls, pages) so far of the `mincore`s that
+/// probe freed slots never probed before (invariant 4); the kernel walks
+/// the page table entry of every page asked about.
 #[doc(hidden)]
-pub fn __probe_calls() -> u64 {
-    PROBE_CALLS.load(Ordering::Relaxed)
-}
-
-/// Testing hook, not API: pages those `mincore` calls asked about (the
-/// kernel walks each one's page table entry).
-#[doc(hidden)]
-pub fn __probe_pages() -> u64 {
-    PROBE_PAGES.load(Ordering::Relaxed)
+pub fn __probes() -> (u64, u64) {
+    (PROBE_CALLS.load(Ordering::Relaxed), PROBE_PAGES.load(Ordering::Relaxed))
 }
 
 /// What `join` returns (as the panic payload) for a coroutine that did not
