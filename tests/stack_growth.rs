@@ -154,119 +154,103 @@ fn child_bodies() {
             unreachable!("the overflow must abort");
         }
         Ok("probe_batch") => {
-            // Alone in this process: nothing else frees stacks meanwhile.
-            let rt = goro::Runtime::builder().workers(1).build().unwrap();
-            let (batched, big) = rt
-                .run(|| {
-                    const N: usize = 640;
-                    let before = (goro::stack::__probes().0, goro::stack::__deep_reclaims());
-                    // All alive at once, so each runs on a fresh slot, and
-                    // ten batches of 64 end: one deep stack, the rest
-                    // parked until the close.
-                    let deep = goro::go(go_deep);
-                    let (tx, rx) = goro::chan::<()>(0);
-                    let hs: Vec<_> = (1..N)
-                        .map(|_| {
-                            let rx = rx.clone();
-                            goro::go(move || {
-                                let _ = rx.recv();
-                            })
+            let (batched, big) = alone(|| {
+                const N: usize = 640;
+                let before = (goro::stack::__probes().0, goro::stack::__deep_reclaims());
+                // All alive at once, so each runs on a fresh slot, and
+                // ten batches of 64 end: one deep stack, the rest
+                // parked until the close.
+                let deep = goro::go(go_deep);
+                let (tx, rx) = goro::chan::<()>(0);
+                let hs: Vec<_> = (1..N)
+                    .map(|_| {
+                        let rx = rx.clone();
+                        goro::go(move || {
+                            let _ = rx.recv();
                         })
-                        .collect();
-                    deep.join().unwrap();
-                    tx.close();
-                    for h in hs {
-                        h.join().unwrap();
-                    }
-                    let batched = (goro::stack::__probes().0 - before.0, goro::stack::__deep_reclaims() - before.1);
-                    // A big stack is probed alone, as it ends: a deep one
-                    // gives its pages back at once.
-                    let before = goro::stack::__deep_reclaims();
-                    goro::Builder::new().stack_size(4 << 20).spawn(go_deep).unwrap().join().unwrap();
-                    (batched, goro::stack::__deep_reclaims() - before)
-                })
-                .unwrap();
+                    })
+                    .collect();
+                deep.join().unwrap();
+                tx.close();
+                for h in hs {
+                    h.join().unwrap();
+                }
+                let batched = (goro::stack::__probes().0 - before.0, goro::stack::__deep_reclaims() - before.1);
+                // A big stack is probed alone, as it ends: a deep one
+                // gives its pages back at once.
+                let before = goro::stack::__deep_reclaims();
+                goro::Builder::new().stack_size(4 << 20).spawn(go_deep).unwrap().join().unwrap();
+                (batched, goro::stack::__deep_reclaims() - before)
+            });
             let (probes, reclaims) = batched;
             println!("probes {probes} reclaims {reclaims} big {big}");
         }
         Ok("probe_sparse") => {
-            // Alone in this process: nothing else frees stacks meanwhile.
-            let rt = goro::Runtime::builder().workers(1).build().unwrap();
-            let (calls, pages) = rt
-                .run(|| {
-                    const N: usize = 640;
-                    // All alive at once on fresh neighbouring slots; then
-                    // every tenth ends: one batch of 64 slots, ten slots
-                    // (800 pages) apart.
-                    let (txs, hs): (Vec<_>, Vec<_>) = (0..N)
-                        .map(|_| {
-                            let (tx, rx) = goro::chan::<()>(0);
-                            (tx, goro::go(move || rx.recv().is_err()))
-                        })
-                        .unzip();
-                    let before = goro::stack::__probes();
-                    let mut rest = Vec::new();
-                    for (i, (tx, h)) in txs.into_iter().zip(hs).enumerate() {
-                        if i % 10 == 0 {
-                            tx.close();
-                            assert!(h.join().unwrap());
-                        } else {
-                            rest.push((tx, h));
-                        }
-                    }
-                    // The 65th slot's free flushes the batch of 64.
-                    let (tx, h) = rest.pop().unwrap();
-                    tx.close();
-                    assert!(h.join().unwrap());
-                    let after = goro::stack::__probes();
-                    let probed = (after.0 - before.0, after.1 - before.1);
-                    for (tx, h) in rest {
+            let (calls, pages) = alone(|| {
+                const N: usize = 640;
+                // All alive at once on fresh neighbouring slots; then
+                // every tenth ends: one batch of 64 slots, ten slots
+                // (800 pages) apart.
+                let (txs, hs): (Vec<_>, Vec<_>) = (0..N)
+                    .map(|_| {
+                        let (tx, rx) = goro::chan::<()>(0);
+                        (tx, goro::go(move || rx.recv().is_err()))
+                    })
+                    .unzip();
+                let before = goro::stack::__probes();
+                let mut rest = Vec::new();
+                for (i, (tx, h)) in txs.into_iter().zip(hs).enumerate() {
+                    if i % 10 == 0 {
                         tx.close();
                         assert!(h.join().unwrap());
+                    } else {
+                        rest.push((tx, h));
                     }
-                    probed
-                })
-                .unwrap();
+                }
+                // The 65th slot's free flushes the batch of 64.
+                let (tx, h) = rest.pop().unwrap();
+                tx.close();
+                assert!(h.join().unwrap());
+                let after = goro::stack::__probes();
+                let probed = (after.0 - before.0, after.1 - before.1);
+                for (tx, h) in rest {
+                    tx.close();
+                    assert!(h.join().unwrap());
+                }
+                probed
+            });
             println!("sparse calls {calls} pages {pages}");
         }
         Ok("deferred") => {
-            // Alone in this process: nothing else frees stacks meanwhile.
-            let rt = goro::Runtime::builder().workers(1).build().unwrap();
-            let (at_return, after_idle) = rt
-                .run(|| {
-                    let before = goro::stack::__deep_reclaims();
-                    // Some 24 MiB of recursion through 1 MiB segments, then
-                    // back: the joiner runs next on this worker, before it
-                    // idles.
-                    assert_eq!(goro::go(|| segments_deep(24 * 1024)).join().unwrap(), 24 * 1024);
-                    let at_return = goro::stack::__deep_reclaims() - before;
-                    // The worker has nothing to do while this sleeps.
-                    goro::time::sleep(std::time::Duration::from_millis(20));
-                    (at_return, goro::stack::__deep_reclaims() - before)
-                })
-                .unwrap();
+            let (at_return, after_idle) = alone(|| {
+                let before = goro::stack::__deep_reclaims();
+                // Some 24 MiB of recursion through 1 MiB segments, then
+                // back: the joiner runs next on this worker, before it
+                // idles.
+                assert_eq!(goro::go(|| segments_deep(24 * 1024)).join().unwrap(), 24 * 1024);
+                let at_return = goro::stack::__deep_reclaims() - before;
+                // The worker has nothing to do while this sleeps.
+                goro::time::sleep(std::time::Duration::from_millis(20));
+                (at_return, goro::stack::__deep_reclaims() - before)
+            });
             println!("deferred {at_return} {after_idle}");
         }
         Ok("reclaim") => {
-            // Alone in this process: nothing else frees stacks meanwhile.
-            let rt = goro::Runtime::builder().workers(1).build().unwrap();
-            let counts = rt
-                .run(|| {
-                    let shallow = || goro::go(|| std::hint::black_box(7u64)).join().unwrap();
-                    for _ in 0..200 {
-                        shallow();
-                    }
-                    let after_shallow = goro::stack::__deep_reclaims();
-                    goro::Builder::new().stack_size(256 * 1024).spawn(go_deep).unwrap().join().unwrap();
-                    let after_deep = goro::stack::__deep_reclaims();
-                    // The next coroutine reuses that slot (LIFO): its deep
-                    // pages were given back, so it is shallow again.
-                    for _ in 0..200 {
-                        shallow();
-                    }
-                    (after_shallow, after_deep, goro::stack::__deep_reclaims())
-                })
-                .unwrap();
+            let counts = alone(|| {
+                let shallow = || goro::go(|| std::hint::black_box(7u64)).join().unwrap();
+                for _ in 0..200 {
+                    shallow();
+                }
+                let after_shallow = goro::stack::__deep_reclaims();
+                goro::Builder::new().stack_size(256 * 1024).spawn(go_deep).unwrap().join().unwrap();
+                let after_deep = goro::stack::__deep_reclaims();
+                // The next coroutine reuses that slot (LIFO): its deep
+                // pages were given back, so it is shallow again.
+                for _ in 0..200 {
+                    shallow();
+                }
+                (after_shallow, after_deep, goro::stack::__deep_reclaims())
+            });
             println!("reclaims {counts:?}");
         }
         _ => {}
@@ -305,6 +289,12 @@ fn child_numbers(which: &str, prefix: &str) -> Vec<u64> {
         .unwrap_or_else(|| panic!("stdout: {stdout}, stderr: {err}"))
         .1;
     line.split(' ').filter_map(|w| w.parse().ok()).collect()
+}
+
+/// Runs `f` as the main coroutine of a one-worker runtime; in a child
+/// process of its own, nothing else frees stacks meanwhile.
+fn alone<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    goro::Runtime::builder().workers(1).build().unwrap().run(f).unwrap()
 }
 
 fn run_child(which: &str) -> std::process::Output {
