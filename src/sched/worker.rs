@@ -248,13 +248,10 @@ impl WorkerLocal {
     }
 
     fn next_rand(&self) -> u64 {
-        // xorshift64*
         let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
+        let r = xorshift64star(&mut x);
         self.rng.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        r
     }
 
     #[inline]
@@ -1088,6 +1085,14 @@ pub(crate) fn add(c: &std::sync::atomic::AtomicUsize, d: usize) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed);
 }
 
+/// xorshift64*: advances the state `x` and returns the next number.
+fn xorshift64star(x: &mut u64) -> u64 {
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
 /// Increments a counter only this worker writes: a plain load and store (no
 /// locked read-modify-write on the hot path). Readers only need a recent value.
 #[inline]
@@ -1137,7 +1142,7 @@ fn _unused(_: u8) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::lighter_of;
+    use super::{lighter_of, xorshift64star};
 
     /// Up to 4 workers: the least loaded other one, exactly; never `me`.
     #[test]
@@ -1158,12 +1163,7 @@ mod tests {
     #[test]
     fn many_workers_are_sampled_two_at_a_time() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut rand = || {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        };
+        let mut rand = || xorshift64star(&mut x);
         let load = |i: usize| Some(if i == 17 { 0 } else { 100 + i });
         let (mut found, mut calls) = (0, 0);
         for _ in 0..20_000 {
