@@ -997,12 +997,7 @@ pub(crate) fn worker_exiting() {}
 /// freed slots it gathered (invariant 4), giving a deep one's pages back
 /// now that nothing waits for this thread.
 pub(crate) fn flush_idle() {
-    let _ = LOCAL.try_with(|l| {
-        let mut l = l.borrow_mut();
-        if !l.unprobed.is_empty() {
-            l.flush_unprobed();
-        }
-    });
+    let _ = LOCAL.try_with(|l| l.borrow_mut().flush_unprobed());
 }
 
 /// Stack counters (process-wide).
